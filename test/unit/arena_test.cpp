@@ -1,0 +1,124 @@
+// The arena hands out disjoint, aligned blocks by offset, reuses freed ones,
+// and the segmented array grows in place without moving elements, also while
+// other threads read it.
+#include "core/arena.hpp"
+#include "core/segmented_array.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+namespace engram::core {
+namespace {
+
+struct alignas(64) Line {
+	std::byte b[64];
+};
+
+struct ArenaFixture {
+	explicit ArenaFixture(std::size_t bytes) : lines(bytes / 64), arena(Arena::create(base(), bytes)) {}
+	std::byte *base() { return reinterpret_cast<std::byte *>(lines.data()); }
+	std::vector<Line> lines;
+	Arena arena;
+};
+
+TEST(Arena, BlocksAreDisjointAlignedAndAccounted)
+{
+	ArenaFixture f(1 << 20);
+	const std::uint64_t a = f.arena.allocate(100);
+	const std::uint64_t b = f.arena.allocate(5000);
+	ASSERT_NE(a, 0u);
+	ASSERT_NE(b, 0u);
+	EXPECT_EQ(a % 64, 0u);
+	EXPECT_EQ(b % 64, 0u);
+	EXPECT_GE(b, a + 100);
+	EXPECT_EQ(f.arena.used_bytes(), 4096u + 8192u);
+	f.arena.release(a, 100);
+	f.arena.release(b, 5000);
+	EXPECT_EQ(f.arena.used_bytes(), 0u);
+}
+
+TEST(Arena, ReturnsZeroWhenExhaustedAndReusesFreedMemory)
+{
+	ArenaFixture f(1 << 20);
+	std::vector<std::uint64_t> blocks;
+	for (std::uint64_t off; (off = f.arena.allocate(64 * 1024)) != 0;)
+		blocks.push_back(off);
+	EXPECT_GE(blocks.size(), 14u);
+	while (f.arena.allocate(4096) != 0)
+		;
+	EXPECT_EQ(f.arena.allocate(64 * 1024), 0u);
+	// Free two neighbours: they coalesce into one block large enough for 128 KiB.
+	f.arena.release(blocks[3], 64 * 1024);
+	f.arena.release(blocks[4], 64 * 1024);
+	EXPECT_EQ(f.arena.allocate(128 * 1024), blocks[3]);
+}
+
+TEST(SegmentedArray, GrowsWithoutMovingElements)
+{
+	ArenaFixture f(8 << 20);
+	SegmentedArrayHeader header;
+	SegmentedArray::init(&header, 64, 4);
+	SegmentedArray array(f.arena, &header);
+	EXPECT_EQ(array.capacity(), 0u);
+	ASSERT_TRUE(array.ensure_capacity(10));
+	EXPECT_EQ(array.capacity(), 16u);
+	std::vector<std::byte *> addresses;
+	for (std::uint64_t i = 0; i < 10000; ++i) {
+		ASSERT_TRUE(array.ensure_capacity(i + 1));
+		std::memcpy(array.at(i), &i, sizeof i);
+		addresses.push_back(array.at(i));
+	}
+	for (std::uint64_t i = 0; i < 10000; ++i) {
+		std::uint64_t v;
+		std::memcpy(&v, array.at(i), sizeof v);
+		ASSERT_EQ(v, i);
+		ASSERT_EQ(array.at(i), addresses[i]);
+	}
+	const std::size_t before = f.arena.used_bytes();
+	EXPECT_EQ(array.allocated_bytes(), before);
+	array.release_all();
+	EXPECT_EQ(f.arena.used_bytes(), 0u);
+}
+
+TEST(SegmentedArray, ReportsExhaustion)
+{
+	ArenaFixture f(1 << 20);
+	SegmentedArrayHeader header;
+	SegmentedArray::init(&header, 1024, 4);
+	SegmentedArray array(f.arena, &header);
+	EXPECT_TRUE(array.ensure_capacity(200));
+	EXPECT_FALSE(array.ensure_capacity(5000));
+}
+
+TEST(SegmentedArray, ReadersSeeElementsPublishedWhileItGrows)
+{
+	ArenaFixture f(64 << 20);
+	SegmentedArrayHeader header;
+	SegmentedArray::init(&header, sizeof(std::uint64_t), 3);
+	SegmentedArray array(f.arena, &header);
+	std::atomic<std::uint64_t> count{0};
+	constexpr std::uint64_t total = 200000;
+	std::atomic<bool> bad{false};
+	std::thread reader([&] {
+		while (count.load(std::memory_order_acquire) < total) {
+			const std::uint64_t n = count.load(std::memory_order_acquire);
+			for (std::uint64_t i = n > 64 ? n - 64 : 0; i < n; ++i)
+				if (*array.at_as<std::uint64_t>(i) != i * 3)
+					bad = true;
+		}
+	});
+	for (std::uint64_t i = 0; i < total; ++i) {
+		ASSERT_TRUE(array.ensure_capacity(i + 1));
+		*array.at_as<std::uint64_t>(i) = i * 3;
+		count.store(i + 1, std::memory_order_release);
+	}
+	reader.join();
+	EXPECT_FALSE(bad.load());
+}
+
+} // namespace
+} // namespace engram::core
