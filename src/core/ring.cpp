@@ -186,9 +186,6 @@ Ring::seed_generation(std::uint64_t floor) noexcept
 	std::uint64_t g = h->generation.load(std::memory_order_acquire);
 	while (g < floor && !h->generation.compare_exchange_weak(g, floor, std::memory_order_acq_rel))
 		;
-	std::uint64_t p = h->published.load(std::memory_order_acquire);
-	while (p < floor && !h->published.compare_exchange_weak(p, floor, std::memory_order_acq_rel))
-		;
 }
 
 bool

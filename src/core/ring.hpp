@@ -139,9 +139,12 @@ public:
 	std::uint64_t published_generation() const noexcept { return header()->published.load(std::memory_order_acquire); }
 	std::uint64_t last_generation() const noexcept { return header()->generation.load(std::memory_order_acquire); }
 	// Raises the generation counter to at least `floor` (used to continue a
-	// sequence that must stay monotonic across restarts).
+	// sequence that must stay monotonic across restarts). The published
+	// generation follows at the next advance_published().
 	void seed_generation(std::uint64_t floor) noexcept;
 	std::uint64_t used_cells() const noexcept;
+	std::uint64_t head_position() const noexcept { return header()->head.load(std::memory_order_acquire); }
+	std::uint64_t tail_position() const noexcept { return header()->tail.load(std::memory_order_acquire); }
 	std::uint64_t capacity_cells() const noexcept { return header()->cells; }
 	double fill() const noexcept { return static_cast<double>(used_cells()) / static_cast<double>(capacity_cells()); }
 	std::uint64_t committed_records() const noexcept { return header()->committed_records.load(std::memory_order_relaxed); }

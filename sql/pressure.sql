@@ -1,0 +1,8 @@
+-- Pressure and the workers view on an idle pipeline.
+SELECT engram.wait_stored();
+SELECT level, fill < 0.5 AS low_fill, pending, retry_after_ms, suggested_batch FROM engram.pressure();
+SELECT worker_id, pid IS NOT NULL AS running, state IN ('idle', 'draining') AS healthy,
+	   queue_depth, observed_total >= 0 AS counts, linked_total, busy_ratio BETWEEN 0 AND 1 AS ratio
+FROM engram.workers ORDER BY worker_id;
+SELECT sum(observed_total) >= (SELECT count(*) FROM engram.observations) AS workers_stored_every_row
+FROM engram.workers;

@@ -1,0 +1,59 @@
+#include "core/pressure.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace engram::core {
+
+const char *
+pressure_level_name(PressureLevel level) noexcept
+{
+	switch (level) {
+		case PressureLevel::normal:
+			return "normal";
+		case PressureLevel::warning:
+			return "warning";
+		case PressureLevel::critical:
+			return "critical";
+		case PressureLevel::overloaded:
+			return "overloaded";
+	}
+	return "normal";
+}
+
+PressureLevel
+pressure_level(double fill, PressureThresholds t) noexcept
+{
+	const double overloaded = t.overloaded;
+	const double critical = std::min(t.critical, overloaded);
+	const double warning = std::min(t.warning, critical);
+	if (fill >= overloaded)
+		return PressureLevel::overloaded;
+	if (fill >= critical)
+		return PressureLevel::critical;
+	if (fill >= warning)
+		return PressureLevel::warning;
+	return PressureLevel::normal;
+}
+
+PressureReport
+assess_pressure(double fill, PressureThresholds t, double backlog_above_warning, double drain_per_second,
+				std::int32_t fallback_ms) noexcept
+{
+	static constexpr std::int32_t batch_for_level[] = {10, 100, 500, 1000};
+	PressureReport r{};
+	r.fill = std::clamp(fill, 0.0, 1.0);
+	r.level = pressure_level(r.fill, t);
+	r.suggested_batch = batch_for_level[static_cast<int>(r.level)];
+	if (r.level == PressureLevel::normal)
+		r.retry_after_ms = 0;
+	else if (drain_per_second <= 0.0)
+		r.retry_after_ms = fallback_ms;
+	else {
+		const double ms = std::ceil(std::max(backlog_above_warning, 0.0) / drain_per_second * 1000.0);
+		r.retry_after_ms = static_cast<std::int32_t>(std::clamp(ms, 1.0, 60000.0));
+	}
+	return r;
+}
+
+} // namespace engram::core

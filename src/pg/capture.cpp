@@ -1,0 +1,438 @@
+// Capture: from a committed row of engram.observations to a ring record.
+//
+// The AFTER INSERT row trigger on engram.observations (every path: observe,
+// observe_batch, INSERT, COPY, logical replication apply) queues the row in
+// this backend's pending list, tagged with its subtransaction so a rolled
+// back savepoint takes its rows with it. Nothing reaches shared memory before
+// commit:
+//   PRE_COMMIT  reserve ring records for all pending rows and fill them; this
+//               is where backpressure acts, so a refusal aborts the
+//               transaction and the client sees the error;
+//   COMMIT      publish every record under one generation (cannot fail);
+//   ABORT       cancel whatever was reserved.
+// A transaction whose vectors would crowd the ring (over an eighth of it)
+// stops keeping vectors and publishes id ranges instead; the worker reads
+// those rows back from the table. Backend memory is therefore bounded by the
+// ring size plus a few bytes per id range.
+//
+// All state is plain data in a memory context of its own, reset at the end
+// of every transaction; nothing here owns C++ resources, so an ereport can
+// unwind through any of it.
+#include "pg/capture.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/observation_batch.hpp"
+#include "core/pressure.hpp"
+#include "core/ring.hpp"
+#include "pg/guc.hpp"
+#include "pg/pressure.hpp"
+#include "pg/shared.hpp"
+
+#include "pg/postgres.hpp"
+
+namespace {
+
+struct PendingRow {
+	std::int64_t id;
+	std::int32_t space_id;
+	std::uint32_t dim;
+	SubTransactionId subid;
+	float confidence;
+	std::size_t vector_offset; // into Pending::vectors, in floats
+};
+
+struct PendingRange {
+	std::int32_t space_id;
+	std::uint32_t dim;
+	SubTransactionId subid;
+	std::int64_t first;
+	std::int64_t last;
+};
+
+// Rows while their vectors fit the budget, then ranges of ids only.
+struct Pending {
+	MemoryContext context;
+	PendingRow *rows;
+	std::size_t row_count, row_capacity;
+	float *vectors;
+	std::size_t float_count, float_capacity;
+	PendingRange *ranges;
+	std::size_t range_count, range_capacity;
+	bool spilled;
+	std::uint64_t *reserved; // ring positions claimed at pre-commit
+	std::size_t reserved_count, reserved_capacity;
+	std::uint64_t observations;
+	std::int32_t delete_allowed_space;
+	std::uint64_t last_generation;
+};
+
+Pending pending;
+
+template <typename T>
+void
+grow(T *&array, std::size_t &capacity, std::size_t needed)
+{
+	if (needed <= capacity)
+		return;
+	std::size_t next = std::max<std::size_t>(capacity * 2, 64);
+	while (next < needed)
+		next *= 2;
+	array = array == nullptr ? static_cast<T *>(MemoryContextAlloc(pending.context, next * sizeof(T)))
+							 : static_cast<T *>(repalloc_huge(array, next * sizeof(T)));
+	capacity = next;
+}
+
+void
+pending_reset(void)
+{
+	if (pending.context != nullptr)
+		MemoryContextReset(pending.context);
+	const std::uint64_t last = pending.last_generation;
+	MemoryContext context = pending.context;
+	pending = Pending{};
+	pending.context = context;
+	pending.last_generation = last;
+}
+
+std::size_t
+spill_threshold_bytes(void)
+{
+	return static_cast<std::size_t>(engram_ring_size_kb) * 1024 / 8;
+}
+
+void
+append_range(std::int32_t space_id, std::uint32_t dim, SubTransactionId subid, std::int64_t id)
+{
+	if (pending.range_count > 0) {
+		PendingRange &last = pending.ranges[pending.range_count - 1];
+		if (last.space_id == space_id && last.subid == subid && last.last + 1 == id) {
+			last.last = id;
+			return;
+		}
+	}
+	grow(pending.ranges, pending.range_capacity, pending.range_count + 1);
+	pending.ranges[pending.range_count++] = PendingRange{space_id, dim, subid, id, id};
+}
+
+// Switches the transaction to id ranges once its vectors outgrow the budget.
+void
+spill_rows_to_ranges(void)
+{
+	for (std::size_t i = 0; i < pending.row_count; ++i) {
+		const PendingRow &r = pending.rows[i];
+		append_range(r.space_id, r.dim, r.subid, r.id);
+	}
+	pfree(pending.rows);
+	pending.rows = nullptr;
+	pending.row_count = pending.row_capacity = 0;
+	if (pending.vectors != nullptr)
+		pfree(pending.vectors);
+	pending.vectors = nullptr;
+	pending.float_count = pending.float_capacity = 0;
+	pending.spilled = true;
+}
+
+void
+capture_row(std::int64_t id, std::int32_t space_id, std::span<const float> vector, float confidence)
+{
+	const SubTransactionId subid = GetCurrentSubTransactionId();
+	const auto dim = static_cast<std::uint32_t>(vector.size());
+	pending.observations++;
+	if (!pending.spilled && (pending.float_count + dim) * sizeof(float) > spill_threshold_bytes())
+		spill_rows_to_ranges();
+	if (pending.spilled) {
+		append_range(space_id, dim, subid, id);
+		return;
+	}
+	grow(pending.rows, pending.row_capacity, pending.row_count + 1);
+	grow(pending.vectors, pending.float_capacity, pending.float_count + dim);
+	std::memcpy(pending.vectors + pending.float_count, vector.data(), dim * sizeof(float));
+	pending.rows[pending.row_count++] = PendingRow{id, space_id, dim, subid, confidence, pending.float_count};
+	pending.float_count += dim;
+}
+
+// Rows and ranges of a subtransaction always form the tail of their lists,
+// because a subtransaction's children are folded into it when they commit.
+void
+subxact_abort(SubTransactionId subid)
+{
+	while (pending.row_count > 0 && pending.rows[pending.row_count - 1].subid == subid) {
+		pending.row_count--;
+		pending.float_count = pending.rows[pending.row_count].vector_offset;
+		pending.observations--;
+	}
+	while (pending.range_count > 0 && pending.ranges[pending.range_count - 1].subid == subid) {
+		const PendingRange &r = pending.ranges[--pending.range_count];
+		pending.observations -= static_cast<std::uint64_t>(r.last - r.first + 1);
+	}
+}
+
+void
+subxact_commit(SubTransactionId subid, SubTransactionId parent)
+{
+	for (std::size_t i = pending.row_count; i > 0 && pending.rows[i - 1].subid == subid; --i)
+		pending.rows[i - 1].subid = parent;
+	for (std::size_t i = pending.range_count; i > 0 && pending.ranges[i - 1].subid == subid; --i)
+		pending.ranges[i - 1].subid = parent;
+}
+
+[[noreturn]] void
+report_overload(const engram::core::PressureReport &report, bool timed_out)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_ENGRAM_OVERLOADED), errmsg("engram ingest pipeline is overloaded"),
+			 errdetail("The pipeline is %.0f%% full (overloaded at %.0f%%)%s.", report.fill * 100.0,
+					   engram_pressure_overloaded * 100.0,
+					   timed_out ? psprintf(" and did not drain within %d ms", engram_overload_timeout_ms) : ""),
+			 errhint("Retry after %d ms with batches of %d, or raise engram.ring_size, engram.workers or "
+					 "engram.overload_timeout.",
+					 report.retry_after_ms, report.suggested_batch)));
+}
+
+// Claims one ring record, applying the overload policy while the pipeline is
+// overloaded or the ring has no room.
+engram::core::Reservation
+reserve_with_backpressure(engram::core::Ring &ring, std::size_t bytes)
+{
+	const TimestampTz started = GetCurrentTimestamp();
+	for (;;) {
+		const engram::core::PressureReport report = pressure_now();
+		if (report.level != engram::core::PressureLevel::overloaded) {
+			engram::core::Reservation r = ring.try_reserve(bytes, static_cast<std::uint32_t>(MyProcPid));
+			if (r.status == engram::core::ReserveStatus::ok)
+				return r;
+			if (r.status == engram::core::ReserveStatus::too_large)
+				elog(ERROR, "ring record of %zu bytes exceeds the ring", bytes);
+		}
+		if (engram_overload_policy == ENGRAM_POLICY_ERROR)
+			report_overload(pressure_now(), false);
+		if (TimestampDifferenceExceeds(started, GetCurrentTimestamp(), engram_overload_timeout_ms))
+			report_overload(pressure_now(), true);
+		shared_wake_workers();
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 5, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+void
+remember_reservation(std::uint64_t position)
+{
+	grow(pending.reserved, pending.reserved_capacity, pending.reserved_count + 1);
+	pending.reserved[pending.reserved_count++] = position;
+}
+
+// Vector records: consecutive rows of one space, as many as one record holds.
+void
+reserve_vector_records(engram::core::Ring &ring, std::uint32_t xid)
+{
+	const std::size_t max_payload = std::min<std::size_t>(ring.max_payload_bytes(), 1 << 20);
+	std::size_t i = 0;
+	while (i < pending.row_count) {
+		const PendingRow &first = pending.rows[i];
+		const std::uint32_t limit = std::max<std::uint32_t>(engram::core::vectors_per_payload(max_payload, first.dim), 1);
+		std::size_t end = i + 1;
+		while (end < pending.row_count && end - i < limit && pending.rows[end].space_id == first.space_id)
+			++end;
+		const auto count = static_cast<std::uint32_t>(end - i);
+		engram::core::Reservation r =
+			reserve_with_backpressure(ring, engram::core::vectors_payload_bytes(count, first.dim));
+		remember_reservation(r.position);
+		engram::core::VectorsSections s =
+			engram::core::write_vectors_header(r.payload, first.space_id, first.dim, count, xid);
+		for (std::uint32_t k = 0; k < count; ++k) {
+			const PendingRow &row = pending.rows[i + k];
+			s.ids[k] = row.id;
+			s.confidences[k] = row.confidence;
+		}
+		std::memcpy(s.vectors.data(), pending.vectors + first.vector_offset,
+					std::size_t{count} * first.dim * sizeof(float));
+		i = end;
+	}
+}
+
+void
+reserve_range_records(engram::core::Ring &ring, std::uint32_t xid)
+{
+	constexpr std::uint32_t k_ranges_per_record = 4096;
+	std::size_t i = 0;
+	while (i < pending.range_count) {
+		const PendingRange &first = pending.ranges[i];
+		std::size_t end = i + 1;
+		while (end < pending.range_count && end - i < k_ranges_per_record && pending.ranges[end].space_id == first.space_id)
+			++end;
+		const auto count = static_cast<std::uint32_t>(end - i);
+		engram::core::Reservation r = reserve_with_backpressure(ring, engram::core::ranges_payload_bytes(count));
+		remember_reservation(r.position);
+		std::span<engram::core::IdRange> out =
+			engram::core::write_ranges_header(r.payload, first.space_id, first.dim, count, xid);
+		for (std::uint32_t k = 0; k < count; ++k)
+			out[k] = {pending.ranges[i + k].first, pending.ranges[i + k].last};
+		i = end;
+	}
+}
+
+void
+pre_commit(void)
+{
+	if (pending.observations == 0)
+		return;
+	engram::core::Ring ring = shared_ring();
+	// The generation continues from the WAL position so it keeps growing
+	// across restarts (every commit writes WAL, so it never overtakes it).
+	if (ring.last_generation() == 0)
+		ring.seed_generation(GetXLogInsertRecPtr());
+	const auto xid = static_cast<std::uint32_t>(GetTopTransactionId());
+	reserve_vector_records(ring, xid);
+	reserve_range_records(ring, xid);
+}
+
+void
+commit(void)
+{
+	if (pending.reserved_count > 0) {
+		engram::core::Ring ring = shared_ring();
+		const std::uint64_t generation = ring.commit(std::span(pending.reserved, pending.reserved_count));
+		if (generation == 0)
+			elog(WARNING, "engram lost track of %zu ring records of this transaction; the workers will "
+						  "pick the rows up at their next reload",
+				 pending.reserved_count);
+		else
+			pending.last_generation = generation;
+		shared_state()->observations_published.fetch_add(pending.observations, std::memory_order_relaxed);
+		shared_wake_workers();
+	}
+	pending_reset();
+}
+
+void
+abort_transaction(void)
+{
+	if (pending.reserved_count > 0) {
+		engram::core::Ring ring = shared_ring();
+		for (std::size_t i = 0; i < pending.reserved_count; ++i)
+			ring.cancel(pending.reserved[i]);
+	}
+	pending_reset();
+}
+
+void
+on_xact(XactEvent event, void *)
+{
+	switch (event) {
+		case XACT_EVENT_PRE_COMMIT:
+			pre_commit();
+			break;
+		case XACT_EVENT_COMMIT:
+			commit();
+			break;
+		case XACT_EVENT_ABORT:
+			abort_transaction();
+			break;
+		case XACT_EVENT_PRE_PREPARE:
+			if (pending.observations > 0)
+				ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+								errmsg("cannot prepare a transaction that observed into engram"),
+								errhint("Commit observations with COMMIT rather than PREPARE TRANSACTION.")));
+			break;
+		default:
+			break;
+	}
+}
+
+void
+on_subxact(SubXactEvent event, SubTransactionId subid, SubTransactionId parent, void *)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		subxact_abort(subid);
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+		subxact_commit(subid, parent);
+}
+
+struct ObservationColumns {
+	Oid relid;
+	AttrNumber id, space_id, embedding, confidence;
+};
+ObservationColumns columns;
+
+void
+resolve_columns(Relation rel)
+{
+	if (columns.relid == RelationGetRelid(rel))
+		return;
+	TupleDesc desc = RelationGetDescr(rel);
+	ObservationColumns c{RelationGetRelid(rel), 0, 0, 0, 0};
+	for (int i = 0; i < desc->natts; ++i) {
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		const char *name = NameStr(att->attname);
+		if (strcmp(name, "id") == 0)
+			c.id = att->attnum;
+		else if (strcmp(name, "space_id") == 0)
+			c.space_id = att->attnum;
+		else if (strcmp(name, "embedding") == 0)
+			c.embedding = att->attnum;
+		else if (strcmp(name, "confidence") == 0)
+			c.confidence = att->attnum;
+	}
+	if (c.id == 0 || c.space_id == 0 || c.embedding == 0 || c.confidence == 0)
+		elog(ERROR, "engram.observations lacks one of the columns id, space_id, embedding, confidence");
+	columns = c;
+}
+
+} // namespace
+
+void
+capture_register_callbacks(void)
+{
+	pending.context = AllocSetContextCreate(TopMemoryContext, "engram pending observations", ALLOCSET_DEFAULT_SIZES);
+	RegisterXactCallback(on_xact, nullptr);
+	RegisterSubXactCallback(on_subxact, nullptr);
+}
+
+std::uint64_t
+capture_last_generation(void)
+{
+	return pending.last_generation;
+}
+
+void
+capture_allow_delete(std::int32_t space_id)
+{
+	pending.delete_allowed_space = space_id;
+}
+
+bool
+capture_delete_allowed(std::int32_t space_id)
+{
+	return pending.delete_allowed_space != 0 && pending.delete_allowed_space == space_id;
+}
+
+ENGRAM_FUNCTION(engram_capture)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "engram._capture() must be called as a trigger");
+	auto *trigdata = reinterpret_cast<TriggerData *>(fcinfo->context);
+	if (!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) || !TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+		elog(ERROR, "engram._capture() must fire for each inserted row");
+	if (shared_state() == nullptr)
+		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						errmsg("engram must be loaded via shared_preload_libraries"),
+						errhint("Add engram to shared_preload_libraries in postgresql.conf and restart the server.")));
+	resolve_columns(trigdata->tg_relation);
+	HeapTuple tuple = trigdata->tg_trigtuple;
+	TupleDesc desc = RelationGetDescr(trigdata->tg_relation);
+	bool isnull = false;
+	const std::int64_t id = DatumGetInt64(heap_getattr(tuple, columns.id, desc, &isnull));
+	const std::int32_t space_id = DatumGetInt32(heap_getattr(tuple, columns.space_id, desc, &isnull));
+	const float confidence = DatumGetFloat4(heap_getattr(tuple, columns.confidence, desc, &isnull));
+	const Datum embedding_datum = heap_getattr(tuple, columns.embedding, desc, &isnull);
+	if (isnull)
+		elog(ERROR, "observation %lld has no embedding", static_cast<long long>(id));
+	ArrayType *embedding = DatumGetArrayTypeP(embedding_datum);
+	const auto *values = reinterpret_cast<const float *>(ARR_DATA_PTR(embedding));
+	capture_row(id, space_id, std::span(values, ArrayGetNItems(ARR_NDIM(embedding), ARR_DIMS(embedding))), confidence);
+	return PointerGetDatum(nullptr);
+}

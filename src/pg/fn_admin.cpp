@@ -1,0 +1,200 @@
+// Administration functions: pressure, the state behind engram.spaces and
+// engram.workers, waiting for the workers, and the guards that keep the
+// table of truth append-only.
+#include "core/pressure.hpp"
+#include "pg/capture.hpp"
+#include "pg/guc.hpp"
+#include "pg/pressure.hpp"
+#include "pg/shared.hpp"
+
+#include "pg/postgres.hpp"
+
+namespace {
+
+EngramShared *
+require_shared(void)
+{
+	EngramShared *s = shared_state();
+	if (s == nullptr)
+		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						errmsg("engram must be loaded via shared_preload_libraries"),
+						errhint("Add engram to shared_preload_libraries in postgresql.conf and restart the server.")));
+	return s;
+}
+
+std::int64_t
+pending_observations(EngramShared *s)
+{
+	const std::uint64_t published = s->observations_published.load(std::memory_order_relaxed);
+	const std::uint64_t stored = s->observations_stored.load(std::memory_order_relaxed);
+	return published > stored ? static_cast<std::int64_t>(published - stored) : 0;
+}
+
+const char *
+worker_state_name(std::uint32_t state)
+{
+	switch (state) {
+		case WORKER_IDLE:
+			return "idle";
+		case WORKER_LOADING:
+			return "loading";
+		case WORKER_DRAINING:
+			return "draining";
+		case WORKER_WAITING:
+			return "waiting for extension";
+		default:
+			return "stopped";
+	}
+}
+
+// A space whose drop committed but whose memory the workers have not freed yet.
+bool
+committed_drop_pending(void)
+{
+	for (const SpaceSlot &slot : shared_state()->spaces) {
+		if (slot.state.load(std::memory_order_acquire) != SPACE_SLOT_LIVE)
+			continue;
+		const TransactionId xid = slot.drop_xid.load(std::memory_order_acquire);
+		if (xid != InvalidTransactionId && !TransactionIdIsInProgress(xid) && TransactionIdDidCommit(xid))
+			return true;
+	}
+	return false;
+}
+
+} // namespace
+
+ENGRAM_FUNCTION(engram_pressure)
+{
+	EngramShared *s = require_shared();
+	const engram::core::PressureReport r = pressure_now();
+	TupleDesc desc;
+	if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "engram.pressure() must return a record");
+	desc = BlessTupleDesc(desc);
+	Datum values[5] = {CStringGetTextDatum(engram::core::pressure_level_name(r.level)),
+					   Float4GetDatum(static_cast<float>(r.fill)), Int64GetDatum(pending_observations(s)),
+					   Int32GetDatum(r.retry_after_ms), Int32GetDatum(r.suggested_batch)};
+	bool nulls[5] = {false, false, false, false, false};
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}
+
+ENGRAM_FUNCTION(engram_space_state)
+{
+	require_shared();
+	InitMaterializedSRF(fcinfo, 0);
+	auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+	LWLockAcquire(shared_directory_lock(), LW_SHARED);
+	for (const SpaceSlot &slot : shared_state()->spaces) {
+		if (slot.state.load(std::memory_order_acquire) != SPACE_SLOT_LIVE)
+			continue;
+		engram::core::VectorStore store = directory_store(&slot);
+		Datum values[4] = {Int32GetDatum(slot.space_id), Int64GetDatum(static_cast<std::int64_t>(store.size())),
+						   Int64GetDatum(0), Int64GetDatum(static_cast<std::int64_t>(store.memory_bytes()))};
+		bool nulls[4] = {false, false, false, false};
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	LWLockRelease(shared_directory_lock());
+	return static_cast<Datum>(0);
+}
+
+ENGRAM_FUNCTION(engram_stored_ids)
+{
+	require_shared();
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+	LWLockAcquire(shared_directory_lock(), LW_SHARED);
+	if (const SpaceSlot *slot = directory_find(PG_GETARG_INT32(0))) {
+		engram::core::VectorStore store = directory_store(slot);
+		const std::uint64_t n = store.size();
+		for (std::uint64_t i = 0; i < n; ++i) {
+			Datum value = Int64GetDatum(store.meta(i).observation_id);
+			bool isnull = false;
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
+		}
+	}
+	LWLockRelease(shared_directory_lock());
+	return static_cast<Datum>(0);
+}
+
+ENGRAM_FUNCTION(engram_worker_state)
+{
+	EngramShared *s = require_shared();
+	InitMaterializedSRF(fcinfo, 0);
+	auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+	engram::core::Ring ring = shared_ring();
+	const auto depth = static_cast<std::int64_t>(ring.committed_records() - ring.consumed_records());
+	for (int i = 0; i < engram_workers; ++i) {
+		const WorkerSlot &w = s->workers[i];
+		const std::uint64_t alive = w.alive_us.load(std::memory_order_relaxed);
+		const std::uint64_t busy = w.busy_us.load(std::memory_order_relaxed);
+		Datum values[8] = {Int32GetDatum(i),
+						   Int32GetDatum(w.pid.load(std::memory_order_relaxed)),
+						   CStringGetTextDatum(worker_state_name(w.state.load(std::memory_order_relaxed))),
+						   Int32GetDatum(static_cast<std::int32_t>(w.spaces_served.load(std::memory_order_relaxed))),
+						   Int64GetDatum(depth > 0 ? depth : 0),
+						   Int64GetDatum(static_cast<std::int64_t>(w.stored_total.load(std::memory_order_relaxed))),
+						   Int64GetDatum(0),
+						   Float4GetDatum(alive == 0 ? 0.0f : static_cast<float>(busy) / static_cast<float>(alive))};
+		bool nulls[8] = {false, w.pid.load(std::memory_order_relaxed) == 0, false, false, false, false, false, false};
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return static_cast<Datum>(0);
+}
+
+ENGRAM_FUNCTION(engram_published_generation)
+{
+	require_shared();
+	PG_RETURN_INT64(static_cast<std::int64_t>(shared_ring().published_generation()));
+}
+
+ENGRAM_FUNCTION(engram_wait_stored)
+{
+	require_shared();
+	const int timeout_ms = PG_GETARG_INT32(0);
+	engram::core::Ring ring = shared_ring();
+	const std::uint64_t target = ring.last_generation();
+	const TimestampTz started = GetCurrentTimestamp();
+	while (ring.published_generation() < target || committed_drop_pending()) {
+		if (TimestampDifferenceExceeds(started, GetCurrentTimestamp(), timeout_ms))
+			PG_RETURN_BOOL(false);
+		shared_wake_workers();
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	PG_RETURN_BOOL(true);
+}
+
+// drop_space: marks the space's store for freeing once this (sub)transaction
+// commits, and lets the same transaction delete the space's rows.
+ENGRAM_FUNCTION(engram_forget_space)
+{
+	require_shared();
+	const std::int32_t space_id = PG_GETARG_INT32(0);
+	capture_allow_delete(space_id);
+	const TransactionId xid = GetCurrentTransactionId();
+	LWLockAcquire(shared_directory_lock(), LW_EXCLUSIVE);
+	if (SpaceSlot *slot = directory_find(space_id))
+		slot->drop_xid.store(xid, std::memory_order_release);
+	LWLockRelease(shared_directory_lock());
+	PG_RETURN_VOID();
+}
+
+ENGRAM_FUNCTION(engram_guard_immutable)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "engram._guard_immutable() must be called as a trigger");
+	auto *trigdata = reinterpret_cast<TriggerData *>(fcinfo->context);
+	if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) && TRIGGER_FIRED_FOR_ROW(trigdata->tg_event)) {
+		bool isnull = false;
+		const int attno = SPI_fnumber(RelationGetDescr(trigdata->tg_relation), "space_id");
+		const std::int32_t space_id =
+			DatumGetInt32(heap_getattr(trigdata->tg_trigtuple, attno, RelationGetDescr(trigdata->tg_relation), &isnull));
+		if (capture_delete_allowed(space_id))
+			return PointerGetDatum(trigdata->tg_trigtuple);
+	}
+	ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("observations cannot be updated or deleted"),
+					errdetail("engram.observations is append-only; the spaces' indexes are derived from it."),
+					errhint("Use engram.drop_space() to remove a whole space.")));
+	return static_cast<Datum>(0);
+}

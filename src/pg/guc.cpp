@@ -1,0 +1,57 @@
+// Definitions of the engram.* settings, each with its range, unit and the
+// tightest context that still lets it do its job: sizes and the pool are fixed
+// at server start, thresholds follow a reload, and policy is per session.
+#include "pg/guc.hpp"
+
+#include "pg/postgres.hpp"
+
+int engram_workers = 2;
+char *engram_database = nullptr;
+int engram_ring_size_kb = 64 * 1024;
+int engram_memory_limit_mb = 1024;
+double engram_pressure_warning = 0.5;
+double engram_pressure_critical = 0.8;
+double engram_pressure_overloaded = 0.95;
+int engram_overload_policy = ENGRAM_POLICY_WAIT;
+int engram_overload_timeout_ms = 5000;
+
+static const struct config_enum_entry overload_policy_options[] = {
+	{"wait", ENGRAM_POLICY_WAIT, false},
+	{"error", ENGRAM_POLICY_ERROR, false},
+	{nullptr, 0, false},
+};
+
+void
+guc_define(void)
+{
+	DefineCustomIntVariable("engram.workers", "Number of background workers that drain the ring and index.",
+							"Valid range is 0..64; 0 disables ingest processing.", &engram_workers, 2, 0,
+							k_engram_max_workers, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+	DefineCustomStringVariable("engram.database", "Database the engram workers connect to.",
+							   "The database where CREATE EXTENSION engram was run.", &engram_database, "postgres",
+							   PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+	DefineCustomIntVariable("engram.ring_size", "Capacity of the shared-memory ring between backends and workers.",
+							"Valid range is 1MB..1GB.", &engram_ring_size_kb, 64 * 1024, 1024, 1024 * 1024,
+							PGC_POSTMASTER, GUC_UNIT_KB, nullptr, nullptr, nullptr);
+	DefineCustomIntVariable("engram.memory_limit", "Shared memory for the spaces' vector stores and indexes.",
+							"Valid range is 16MB..1TB.", &engram_memory_limit_mb, 1024, 16, 1024 * 1024,
+							PGC_POSTMASTER, GUC_UNIT_MB, nullptr, nullptr, nullptr);
+	DefineCustomRealVariable("engram.pressure_warning", "Pipeline fill at which pressure becomes \"warning\".",
+							 "A fraction between 0 and 1.", &engram_pressure_warning, 0.5, 0.0, 1.0, PGC_SIGHUP, 0,
+							 nullptr, nullptr, nullptr);
+	DefineCustomRealVariable("engram.pressure_critical", "Pipeline fill at which pressure becomes \"critical\".",
+							 "A fraction between 0 and 1.", &engram_pressure_critical, 0.8, 0.0, 1.0, PGC_SIGHUP, 0,
+							 nullptr, nullptr, nullptr);
+	DefineCustomRealVariable("engram.pressure_overloaded",
+							 "Pipeline fill at which pressure becomes \"overloaded\" and the overload policy applies.",
+							 "A fraction between 0 and 1.", &engram_pressure_overloaded, 0.95, 0.0, 1.0, PGC_SIGHUP,
+							 0, nullptr, nullptr, nullptr);
+	DefineCustomEnumVariable("engram.overload_policy", "What a commit does when the pipeline is overloaded.",
+							 "\"wait\" blocks up to engram.overload_timeout, \"error\" refuses at once.",
+							 &engram_overload_policy, ENGRAM_POLICY_WAIT, overload_policy_options, PGC_USERSET, 0,
+							 nullptr, nullptr, nullptr);
+	DefineCustomIntVariable("engram.overload_timeout", "How long the \"wait\" overload policy waits before failing.",
+							"Valid range is 0..3600000 ms.", &engram_overload_timeout_ms, 5000, 0, 3600000,
+							PGC_USERSET, GUC_UNIT_MS, nullptr, nullptr, nullptr);
+	MarkGUCPrefixReserved("engram");
+}

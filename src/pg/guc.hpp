@@ -1,0 +1,19 @@
+// The engram.* settings, as plain variables the rest of the glue reads on the
+// main thread. The core never reads them: the glue copies what it needs.
+#pragma once
+
+extern int engram_workers;
+extern char *engram_database;
+extern int engram_ring_size_kb;
+extern int engram_memory_limit_mb;
+extern double engram_pressure_warning;
+extern double engram_pressure_critical;
+extern double engram_pressure_overloaded;
+extern int engram_overload_policy;
+extern int engram_overload_timeout_ms;
+
+enum EngramOverloadPolicy { ENGRAM_POLICY_WAIT, ENGRAM_POLICY_ERROR };
+
+inline constexpr int k_engram_max_workers = 64;
+
+void guc_define(void);

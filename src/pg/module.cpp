@@ -1,0 +1,63 @@
+// Entry point of the engram library: refuses to load unless preloaded, then
+// defines the settings, requests shared memory, registers the worker pool and
+// the transaction callbacks that publish observations at commit.
+#include "pg/capture.hpp"
+#include "pg/guc.hpp"
+#include "pg/shared.hpp"
+#include "pg/worker.hpp"
+
+#include "pg/postgres.hpp"
+
+extern "C" {
+PG_MODULE_MAGIC;
+PGDLLEXPORT void _PG_init(void);
+}
+
+static shmem_request_hook_type prev_shmem_request_hook = nullptr;
+static shmem_startup_hook_type prev_shmem_startup_hook = nullptr;
+
+static void
+engram_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	shared_request();
+}
+
+static void
+engram_shmem_startup(void)
+{
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	shared_startup();
+}
+
+void
+_PG_init(void)
+{
+	if (!process_shared_preload_libraries_in_progress)
+		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						errmsg("engram must be loaded via shared_preload_libraries"),
+						errdetail("engram keeps its ring, stores and worker pool in shared memory, "
+								  "which can only be set up at server start."),
+						errhint("Add engram to shared_preload_libraries in postgresql.conf and restart the server.")));
+	guc_define();
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = engram_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = engram_shmem_startup;
+	worker_register_pool();
+	capture_register_callbacks();
+}
+
+// Called by the install script: a library loaded any other way has already
+// failed in _PG_init, but CREATE EXTENSION in a server where engram is not
+// preloaded reaches here only if the library was never loaded at all.
+ENGRAM_FUNCTION(engram_require_preload)
+{
+	if (shared_state() == nullptr)
+		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						errmsg("engram must be loaded via shared_preload_libraries"),
+						errhint("Add engram to shared_preload_libraries in postgresql.conf and restart the server.")));
+	PG_RETURN_VOID();
+}

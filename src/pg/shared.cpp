@@ -1,0 +1,163 @@
+// Requesting, initialising and addressing engram's shared memory (see
+// shared.hpp). Sizes come only from PGC_POSTMASTER settings, so the layout is
+// fixed for the life of the postmaster; a crash restart lays it out afresh,
+// and the workers then reload the stores from the table.
+#include "pg/shared.hpp"
+
+#include <new>
+
+#include "pg/guc.hpp"
+#include "pg/postgres.hpp"
+
+namespace {
+
+constexpr std::uint64_t k_shared_magic = 0x454e4752414d5348ULL; // "ENGRAMSH"
+constexpr const char *k_tranche = "engram";
+
+EngramShared *shared = nullptr;
+
+std::size_t
+align_up(std::size_t n)
+{
+	return (n + 4095) & ~std::size_t{4095};
+}
+
+std::size_t
+ring_bytes(void)
+{
+	return engram::core::Ring::region_bytes(static_cast<std::size_t>(engram_ring_size_kb) * 1024);
+}
+
+std::size_t
+arena_bytes(void)
+{
+	return static_cast<std::size_t>(engram_memory_limit_mb) * 1024 * 1024;
+}
+
+std::size_t
+segment_bytes(void)
+{
+	// Slack so the header and regions can be page-aligned inside the segment.
+	return align_up(sizeof(EngramShared)) + align_up(ring_bytes()) + arena_bytes() + 2 * 4096;
+}
+
+std::byte *
+page_aligned(void *p)
+{
+	return reinterpret_cast<std::byte *>(align_up(reinterpret_cast<std::uintptr_t>(p)));
+}
+
+} // namespace
+
+void
+shared_request(void)
+{
+	RequestAddinShmemSpace(segment_bytes());
+	RequestNamedLWLockTranche(k_tranche, 1);
+}
+
+void
+shared_startup(void)
+{
+	bool found = false;
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	void *raw = ShmemInitStruct("engram", segment_bytes(), &found);
+	shared = reinterpret_cast<EngramShared *>(page_aligned(raw));
+	if (!found) {
+		auto *s = new (shared) EngramShared{};
+		s->magic = k_shared_magic;
+		s->ring_offset = align_up(sizeof(EngramShared));
+		s->arena_offset = s->ring_offset + align_up(ring_bytes());
+		s->arena_bytes = arena_bytes();
+		auto *base = reinterpret_cast<std::byte *>(s);
+		engram::core::Ring::create(base + s->ring_offset, static_cast<std::size_t>(engram_ring_size_kb) * 1024);
+		engram::core::Arena::create(base + s->arena_offset, s->arena_bytes);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+EngramShared *
+shared_state(void)
+{
+	return shared;
+}
+
+engram::core::Ring
+shared_ring(void)
+{
+	return engram::core::Ring(reinterpret_cast<std::byte *>(shared) + shared->ring_offset);
+}
+
+engram::core::Arena
+shared_arena(void)
+{
+	return engram::core::Arena(reinterpret_cast<std::byte *>(shared) + shared->arena_offset);
+}
+
+LWLock *
+shared_directory_lock(void)
+{
+	static LWLock *lock = nullptr;
+	if (lock == nullptr)
+		lock = &GetNamedLWLockTranche(k_tranche)->lock;
+	return lock;
+}
+
+SpaceSlot *
+directory_find(std::int32_t space_id)
+{
+	for (SpaceSlot &slot : shared->spaces)
+		if (slot.state.load(std::memory_order_acquire) == SPACE_SLOT_LIVE && slot.space_id == space_id)
+			return &slot;
+	return nullptr;
+}
+
+SpaceSlot *
+directory_install(std::int32_t space_id, std::uint32_t dim)
+{
+	if (SpaceSlot *existing = directory_find(space_id))
+		return existing;
+	for (SpaceSlot &slot : shared->spaces) {
+		if (slot.state.load(std::memory_order_acquire) != SPACE_SLOT_FREE)
+			continue;
+		engram::core::Arena arena = shared_arena();
+		const std::uint64_t offset = arena.allocate(sizeof(engram::core::VectorStoreHeader));
+		if (offset == 0)
+			return nullptr;
+		auto *header = new (arena.at<std::byte>(offset)) engram::core::VectorStoreHeader{};
+		engram::core::VectorStore::init(header, dim);
+		slot.space_id = space_id;
+		slot.dim = dim;
+		slot.store_offset = offset;
+		slot.drop_xid.store(InvalidTransactionId, std::memory_order_relaxed);
+		slot.state.store(SPACE_SLOT_LIVE, std::memory_order_release);
+		return &slot;
+	}
+	return nullptr;
+}
+
+void
+directory_free(SpaceSlot *slot)
+{
+	engram::core::Arena arena = shared_arena();
+	directory_store(slot).release();
+	arena.release(slot->store_offset, sizeof(engram::core::VectorStoreHeader));
+	slot->state.store(SPACE_SLOT_FREE, std::memory_order_release);
+}
+
+engram::core::VectorStore
+directory_store(const SpaceSlot *slot)
+{
+	engram::core::Arena arena = shared_arena();
+	return engram::core::VectorStore(arena, arena.at<engram::core::VectorStoreHeader>(slot->store_offset));
+}
+
+void
+shared_wake_workers(void)
+{
+	for (WorkerSlot &w : shared->workers) {
+		const int procno = w.pgprocno.load(std::memory_order_acquire);
+		if (w.pid.load(std::memory_order_acquire) != 0 && procno >= 0)
+			SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+	}
+}
