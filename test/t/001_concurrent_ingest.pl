@@ -1,0 +1,102 @@
+# Four clients observe 100,000 rows in total through observe, observe_batch,
+# INSERT and COPY at once, rolling back some transactions and some
+# savepoints. Afterwards every space stores exactly its committed rows.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../perl";
+use EngramTest;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = engram_node('ingest');
+my $dim = 16;
+$node->safe_psql('postgres', "SELECT engram.create_space('sp' || g, $dim, 'l2') FROM generate_series(1, 2) g");
+my %space_id = map { ("sp$_" => $_) } 1 .. 2;
+
+srand(20261121);
+my $rows_per_client = 25_000;
+
+sub vec_text { return '{' . join(',', map { sprintf('%.3f', rand()) } 1 .. $dim) . '}'; }
+
+# One client's script: transactions of each kind, some rolled back, some with
+# a rolled back savepoint. Rows meant to vanish carry content 'aborted'.
+sub client_script
+{
+	my ($client) = @_;
+	my $sql = "\\set ON_ERROR_STOP 1\n";
+	my $written = 0;
+	my $kind = 0;
+	while ($written < $rows_per_client)
+	{
+		my $space = 'sp' . (1 + int(rand(2)));
+		my $n = 1 + int(rand(40));
+		my $fate = rand();
+		my $body = '';
+		$kind = ($kind + 1) % 4;
+		for my $i (1 .. $n)
+		{
+			if ($kind == 0)
+			{
+				$body .= "SELECT engram.observe('$space', '" . vec_text() . "', 'c$client');\n";
+			}
+			elsif ($kind == 2)
+			{
+				$body .= "INSERT INTO engram.observations (space_id, embedding, content) VALUES ($space_id{$space}, '"
+				  . vec_text() . "', 'c$client');\n";
+			}
+		}
+		if ($kind == 1)
+		{
+			$body = "SELECT engram.observe_batch('$space', '{" . join(',', map { vec_text() } 1 .. $n)
+			  . "}', ARRAY[" . join(',', map { "'c$client'" } 1 .. $n) . "]);\n";
+		}
+		elsif ($kind == 3)
+		{
+			$body = "COPY engram.observations (space_id, embedding, content) FROM stdin;\n"
+			  . join('', map { "$space_id{$space}\t" . vec_text() . "\tc$client\n" } 1 .. $n) . "\\.\n";
+		}
+		if ($fate < 0.15)
+		{
+			(my $aborted = $body) =~ s/'c$client'/'aborted'/g;
+			$aborted =~ s/\tc$client\n/\taborted\n/g;
+			$sql .= "BEGIN;\n$aborted" . "ROLLBACK;\n";
+		}
+		elsif ($fate < 0.30)
+		{
+			(my $aborted = $body) =~ s/'c$client'/'aborted'/g;
+			$aborted =~ s/\tc$client\n/\taborted\n/g;
+			$sql .= "BEGIN;\n$body" . "SAVEPOINT sp;\n$aborted" . "ROLLBACK TO sp;\nCOMMIT;\n";
+			$written += $n;
+		}
+		else
+		{
+			$sql .= "BEGIN;\n$body" . "COMMIT;\n";
+			$written += $n;
+		}
+	}
+	return ($sql, $written);
+}
+
+my @harnesses;
+my $expected = 0;
+for my $client (1 .. 4)
+{
+	my ($sql, $written) = client_script($client);
+	$expected += $written;
+	push @harnesses, [ start_psql_script($node, $sql) ];
+}
+for my $h (@harnesses)
+{
+	my ($harness, $err) = @$h;
+	ok($harness->finish, 'client finished without error') or diag($$err);
+}
+
+is($node->safe_psql('postgres', "SELECT count(*) FROM engram.observations WHERE content LIKE 'c%'"),
+	$expected, "all $expected committed rows are in the table");
+is($node->safe_psql('postgres', "SELECT count(*) FROM engram.observations WHERE content = 'aborted'"),
+	0, 'no rolled back row is in the table');
+cmp_ok($expected, '>=', 100_000, 'the clients wrote at least 100,000 rows');
+check_converged($node, 'after concurrent ingest');
+
+done_testing();

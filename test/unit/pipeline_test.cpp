@@ -1,0 +1,115 @@
+// Pure pieces of the ingest pipeline: the ring payload format, the vector
+// store and the pressure arithmetic.
+#include "core/arena.hpp"
+#include "core/observation_batch.hpp"
+#include "core/pressure.hpp"
+#include "core/vector_store.hpp"
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+namespace engram::core {
+namespace {
+
+TEST(ObservationBatch, VectorsRoundTrip)
+{
+	const std::uint32_t n = 3, dim = 5;
+	std::vector<std::byte> payload(vectors_payload_bytes(n, dim));
+	VectorsSections s = write_vectors_header(payload, 7, dim, n, 1234);
+	for (std::uint32_t i = 0; i < n; ++i) {
+		s.ids[i] = 100 + i;
+		s.confidences[i] = 0.1f * i;
+		for (std::uint32_t d = 0; d < dim; ++d)
+			s.vectors[i * dim + d] = static_cast<float>(i * 10 + d);
+	}
+	auto v = parse_batch(payload);
+	ASSERT_TRUE(v.has_value());
+	EXPECT_EQ(v->header.kind, BatchKind::vectors);
+	EXPECT_EQ(v->header.space_id, 7);
+	EXPECT_EQ(v->header.xid, 1234u);
+	EXPECT_EQ(v->ids[2], 102);
+	EXPECT_FLOAT_EQ(v->confidences[1], 0.1f);
+	EXPECT_FLOAT_EQ(v->vectors[2 * dim + 4], 24.0f);
+}
+
+TEST(ObservationBatch, RangesRoundTripAndTruncatedPayloadsAreRejected)
+{
+	std::vector<std::byte> payload(ranges_payload_bytes(2));
+	std::span<IdRange> r = write_ranges_header(payload, 3, 768, 2, 99);
+	r[0] = {1, 10};
+	r[1] = {20, 20};
+	auto v = parse_batch(payload);
+	ASSERT_TRUE(v.has_value());
+	EXPECT_EQ(v->header.kind, BatchKind::id_ranges);
+	EXPECT_EQ(v->ranges[1].first, 20);
+	EXPECT_FALSE(parse_batch(std::span(payload).first(payload.size() - 1)).has_value());
+	EXPECT_FALSE(parse_batch(std::span(payload).first(8)).has_value());
+}
+
+TEST(ObservationBatch, VectorsPerPayloadFitsTheBudget)
+{
+	for (std::uint32_t dim : {1u, 3u, 128u, 768u, 2000u}) {
+		const std::uint32_t n = vectors_per_payload(1 << 20, dim);
+		ASSERT_GT(n, 0u);
+		EXPECT_LE(vectors_payload_bytes(n, dim), std::size_t{1} << 20);
+		EXPECT_GT(vectors_payload_bytes(n + 1, dim), std::size_t{1} << 20);
+	}
+}
+
+TEST(VectorStore, AppendsAndPublishesNodes)
+{
+	struct alignas(64) Line {
+		std::byte b[64];
+	};
+	std::vector<Line> lines((16 << 20) / 64);
+	Arena arena = Arena::create(reinterpret_cast<std::byte *>(lines.data()), 16 << 20);
+	VectorStoreHeader header;
+	VectorStore::init(&header, 100);
+	VectorStore store(arena, &header);
+	std::vector<float> v(100);
+	for (int i = 0; i < 1000; ++i) {
+		ASSERT_TRUE(store.reserve(1));
+		v[0] = static_cast<float>(i);
+		store.append(i + 1, 7, 0.5f, v);
+	}
+	EXPECT_EQ(store.size(), 1000u);
+	EXPECT_EQ(store.meta(999).observation_id, 1000);
+	EXPECT_FLOAT_EQ(store.vector(999)[0], 999.0f);
+	EXPECT_EQ(reinterpret_cast<std::uintptr_t>(store.vector(3).data()) % 64, 0u);
+	EXPECT_FALSE(store.reserve(100000)) << "16 MiB cannot hold 101,000 vectors of 400 bytes";
+	EXPECT_EQ(store.size(), 1000u);
+	store.release();
+	EXPECT_EQ(arena.used_bytes(), 0u);
+}
+
+TEST(Pressure, LevelsFollowTheThresholds)
+{
+	const PressureThresholds t{0.5, 0.8, 0.95};
+	EXPECT_EQ(pressure_level(0.1, t), PressureLevel::normal);
+	EXPECT_EQ(pressure_level(0.5, t), PressureLevel::warning);
+	EXPECT_EQ(pressure_level(0.85, t), PressureLevel::critical);
+	EXPECT_EQ(pressure_level(0.95, t), PressureLevel::overloaded);
+	// Out-of-order thresholds behave as if sorted.
+	EXPECT_EQ(pressure_level(0.6, PressureThresholds{0.9, 0.5, 0.7}), PressureLevel::critical);
+}
+
+TEST(Pressure, ReportSuggestsBatchesAndARetryTimeFromTheDrainRate)
+{
+	const PressureThresholds t{0.5, 0.8, 0.95};
+	PressureReport r = assess_pressure(0.2, t, -100, 1000, 100);
+	EXPECT_EQ(r.suggested_batch, 10);
+	EXPECT_EQ(r.retry_after_ms, 0);
+	r = assess_pressure(0.9, t, 400, 1000, 100);
+	EXPECT_EQ(r.level, PressureLevel::critical);
+	EXPECT_EQ(r.suggested_batch, 500);
+	EXPECT_EQ(r.retry_after_ms, 400);
+	r = assess_pressure(1.0, t, 400, 0, 100);
+	EXPECT_EQ(r.level, PressureLevel::overloaded);
+	EXPECT_EQ(r.suggested_batch, 1000);
+	EXPECT_EQ(r.retry_after_ms, 100);
+	EXPECT_STREQ(pressure_level_name(PressureLevel::warning), "warning");
+}
+
+} // namespace
+} // namespace engram::core
