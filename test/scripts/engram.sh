@@ -7,6 +7,8 @@
 #   bash test/scripts/engram.sh test   the same set-up, then every test suite: core unit
 #                                      tests (plain, AddressSanitizer, ThreadSanitizer),
 #                                      pg_regress and the TAP tests
+#   bash test/scripts/engram.sh bench  the same set-up, then the benchmarks recorded in
+#                                      docs/benchmarks.md
 #
 # PostgreSQL refuses to run as root, so servers and the PostgreSQL test suites
 # run as the unprivileged user "engram" in a copy of the tree it owns.
@@ -53,35 +55,68 @@ build_extension() {
 
 as_user() { runuser -u "$RUN_USER" -- env ENGRAM_DATA="$ENGRAM_DATA" PATH="$PGBIN:$PATH" "$@"; }
 
-run_demo() {
-	install_packages
-	build_core release
-	build_extension
-	local data="$WORK/demo-cluster" port=54329
-	say "starting a throwaway cluster in $data (port $port, loopback only)"
-	as_user "$PGBIN/initdb" -D "$data" -A trust >/dev/null
-	cat >>"$data/postgresql.conf" <<CONF
+# Starts a throwaway cluster in $WORK/cluster-<name> on loopback; stopped on exit.
+start_cluster() {
+	local name=$1 port=$2
+	CLUSTER="$WORK/cluster-$name"
+	PORT=$port
+	say "starting a throwaway cluster in $CLUSTER (port $PORT, loopback only)"
+	as_user "$PGBIN/initdb" -D "$CLUSTER" -A trust >/dev/null
+	cat >>"$CLUSTER/postgresql.conf" <<CONF
 listen_addresses = '127.0.0.1'
-port = $port
+port = $PORT
 unix_socket_directories = '$WORK'
 shared_preload_libraries = 'engram'
 engram.database = 'postgres'
 engram.workers = 2
 engram.ring_size = '64MB'
-engram.memory_limit = '2GB'
+engram.memory_limit = '4GB'
 max_worker_processes = 16
+max_wal_size = '4GB'
 CONF
-	trap 'as_user "$PGBIN/pg_ctl" -D "'"$data"'" -m fast stop >/dev/null 2>&1 || true' EXIT
-	as_user "$PGBIN/pg_ctl" -D "$data" -l "$data/server.log" -w start >/dev/null
-	as_user psql -X -q -h 127.0.0.1 -p "$port" -d postgres -c "CREATE EXTENSION engram"
+	trap 'as_user "$PGBIN/pg_ctl" -D "'"$CLUSTER"'" -m fast stop >/dev/null 2>&1 || true' EXIT
+	as_user "$PGBIN/pg_ctl" -D "$CLUSTER" -l "$CLUSTER/server.log" -w start >/dev/null
+	as_user psql -X -q -h 127.0.0.1 -p "$PORT" -d postgres -c "CREATE EXTENSION engram"
+}
+
+load() {
+	as_user "$ROOT/build/release/engram_load" --conninfo "host=127.0.0.1 port=$PORT dbname=postgres" "$@"
+}
+
+run_demo() {
+	install_packages
+	build_core release
+	build_extension
+	start_cluster demo 54329
 	say "streaming 300,000 observations (128-d) from 4 clients through engram.observe_batch"
-	as_user "$ROOT/build/release/engram_load" --conninfo "host=127.0.0.1 port=$port dbname=postgres" \
-		--mode observe_batch --space demo --dim 128 --rows 300000 --clients 4 --batch 500
+	load --mode observe_batch --space demo --dim 128 --rows 300000 --clients 4 --batch 500
 	say "the space afterwards"
-	as_user psql -X -h 127.0.0.1 -p "$port" -d postgres \
+	as_user psql -X -h 127.0.0.1 -p "$PORT" -d postgres \
 		-c "SELECT name, dim, metric, observations, generation, pg_size_pretty(memory_bytes) AS memory FROM engram.spaces" \
 		-c "SELECT count(*) AS committed_rows FROM engram.observations" \
 		-c "SELECT * FROM engram.pressure()"
+}
+
+# Benchmarks behind docs/benchmarks.md: the ring alone (Google Benchmark), then
+# durable ingest through observe_batch and COPY beside a plain COPY of the
+# same rows into a table of the same shape without engram, in one run.
+run_bench() {
+	install_packages
+	build_core release
+	build_extension
+	say "ring: reserve+fill+commit with 1, 2 and 4 producers against one draining consumer"
+	"$ROOT/build/release/ring_bench" --benchmark_min_time=2
+	start_cluster bench 54330
+	local round dim rows
+	for round in 1 2; do
+		for dim in 128 768; do
+			rows=$((dim == 128 ? 200000 : 60000))
+			say "ingest round $round, $dim-d, $rows rows, 4 clients, batches of 500"
+			load --mode plain_copy --dim "$dim" --rows "$rows" --clients 4 --batch 500
+			load --mode copy --space "bench$dim" --dim "$dim" --rows "$rows" --clients 4 --batch 500
+			load --mode observe_batch --space "bench$dim" --dim "$dim" --rows "$rows" --clients 4 --batch 500
+		done
+	done
 }
 
 failures=0
@@ -129,5 +164,6 @@ run_tests() {
 case "${1:-}" in
 	demo) run_demo ;;
 	test) run_tests ;;
-	*) echo "usage: $0 demo|test" >&2; exit 2 ;;
+	bench) run_bench ;;
+	*) echo "usage: $0 demo|test|bench" >&2; exit 2 ;;
 esac
