@@ -417,10 +417,7 @@ ENGRAM_FUNCTION(engram_capture)
 	auto *trigdata = reinterpret_cast<TriggerData *>(fcinfo->context);
 	if (!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) || !TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
 		elog(ERROR, "engram._capture() must fire for each inserted row");
-	if (shared_state() == nullptr)
-		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-						errmsg("engram must be loaded via shared_preload_libraries"),
-						errhint("Add engram to shared_preload_libraries in postgresql.conf and restart the server.")));
+	shared_require();
 	resolve_columns(trigdata->tg_relation);
 	HeapTuple tuple = trigdata->tg_trigtuple;
 	TupleDesc desc = RelationGetDescr(trigdata->tg_relation);

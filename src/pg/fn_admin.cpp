@@ -11,17 +11,6 @@
 
 namespace {
 
-EngramShared *
-require_shared(void)
-{
-	EngramShared *s = shared_state();
-	if (s == nullptr)
-		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-						errmsg("engram must be loaded via shared_preload_libraries"),
-						errhint("Add engram to shared_preload_libraries in postgresql.conf and restart the server.")));
-	return s;
-}
-
 std::int64_t
 pending_observations(EngramShared *s)
 {
@@ -65,7 +54,7 @@ committed_drop_pending(void)
 
 ENGRAM_FUNCTION(engram_pressure)
 {
-	EngramShared *s = require_shared();
+	EngramShared *s = shared_require();
 	const engram::core::PressureReport r = pressure_now();
 	TupleDesc desc;
 	if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
@@ -80,7 +69,7 @@ ENGRAM_FUNCTION(engram_pressure)
 
 ENGRAM_FUNCTION(engram_space_state)
 {
-	require_shared();
+	shared_require();
 	InitMaterializedSRF(fcinfo, 0);
 	auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
 	LWLockAcquire(shared_directory_lock(), LW_SHARED);
@@ -99,7 +88,7 @@ ENGRAM_FUNCTION(engram_space_state)
 
 ENGRAM_FUNCTION(engram_stored_ids)
 {
-	require_shared();
+	shared_require();
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
 	LWLockAcquire(shared_directory_lock(), LW_SHARED);
@@ -118,7 +107,7 @@ ENGRAM_FUNCTION(engram_stored_ids)
 
 ENGRAM_FUNCTION(engram_worker_state)
 {
-	EngramShared *s = require_shared();
+	EngramShared *s = shared_require();
 	InitMaterializedSRF(fcinfo, 0);
 	auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
 	engram::core::Ring ring = shared_ring();
@@ -143,13 +132,13 @@ ENGRAM_FUNCTION(engram_worker_state)
 
 ENGRAM_FUNCTION(engram_published_generation)
 {
-	require_shared();
+	shared_require();
 	PG_RETURN_INT64(static_cast<std::int64_t>(shared_ring().published_generation()));
 }
 
 ENGRAM_FUNCTION(engram_wait_stored)
 {
-	require_shared();
+	shared_require();
 	const int timeout_ms = PG_GETARG_INT32(0);
 	engram::core::Ring ring = shared_ring();
 	const std::uint64_t target = ring.last_generation();
@@ -169,7 +158,7 @@ ENGRAM_FUNCTION(engram_wait_stored)
 // commits, and lets the same transaction delete the space's rows.
 ENGRAM_FUNCTION(engram_forget_space)
 {
-	require_shared();
+	shared_require();
 	const std::int32_t space_id = PG_GETARG_INT32(0);
 	capture_allow_delete(space_id);
 	const TransactionId xid = GetCurrentTransactionId();

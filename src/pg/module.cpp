@@ -36,11 +36,7 @@ void
 _PG_init(void)
 {
 	if (!process_shared_preload_libraries_in_progress)
-		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-						errmsg("engram must be loaded via shared_preload_libraries"),
-						errdetail("engram keeps its ring, stores and worker pool in shared memory, "
-								  "which can only be set up at server start."),
-						errhint("Add engram to shared_preload_libraries in postgresql.conf and restart the server.")));
+		shared_report_not_preloaded();
 	guc_define();
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = engram_shmem_request;
@@ -55,9 +51,6 @@ _PG_init(void)
 // preloaded reaches here only if the library was never loaded at all.
 ENGRAM_FUNCTION(engram_require_preload)
 {
-	if (shared_state() == nullptr)
-		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-						errmsg("engram must be loaded via shared_preload_libraries"),
-						errhint("Add engram to shared_preload_libraries in postgresql.conf and restart the server.")));
+	shared_require();
 	PG_RETURN_VOID();
 }

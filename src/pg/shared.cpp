@@ -82,6 +82,25 @@ shared_state(void)
 	return shared;
 }
 
+void
+shared_report_not_preloaded(void)
+{
+	ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					errmsg("engram must be loaded via shared_preload_libraries"),
+					errdetail("engram keeps its ring, stores and worker pool in shared memory, "
+							  "which can only be set up at server start."),
+					errhint("Add engram to shared_preload_libraries in postgresql.conf and restart the server.")));
+	pg_unreachable();
+}
+
+EngramShared *
+shared_require(void)
+{
+	if (shared == nullptr)
+		shared_report_not_preloaded();
+	return shared;
+}
+
 engram::core::Ring
 shared_ring(void)
 {

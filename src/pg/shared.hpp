@@ -61,6 +61,10 @@ void shared_startup(void);
 
 // The segment, or nullptr when engram was not preloaded.
 EngramShared *shared_state(void);
+// The segment; raises the "must be preloaded" error when there is none.
+EngramShared *shared_require(void);
+// The error for a library loaded other than through shared_preload_libraries.
+[[noreturn]] void shared_report_not_preloaded(void);
 engram::core::Ring shared_ring(void);
 engram::core::Arena shared_arena(void);
 struct LWLock *shared_directory_lock(void);
