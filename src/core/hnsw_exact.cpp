@@ -1,0 +1,57 @@
+// Exact search over a range of node ids, with the same snapshot filter and
+// the same distance kernels as the graph search.
+//
+// Its purpose is the tail of a space: nodes already stored but not yet (or
+// not completely) linked, which snapshot_search scans so that recall never
+// misses a visible observation because indexing lags behind. It is also the
+// brute-force reference in tests. The scan reads ids in order (hardware
+// prefetchers follow it) and keeps the best k in a max-heap; it reads no
+// lists, so it takes no part in the list protocol; node heads and vectors
+// below the count it acquired are immutable except for the flags, which it
+// reads atomically.
+#include <algorithm>
+
+#include "core/hnsw_context.hpp"
+#include "core/hnsw_graph.hpp"
+
+namespace engram::core {
+
+SearchResult
+HnswGraph::exact_search(std::span<const float> query, const SearchParams &params, std::uint32_t from,
+						std::uint32_t to, SearchContext &context) const
+{
+	SearchResult result;
+	result.status = validate(query);
+	context.out_.clear();
+	if (result.status != HnswStatus::ok || params.k == 0)
+		return result;
+	context.fit(*this);
+	const float *q = prepare_query(query, context);
+	const auto end = static_cast<std::uint32_t>(std::min<std::uint64_t>(to, size()));
+	const bool from_source = params.rerank != nullptr && header_->encoding != Encoding::float32;
+	const auto nearer = [](const Neighbor &a, const Neighbor &b) { return a < b; };
+	std::vector<Neighbor> &best = context.results_;
+	best.clear();
+	for (std::uint32_t id = from; id < end; ++id) {
+		if (!visible(id, params.max_generation))
+			continue;
+		const float d = from_source ? source_distance(q, params.rerank->vector(params.rerank->self, id))
+									: distance(q, id);
+		++result.stats.distances;
+		const Neighbor candidate{d, id};
+		if (best.size() < params.k) {
+			best.push_back(candidate);
+			std::push_heap(best.begin(), best.end(), nearer);
+		} else if (candidate < best.front()) {
+			std::pop_heap(best.begin(), best.end(), nearer);
+			best.back() = candidate;
+			std::push_heap(best.begin(), best.end(), nearer);
+		}
+	}
+	std::sort(best.begin(), best.end());
+	context.out_.assign(best.begin(), best.end());
+	result.neighbors = context.out_;
+	return result;
+}
+
+} // namespace engram::core

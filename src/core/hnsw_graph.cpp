@@ -1,0 +1,344 @@
+// Graph layout, attachment and the store step (append), plus the small
+// accessors. Linking lives in hnsw_insert.cpp, searching in hnsw_search.cpp
+// and hnsw_exact.cpp.
+//
+// Append protocol: appends are serialised by the header's append_lock (a spin
+// lock held while a batch is encoded and written, never while waiting on
+// anything else). Under it the appender grows the arrays, constructs each
+// node's head and empty lists, encodes its vector, raises max_generation and
+// finally releases `count`. Readers never look at an id at or above the count
+// they acquired, so they never see a node under construction.
+#include "core/hnsw_graph.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <new>
+
+#include "core/hnsw_context.hpp"
+#include "core/quantize.hpp"
+
+namespace engram::core {
+
+namespace {
+
+constexpr std::uint32_t
+round_up_64(std::size_t bytes) noexcept
+{
+	return static_cast<std::uint32_t>((bytes + 63) & ~std::size_t{63});
+}
+
+std::uint64_t
+mix64(std::uint64_t x) noexcept
+{
+	x += 0x9e3779b97f4a7c15ULL;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+void
+construct_list(std::byte *at, std::uint32_t capacity) noexcept
+{
+	for (std::uint32_t i = 0; i <= capacity; ++i)
+		new (at + 4 * std::size_t{i}) std::atomic<std::uint32_t>(0);
+}
+
+bool
+valid_enums(const HnswConfig &c) noexcept
+{
+	const auto metric = static_cast<std::uint8_t>(c.metric);
+	const auto encoding = static_cast<std::uint8_t>(c.encoding);
+	return metric <= static_cast<std::uint8_t>(Metric::cosine) && encoding < k_encoding_count;
+}
+
+} // namespace
+
+const char *
+to_string(HnswStatus status) noexcept
+{
+	switch (status) {
+	case HnswStatus::ok:
+		return "ok";
+	case HnswStatus::invalid_config:
+		return "invalid graph configuration";
+	case HnswStatus::invalid_header:
+		return "no graph of this layout version at this offset";
+	case HnswStatus::dimension_mismatch:
+		return "vector has the wrong number of dimensions";
+	case HnswStatus::invalid_vector:
+		return "vector has a non-finite component or zero length";
+	case HnswStatus::out_of_memory:
+		return "graph memory exhausted";
+	case HnswStatus::too_many_nodes:
+		return "too many nodes for 32-bit node ids";
+	case HnswStatus::unknown_node:
+		return "no such node";
+	}
+	return "unknown status";
+}
+
+HnswStatus
+HnswGraph::create(Arena arena, const HnswConfig &config, std::uint64_t &header_offset) noexcept
+{
+	if (config.dim == 0 || config.dim > k_hnsw_max_dim || config.m < 2 || config.m > k_hnsw_max_m ||
+		config.ef_construction == 0 || config.first_chunk_log2 > 24 || !valid_enums(config))
+		return HnswStatus::invalid_config;
+	const std::uint64_t offset = arena.allocate(sizeof(HnswHeader));
+	if (offset == 0)
+		return HnswStatus::out_of_memory;
+	auto *h = new (arena.at<std::byte>(offset)) HnswHeader{};
+	h->layout_version = k_hnsw_layout_version;
+	h->dim = config.dim;
+	h->metric = config.metric;
+	h->encoding = config.encoding;
+	h->m = static_cast<std::uint8_t>(config.m);
+	h->m0 = static_cast<std::uint8_t>(2 * config.m);
+	h->ef_construction = config.ef_construction;
+	h->node_stride = round_up_64(sizeof(NodeHead) + 4 + 4 * std::size_t{h->m0});
+	h->vector_bytes = static_cast<std::uint32_t>(encoded_bytes(config.encoding, config.dim));
+	h->vector_stride = round_up_64(h->vector_bytes);
+	h->upper_stride = round_up_64(4 + 4 * std::size_t{h->m});
+	h->level_multiplier = 1.0 / std::log(static_cast<double>(config.m));
+	h->seed = config.seed;
+	h->entry.store(k_no_entry, std::memory_order_relaxed);
+	SegmentedArray::init(&h->nodes, h->node_stride, config.first_chunk_log2);
+	SegmentedArray::init(&h->vectors, h->vector_stride, config.first_chunk_log2);
+	// About one node in m - 1 has an upper level, so the upper array starts smaller.
+	SegmentedArray::init(&h->upper, h->upper_stride, config.first_chunk_log2 > 4 ? config.first_chunk_log2 - 4 : 0);
+	h->magic = k_hnsw_magic;
+	header_offset = offset;
+	return HnswStatus::ok;
+}
+
+HnswStatus
+HnswGraph::check(Arena arena, std::uint64_t header_offset) noexcept
+{
+	if (header_offset == 0 || header_offset % 64 != 0 ||
+		header_offset + sizeof(HnswHeader) > arena.capacity_bytes() + Arena::rounded(sizeof(ArenaHeader)))
+		return HnswStatus::invalid_header;
+	const auto *h = arena.at<const HnswHeader>(header_offset);
+	if (h->magic != k_hnsw_magic || h->layout_version != k_hnsw_layout_version)
+		return HnswStatus::invalid_header;
+	if (h->dim == 0 || h->dim > k_hnsw_max_dim || h->m < 2 || h->m > k_hnsw_max_m || h->m0 != 2 * h->m ||
+		static_cast<std::uint8_t>(h->metric) > static_cast<std::uint8_t>(Metric::cosine) ||
+		static_cast<std::uint8_t>(h->encoding) >= k_encoding_count)
+		return HnswStatus::invalid_header;
+	return HnswStatus::ok;
+}
+
+HnswGraph::HnswGraph(Arena arena, std::uint64_t header_offset) noexcept
+	: arena_(arena), header_offset_(header_offset), header_(arena.at<HnswHeader>(header_offset)),
+	  nodes_(arena, &header_->nodes), vectors_(arena, &header_->vectors), upper_(arena, &header_->upper),
+	  distance_(distance_kernels().get(header_->metric, header_->encoding)),
+	  float32_distance_(distance_kernels().get(header_->metric, Encoding::float32)),
+	  prefetch_lines_(std::min<std::uint32_t>(8, (header_->vector_bytes + 63) / 64))
+{
+}
+
+HnswStatus
+HnswGraph::reserve(std::uint64_t nodes) noexcept
+{
+	if (nodes > k_max_nodes)
+		return HnswStatus::too_many_nodes;
+	if (!nodes_.ensure_capacity(nodes) || !vectors_.ensure_capacity(nodes) ||
+		!upper_.ensure_capacity(nodes / (header_->m - 1) + 64))
+		return HnswStatus::out_of_memory;
+	return HnswStatus::ok;
+}
+
+std::uint32_t
+HnswGraph::level_of(std::uint64_t id) const noexcept
+{
+	// A stateless hash of (seed, id) in place of a shared random generator:
+	// the level of a node is fixed before any thread links it, identical for
+	// every thread and every rebuild, and needs no synchronisation.
+	const std::uint64_t bits = mix64(header_->seed ^ mix64(id));
+	const double u = (static_cast<double>(bits >> 11) + 1.0) * 0x1p-53; // (0, 1]
+	const double level = std::floor(-std::log(u) * header_->level_multiplier);
+	return static_cast<std::uint32_t>(std::min(level, static_cast<double>(k_max_level)));
+}
+
+HnswStatus
+HnswGraph::validate(std::span<const float> vector) const noexcept
+{
+	if (vector.size() != header_->dim)
+		return HnswStatus::dimension_mismatch;
+	if (!all_finite(vector))
+		return HnswStatus::invalid_vector;
+	if (header_->metric == Metric::cosine) {
+		double sum = 0.0;
+		for (float x : vector)
+			sum += static_cast<double>(x) * x;
+		if (!(sum > 0.0) || !std::isfinite(sum))
+			return HnswStatus::invalid_vector;
+	}
+	return HnswStatus::ok;
+}
+
+HnswStatus
+HnswGraph::append(std::span<const float> vector, std::uint64_t generation, std::uint32_t &id) noexcept
+{
+	return append_batch(vector, std::span<const std::uint64_t>(&generation, 1), id);
+}
+
+HnswStatus
+HnswGraph::append_batch(std::span<const float> vectors, std::span<const std::uint64_t> generations,
+						std::uint32_t &first) noexcept
+{
+	HnswHeader &h = *header_;
+	const std::size_t n = generations.size();
+	if (vectors.size() != n * h.dim)
+		return HnswStatus::dimension_mismatch;
+	for (std::size_t i = 0; i < n; ++i) {
+		const HnswStatus s = validate(vectors.subspan(i * h.dim, h.dim));
+		if (s != HnswStatus::ok)
+			return s;
+	}
+	spin_lock(h.append_lock);
+	const std::uint64_t start = h.count.load(std::memory_order_relaxed);
+	HnswStatus status = HnswStatus::ok;
+	std::uint64_t upper = h.upper_used.load(std::memory_order_relaxed);
+	std::uint64_t upper_needed = 0;
+	for (std::size_t i = 0; i < n; ++i)
+		upper_needed += level_of(start + i);
+	if (start + n > k_max_nodes || upper + upper_needed > 0xFFFFFFFFu)
+		status = HnswStatus::too_many_nodes;
+	else if (!nodes_.ensure_capacity(start + n) || !vectors_.ensure_capacity(start + n) ||
+			 !upper_.ensure_capacity(upper + upper_needed))
+		status = HnswStatus::out_of_memory;
+	if (status != HnswStatus::ok) {
+		spin_unlock(h.append_lock);
+		return status;
+	}
+	std::uint64_t max_generation = h.max_generation.load(std::memory_order_relaxed);
+	for (std::size_t i = 0; i < n; ++i) {
+		const auto id = static_cast<std::uint32_t>(start + i);
+		const std::uint32_t level = level_of(id);
+		auto *node = new (nodes_.at(id)) NodeHead{};
+		node->parent.store(k_no_node, std::memory_order_relaxed);
+		node->generation = generations[i];
+		node->upper = level > 0 ? static_cast<std::uint32_t>(upper) : 0;
+		node->level = static_cast<std::uint8_t>(level);
+		construct_list(nodes_.at(id) + sizeof(NodeHead), h.m0);
+		for (std::uint32_t l = 0; l < level; ++l)
+			construct_list(upper_.at(upper + l), h.m);
+		upper += level;
+		const std::span<const float> v = vectors.subspan(i * h.dim, h.dim);
+		float scale = 1.0f;
+		if (h.metric == Metric::cosine) {
+			double sum = 0.0;
+			for (float x : v)
+				sum += static_cast<double>(x) * x;
+			scale = static_cast<float>(1.0 / std::sqrt(sum));
+		}
+		encode(h.encoding, v, vectors_.at(id), scale);
+		max_generation = std::max(max_generation, generations[i]);
+	}
+	h.upper_used.store(upper, std::memory_order_relaxed);
+	h.max_generation.store(max_generation, std::memory_order_release);
+	h.count.store(start + n, std::memory_order_release);
+	spin_unlock(h.append_lock);
+	first = static_cast<std::uint32_t>(start);
+	return HnswStatus::ok;
+}
+
+HnswStatus
+HnswGraph::insert(std::span<const float> vector, std::uint64_t generation, SearchContext &context, std::uint32_t *id)
+{
+	std::uint32_t node;
+	const HnswStatus status = append(vector, generation, node);
+	if (status != HnswStatus::ok)
+		return status;
+	link(node, context);
+	if (id != nullptr)
+		*id = node;
+	return HnswStatus::ok;
+}
+
+HnswStatus
+HnswGraph::mark_deleted(std::uint32_t id) noexcept
+{
+	if (id >= size())
+		return HnswStatus::unknown_node;
+	const std::uint8_t before = head(id).flags.fetch_or(k_node_deleted, std::memory_order_acq_rel);
+	if ((before & k_node_deleted) == 0)
+		header_->deleted.fetch_add(1, std::memory_order_release);
+	return HnswStatus::ok;
+}
+
+bool
+HnswGraph::is_deleted(std::uint32_t id) const noexcept
+{
+	return (head(id).flags.load(std::memory_order_acquire) & k_node_deleted) != 0;
+}
+
+bool
+HnswGraph::is_linked(std::uint32_t id) const noexcept
+{
+	return (head(id).flags.load(std::memory_order_acquire) & k_node_linked) != 0;
+}
+
+std::uint32_t
+HnswGraph::neighbors(std::uint32_t id, std::uint32_t level, std::span<std::uint32_t> out) const noexcept
+{
+	if (level > head(id).level || out.size() < (level == 0 ? header_->m0 : header_->m))
+		return 0;
+	return list_count(read_list(list(id, level), out.data()));
+}
+
+void
+HnswGraph::stored_vector(std::uint32_t id, std::span<float> out) const noexcept
+{
+	decode(header_->encoding, vector_bytes(id), out.first(header_->dim));
+}
+
+std::uint32_t
+HnswGraph::entry_point() const noexcept
+{
+	const std::uint64_t entry = header_->entry.load(std::memory_order_acquire);
+	return entry == k_no_entry ? k_no_node : entry_id(entry);
+}
+
+std::uint32_t
+HnswGraph::max_level() const noexcept
+{
+	const std::uint64_t entry = header_->entry.load(std::memory_order_acquire);
+	return entry == k_no_entry ? 0 : entry_level(entry);
+}
+
+std::size_t
+HnswGraph::memory_bytes() const noexcept
+{
+	return Arena::rounded(sizeof(HnswHeader)) + nodes_.allocated_bytes() + vectors_.allocated_bytes() +
+		   upper_.allocated_bytes();
+}
+
+std::size_t
+HnswGraph::used_bytes() const noexcept
+{
+	const HnswHeader &h = *header_;
+	return Arena::rounded(sizeof(HnswHeader)) + size() * (std::size_t{h.node_stride} + h.vector_stride) +
+		   h.upper_used.load(std::memory_order_acquire) * h.upper_stride;
+}
+
+void
+HnswGraph::destroy() noexcept
+{
+	nodes_.release_all();
+	vectors_.release_all();
+	upper_.release_all();
+	header_->magic = 0;
+	arena_.release(header_offset_, sizeof(HnswHeader));
+}
+
+const float *
+HnswGraph::prepare_query(std::span<const float> query, SearchContext &context) const
+{
+	if (header_->metric != Metric::cosine)
+		return query.data();
+	context.query_.resize(header_->dim);
+	normalize(query, context.query_);
+	return context.query_.data();
+}
+
+} // namespace engram::core

@@ -1,0 +1,246 @@
+// HnswGraph: a process-local handle on one HNSW graph that lives in an Arena.
+//
+// The graph (hnsw_layout.hpp) is plain bytes addressed by offsets, so the
+// same graph can be built on a heap buffer in a test, in PostgreSQL shared
+// memory by background workers while backends search it, or written to a
+// file and attached again. The handle holds only the arena base, the header
+// address and the distance kernel this process chose; it is cheap to copy and
+// every const member may be called from any number of threads at once.
+//
+// Life of a node:
+//   append   store the vector (encoded) and its generation; the node gets the
+//            next id. Cheap; appends are serialised by a short spin lock.
+//   link     insert the node into the graph (the costly part). Any number of
+//            threads may link different nodes at once; each node is linked
+//            at most once (a claim bit makes a second call a no-op).
+//   delete   set the deleted flag; the node stays in the graph as a bridge.
+// Searches run concurrently with all of these. A node between append and the
+// end of its link is found by exact_search over [linked_prefix(), size());
+// snapshot_search() combines both, which is what recall needs.
+//
+// Snapshot filter: every node carries the generation at which it became
+// visible. A search with max_generation G returns only nodes with generation
+// <= G that are not deleted, but still walks through the others, so a filter
+// never cuts the graph apart. When G covers every stored node and nothing is
+// deleted, a specialised search without per-node checks runs instead.
+//
+// Errors are values (HnswStatus). Searches and links allocate only when a
+// SearchContext must grow beyond what it was reserved for; that may throw
+// std::bad_alloc and nothing else.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <span>
+#include <vector>
+
+#include "core/arena.hpp"
+#include "core/distance.hpp"
+#include "core/hnsw_layout.hpp"
+#include "core/quantize.hpp"
+#include "core/segmented_array.hpp"
+#include "core/no_postgres.hpp"
+
+namespace engram::core {
+
+class SearchContext;
+
+enum class HnswStatus : std::uint8_t {
+	ok = 0,
+	invalid_config,     // dim, m or ef_construction out of range
+	invalid_header,     // the offset does not hold a graph of this layout version
+	dimension_mismatch, // vector or query of the wrong length
+	invalid_vector,     // a non-finite component, or a zero vector under cosine
+	out_of_memory,      // the arena is exhausted
+	too_many_nodes,     // ids would pass 2^31 - 1
+	unknown_node,       // id not below size()
+};
+
+const char *to_string(HnswStatus status) noexcept;
+
+inline constexpr std::uint32_t k_hnsw_max_dim = 65535;
+inline constexpr std::uint32_t k_hnsw_max_m = 127;
+
+struct HnswConfig {
+	std::uint32_t dim = 0;
+	Metric metric = Metric::l2;
+	Encoding encoding = Encoding::float32;
+	std::uint32_t m = 16;               // links per node on upper levels; 2m on level 0
+	std::uint32_t ef_construction = 64; // beam width while linking
+	std::uint64_t seed = 0x5eed;        // decides node levels
+	std::uint32_t first_chunk_log2 = 10; // nodes in the first chunk of each array, as a power of two
+};
+
+struct Neighbor {
+	float distance;
+	std::uint32_t id;
+
+	friend bool operator<(const Neighbor &a, const Neighbor &b) noexcept
+	{
+		return a.distance < b.distance || (a.distance == b.distance && a.id < b.id);
+	}
+	friend bool operator==(const Neighbor &, const Neighbor &) = default;
+};
+
+// Float32 vectors kept outside the graph (for example the vector store), used
+// to re-rank the candidates of a float16 or sq8 graph exactly.
+struct VectorSource {
+	const float *(*vector)(const void *self, std::uint32_t id) noexcept;
+	const void *self;
+};
+
+struct SearchParams {
+	std::uint32_t k = 10;
+	std::uint32_t ef = 64; // beam width on level 0; raised to k if smaller
+	std::uint64_t max_generation = std::numeric_limits<std::uint64_t>::max();
+	const VectorSource *rerank = nullptr; // only used when the encoding is not float32
+};
+
+struct SearchStats {
+	std::uint64_t distances = 0; // distance computations
+	std::uint64_t expanded = 0;  // nodes whose lists were read
+};
+
+struct SearchResult {
+	HnswStatus status = HnswStatus::ok;
+	std::span<const Neighbor> neighbors; // nearest first; lives in the context until its next use
+	SearchStats stats;
+};
+
+class HnswGraph {
+public:
+	// Lays out an empty graph in the arena and returns its header offset.
+	static HnswStatus create(Arena arena, const HnswConfig &config, std::uint64_t &header_offset) noexcept;
+	// Whether header_offset holds a graph this code can attach to.
+	static HnswStatus check(Arena arena, std::uint64_t header_offset) noexcept;
+	// Attaches to a graph that check() accepted.
+	HnswGraph(Arena arena, std::uint64_t header_offset) noexcept;
+
+	// Makes room for `nodes` nodes in total without stopping readers.
+	HnswStatus reserve(std::uint64_t nodes) noexcept;
+
+	// Stores one vector visible from `generation` on; id receives its node id.
+	HnswStatus append(std::span<const float> vector, std::uint64_t generation, std::uint32_t &id) noexcept;
+	// Stores generations.size() vectors laid end to end; first receives the first id.
+	HnswStatus append_batch(std::span<const float> vectors, std::span<const std::uint64_t> generations,
+							std::uint32_t &first) noexcept;
+	// Links a stored node into the graph. False if it was already claimed by
+	// another link call (or id is not stored).
+	bool link(std::uint32_t id, SearchContext &context);
+	// append + link.
+	HnswStatus insert(std::span<const float> vector, std::uint64_t generation, SearchContext &context,
+					  std::uint32_t *id = nullptr);
+
+	HnswStatus mark_deleted(std::uint32_t id) noexcept;
+
+	// Approximate k nearest linked nodes visible at params.max_generation.
+	SearchResult search(std::span<const float> query, const SearchParams &params, SearchContext &context) const;
+	// Exact k nearest among visible nodes with ids in [from, to) ∩ [0, size()).
+	SearchResult exact_search(std::span<const float> query, const SearchParams &params, std::uint32_t from,
+							  std::uint32_t to, SearchContext &context) const;
+	// search() ∪ exact_search() over the not-yet-linked tail: every stored node
+	// visible at params.max_generation is a candidate, linked or not.
+	SearchResult snapshot_search(std::span<const float> query, const SearchParams &params,
+								 SearchContext &context) const;
+
+	std::uint64_t size() const noexcept { return header_->count.load(std::memory_order_acquire); }
+	std::uint64_t linked_prefix() const noexcept { return header_->linked_prefix.load(std::memory_order_acquire); }
+	std::uint32_t dim() const noexcept { return header_->dim; }
+	Metric metric() const noexcept { return header_->metric; }
+	Encoding encoding() const noexcept { return header_->encoding; }
+	std::uint32_t m() const noexcept { return header_->m; }
+	std::uint32_t m0() const noexcept { return header_->m0; }
+	std::uint32_t ef_construction() const noexcept { return header_->ef_construction; }
+	std::uint64_t header_offset() const noexcept { return header_offset_; }
+
+	// Per-node facts; id must be below size().
+	std::uint64_t generation(std::uint32_t id) const noexcept { return head(id).generation; }
+	std::uint32_t level(std::uint32_t id) const noexcept { return head(id).level; }
+	bool is_deleted(std::uint32_t id) const noexcept;
+	bool is_linked(std::uint32_t id) const noexcept;
+	// Copies a consistent snapshot of a list into out (room for m0 ids); returns its length.
+	std::uint32_t neighbors(std::uint32_t id, std::uint32_t level, std::span<std::uint32_t> out) const noexcept;
+	// Decodes the stored vector (normalised under cosine).
+	void stored_vector(std::uint32_t id, std::span<float> out) const noexcept;
+	// Entry node and top level, or k_no_node when the graph has no linked node.
+	std::uint32_t entry_point() const noexcept;
+	std::uint32_t max_level() const noexcept;
+
+	// Bytes of arena memory the graph holds (header, nodes, vectors, upper lists),
+	// including room already allocated for nodes not stored yet.
+	std::size_t memory_bytes() const noexcept;
+	// Bytes the size() stored nodes occupy (header, their blocks, vectors and upper lists).
+	std::size_t used_bytes() const noexcept;
+	// Returns all memory to the arena; no other handle may use the graph afterwards.
+	void destroy() noexcept;
+
+private:
+	const NodeHead &head(std::uint32_t id) const noexcept { return *nodes_.at_as<const NodeHead>(id); }
+	NodeHead &head(std::uint32_t id) noexcept { return *nodes_.at_as<NodeHead>(id); }
+	const std::byte *vector_bytes(std::uint32_t id) const noexcept { return vectors_.at(id); }
+	ListRef list(std::uint32_t id, std::uint32_t level) const noexcept
+	{
+		std::byte *word = level == 0 ? nodes_.at(id) + sizeof(NodeHead)
+									 : upper_.at(std::uint64_t{head(id).upper} + level - 1);
+		return ListRef{reinterpret_cast<std::atomic<std::uint32_t> *>(word),
+					   reinterpret_cast<std::atomic<std::uint32_t> *>(word + 4)};
+	}
+	float distance(const float *query, std::uint32_t id) const noexcept
+	{
+		return distance_(query, vector_bytes(id), header_->dim);
+	}
+	// Distance to a float32 vector from a VectorSource (not normalised, even under cosine).
+	float source_distance(const float *query, const float *vector) const noexcept;
+	// The stored vector as floats: in place for float32, decoded into buffer otherwise.
+	const float *as_float(std::uint32_t id, float *buffer) const noexcept
+	{
+		if (header_->encoding == Encoding::float32)
+			return reinterpret_cast<const float *>(vector_bytes(id));
+		decode(header_->encoding, vector_bytes(id), std::span<float>(buffer, header_->dim));
+		return buffer;
+	}
+	std::uint32_t level_of(std::uint64_t id) const noexcept;
+	HnswStatus validate(std::span<const float> vector) const noexcept;
+	// Normalises a validated query (cosine) into the context, or points at it.
+	const float *prepare_query(std::span<const float> query, SearchContext &context) const;
+
+	// hnsw_search.cpp
+	void greedy_descend(const float *query, std::uint32_t &current, float &current_distance, std::uint32_t from_level,
+						std::uint32_t to_level, std::uint64_t limit, SearchContext &context,
+						SearchStats &stats) const noexcept;
+	// Beam of width ef on one level; leaves context.results_ sorted, nearest first.
+	void beam_search(const float *query, std::uint32_t entry, float entry_distance, std::uint32_t level,
+					 std::uint32_t ef, std::uint64_t limit, SearchContext &context, SearchStats &stats) const;
+	// The same on level 0, returning only nodes visible at max_generation.
+	void filtered_search(const float *query, std::uint32_t entry, float entry_distance, std::uint32_t ef,
+						 std::uint64_t limit, std::uint64_t max_generation, SearchContext &context,
+						 SearchStats &stats) const;
+	bool visible(std::uint32_t id, std::uint64_t max_generation) const noexcept;
+	void finish_results(const float *query, const SearchParams &params, SearchContext &context) const;
+
+	// hnsw_insert.cpp
+	enum class Selection : std::uint8_t { new_node, overfull_list };
+	void select_neighbors(std::span<const Neighbor> candidates, std::uint32_t capacity, Selection selection,
+						  std::uint32_t pin_owner, std::vector<Neighbor> &kept, SearchContext &context) const;
+	// Reserves a child slot of `parent` if it is in the tree and has room.
+	bool try_adopt(std::uint32_t parent) noexcept;
+	// The nearest candidate that takes the linking node as a child, or any tree node with room.
+	std::uint32_t adopt_parent(std::span<const Neighbor> candidates, SearchContext &context);
+	void connect(std::uint32_t id, std::uint32_t level, std::span<const std::uint32_t> added, SearchContext &context);
+	void mark_linked(std::uint32_t id) noexcept;
+	void lock_top() noexcept;
+	void unlock_top() noexcept;
+
+	Arena arena_;
+	std::uint64_t header_offset_;
+	HnswHeader *header_;
+	SegmentedArray nodes_;
+	SegmentedArray vectors_;
+	SegmentedArray upper_;
+	DistanceFn distance_;         // query against a stored vector
+	DistanceFn float32_distance_; // query against a float32 vector (re-ranking)
+	std::uint32_t prefetch_lines_; // cache lines of a vector prefetched ahead of its distance
+};
+
+} // namespace engram::core
