@@ -13,6 +13,10 @@
 #include "core/distance_kernels.hpp"
 #include "core/quantize.hpp"
 
+#if ENGRAM_X86_KERNELS
+#include <cpuid.h>
+#endif
+
 namespace engram::core {
 
 namespace {
@@ -105,6 +109,17 @@ dot_sq8_scalar(const float *q, const std::byte *stored, std::uint32_t dim) noexc
 	return 1.0f - sum;
 }
 
+#if ENGRAM_X86_KERNELS
+// F16C (CPUID leaf 1, ECX bit 29), asked of CPUID directly because not every
+// compiler's __builtin_cpu_supports knows the feature.
+bool
+cpu_has_f16c() noexcept
+{
+	unsigned a = 0, b = 0, c = 0, d = 0;
+	return __get_cpuid(1, &a, &b, &c, &d) != 0 && (c & bit_F16C) != 0;
+}
+#endif
+
 } // namespace
 
 namespace kernels {
@@ -124,7 +139,7 @@ simd_level_supported(SimdLevel level) noexcept
 	case SimdLevel::scalar:
 		return true;
 	case SimdLevel::avx2:
-		return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+		return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
 	case SimdLevel::avx512:
 		return __builtin_cpu_supports("avx512f");
 	}

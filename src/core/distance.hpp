@@ -1,9 +1,9 @@
 // Distances between a float32 query and one stored vector, in every encoding
 // the graph can store (float32, float16, 8-bit scalar quantized).
 //
-// Why one signature for all: the graph keeps exactly one function pointer per
-// process (chosen when it attaches), so the search loop never branches on the
-// metric or the encoding. A kernel reads `dim` values of its encoding at
+// Why one signature for all: a graph handle keeps one function pointer for its
+// encoding (chosen when it attaches), so the search loop never branches on
+// the metric or the encoding. A kernel reads `dim` values of its encoding at
 // `stored`; for sq8 the per-vector offset and step follow the codes (see
 // quantize.hpp for the layout).
 //

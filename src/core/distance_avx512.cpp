@@ -13,8 +13,10 @@
 // GCC 12's _mm512_undefined_* helpers initialise a variable from itself, which
 // -Wuninitialized reports at every inlined use; the value is meant to be
 // undefined, so the warning says nothing about this code.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 
 #include <cstring>

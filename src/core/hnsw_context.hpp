@@ -2,8 +2,9 @@
 // that thread and reused call after call.
 //
 // Why: a search must not allocate or share mutable state, so each thread
-// keeps its own visited set (epoch-stamped, see visited_set.hpp), candidate
-// and result heaps, list and vector scratch buffers. reserve() sizes them
+// keeps its own visited set (epoch-stamped, see visited_set.hpp), beam (or
+// candidate and result heaps for filtered searches), list and vector scratch
+// buffers. reserve() sizes them
 // for a graph and a beam width; afterwards a search allocates only if the
 // graph has grown past the reserved node count or a larger ef is asked for.
 // Levels of new nodes come from a hash of the node id (HnswGraph), so the
@@ -39,8 +40,8 @@ private:
 	void fit(const HnswGraph &graph);
 
 	VisitedSet visited_;
-	std::vector<Neighbor> candidates_; // min-heap by distance: nodes still to expand
-	std::vector<Neighbor> results_;    // max-heap by distance: best nodes found
+	std::vector<Neighbor> candidates_; // filtered search: min-heap of nodes still to expand
+	std::vector<Neighbor> results_;    // the sorted beam, or the filtered search's max-heap of results
 	std::vector<Neighbor> out_;        // what a search returns
 	std::vector<Neighbor> graph_out_;  // snapshot_search: the graph part while the exact part runs
 	std::vector<std::uint32_t> links_; // one list copy

@@ -4,12 +4,14 @@
 // same graph can be built on a heap buffer in a test, in PostgreSQL shared
 // memory by background workers while backends search it, or written to a
 // file and attached again. The handle holds only the arena base, the header
-// address and the distance kernel this process chose; it is cheap to copy and
-// every const member may be called from any number of threads at once.
+// address and the distance kernels this process chose; it is cheap to copy,
+// and every member but destroy() may be called from any number of threads
+// (of any number of processes mapping the arena) at once.
 //
 // Life of a node:
 //   append   store the vector (encoded) and its generation; the node gets the
-//            next id. Cheap; appends are serialised by a short spin lock.
+//            next id (ids stay below 2^31). Cheap; appends are serialised by a
+//            short spin lock.
 //   link     insert the node into the graph (the costly part). Any number of
 //            threads may link different nodes at once; each node is linked
 //            at most once (a claim bit makes a second call a no-op).

@@ -71,18 +71,18 @@ void
 HnswGraph::select_neighbors(std::span<const Neighbor> candidates, std::uint32_t capacity, Selection selection,
 							std::uint32_t pin_owner, std::vector<Neighbor> &kept, SearchContext &context) const
 {
-	const bool fill = selection == Selection::new_node;
-	const float diversity = fill ? k_own_diversity : k_prune_diversity;
 	// The heuristic: walk candidates nearest first and keep one only if it is
 	// not (much) nearer to a neighbour kept so far than to the base node, so
-	// links spread in different
-	// directions instead of clustering and long links survive. A tie counts
-	// as clustering, so of several copies of one point only the first is
-	// diverse and lists still reach other points. Tree edges of pin_owner (if
-	// any) are kept before everything else. For a new node, rejected
-	// candidates then take any free slots, nearest first: its list starts
-	// full, which is what makes the graph dense enough for high recall at a
-	// small ef, and costs nothing later since its list has been paid for.
+	// links spread in different directions instead of clustering and long
+	// links survive. A copy of a kept node (distance 0) is never diverse, so
+	// of many copies of one point a list keeps one and still reaches other
+	// points; a copy of the base node itself hides nothing, since any point is
+	// as far from it as from the base. Tree edges of pin_owner (if any) are
+	// kept before everything else. For a new node, rejected candidates then
+	// take its free slots, nearest first, so its list starts full: that is
+	// what makes the graph dense enough for high recall at a small ef.
+	const bool fill = selection == Selection::new_node;
+	const float diversity = fill ? k_own_diversity : k_prune_diversity;
 	kept.clear();
 	if (candidates.size() <= capacity) {
 		kept.assign(candidates.begin(), candidates.end());
@@ -110,7 +110,8 @@ HnswGraph::select_neighbors(std::span<const Neighbor> candidates, std::uint32_t 
 		const float *v = as_float(c.id, context.scratch_.data());
 		bool diverse = true;
 		for (const Neighbor &k : kept) {
-			if (diversity * distance(v, k.id) <= c.distance) {
+			const float d = distance(v, k.id);
+			if (d == 0.0f || diversity * d < c.distance) {
 				diverse = false;
 				break;
 			}
@@ -122,6 +123,10 @@ HnswGraph::select_neighbors(std::span<const Neighbor> candidates, std::uint32_t 
 	}
 	for (std::size_t i = 0; fill && kept.size() < capacity && i < discarded.size(); ++i)
 		kept.push_back(discarded[i]);
+	// A list has room for every tree edge (at most m + 1 of 2m slots); this
+	// only guards the list bound should a tree node ever exceed m children.
+	if (kept.size() > capacity)
+		kept.resize(capacity);
 }
 
 void

@@ -57,7 +57,7 @@ constexpr bool k_sanitized = k_thread_sanitizer;
 	} while (false)
 
 constexpr std::uint32_t k_dim = 16;
-constexpr std::uint32_t k_nodes = k_sanitized ? 1000 : 6000;
+constexpr std::uint32_t k_nodes = k_sanitized ? 1000 : 20000;
 
 struct alignas(64) Line {
 	std::byte b[64];
