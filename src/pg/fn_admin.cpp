@@ -40,13 +40,10 @@ worker_state_name(std::uint32_t state)
 bool
 committed_drop_pending(void)
 {
-	for (const SpaceSlot &slot : shared_state()->spaces) {
-		if (slot.state.load(std::memory_order_acquire) != SPACE_SLOT_LIVE)
-			continue;
-		const TransactionId xid = slot.drop_xid.load(std::memory_order_acquire);
-		if (xid != InvalidTransactionId && !TransactionIdIsInProgress(xid) && TransactionIdDidCommit(xid))
+	for (const SpaceSlot &slot : shared_state()->spaces)
+		if (slot.state.load(std::memory_order_acquire) == SPACE_SLOT_LIVE &&
+			directory_drop_outcome(&slot) == DropOutcome::committed)
 			return true;
-	}
 	return false;
 }
 

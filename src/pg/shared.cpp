@@ -171,6 +171,17 @@ directory_store(const SpaceSlot *slot)
 	return engram::core::VectorStore(arena, arena.at<engram::core::VectorStoreHeader>(slot->store_offset));
 }
 
+DropOutcome
+directory_drop_outcome(const SpaceSlot *slot)
+{
+	const TransactionId xid = slot->drop_xid.load(std::memory_order_acquire);
+	if (xid == InvalidTransactionId)
+		return DropOutcome::none;
+	if (TransactionIdIsInProgress(xid))
+		return DropOutcome::in_progress;
+	return TransactionIdDidCommit(xid) ? DropOutcome::committed : DropOutcome::aborted;
+}
+
 void
 shared_wake_workers(void)
 {

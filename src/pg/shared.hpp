@@ -76,5 +76,9 @@ SpaceSlot *directory_install(std::int32_t space_id, std::uint32_t dim);
 void directory_free(SpaceSlot *slot);
 engram::core::VectorStore directory_store(const SpaceSlot *slot);
 
+// What became of the drop_space marked on a slot (no lock needed).
+enum class DropOutcome { none, in_progress, committed, aborted };
+DropOutcome directory_drop_outcome(const SpaceSlot *slot);
+
 // Wakes the workers' latches so they drain now rather than at their next poll.
 void shared_wake_workers(void);

@@ -278,14 +278,12 @@ resolve_drops(void)
 	for (SpaceSlot &slot : shared_state()->spaces) {
 		if (slot.state.load(std::memory_order_acquire) != SPACE_SLOT_LIVE)
 			continue;
-		const TransactionId xid = slot.drop_xid.load(std::memory_order_acquire);
-		if (xid == InvalidTransactionId || TransactionIdIsInProgress(xid))
-			continue;
-		if (TransactionIdDidCommit(xid)) {
+		const DropOutcome outcome = directory_drop_outcome(&slot);
+		if (outcome == DropOutcome::committed) {
 			LWLockAcquire(shared_directory_lock(), LW_EXCLUSIVE);
 			directory_free(&slot);
 			LWLockRelease(shared_directory_lock());
-		} else
+		} else if (outcome == DropOutcome::aborted)
 			slot.drop_xid.store(InvalidTransactionId, std::memory_order_release);
 	}
 }

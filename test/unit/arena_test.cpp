@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include "heap_region.hpp"
+
 #include <atomic>
 #include <cstring>
 #include <thread>
@@ -14,16 +16,7 @@
 namespace engram::core {
 namespace {
 
-struct alignas(64) Line {
-	std::byte b[64];
-};
-
-struct ArenaFixture {
-	explicit ArenaFixture(std::size_t bytes) : lines(bytes / 64), arena(Arena::create(base(), bytes)) {}
-	std::byte *base() { return reinterpret_cast<std::byte *>(lines.data()); }
-	std::vector<Line> lines;
-	Arena arena;
-};
+using ArenaFixture = test_support::Region;
 
 TEST(Arena, BlocksAreDisjointAlignedAndAccounted)
 {

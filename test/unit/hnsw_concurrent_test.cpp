@@ -9,6 +9,8 @@
 
 #include <gtest/gtest.h>
 
+#include "heap_region.hpp"
+
 #include <tbb/task_arena.h>
 
 #include <algorithm>
@@ -20,6 +22,9 @@
 
 namespace engram::core {
 namespace {
+
+using test_support::Region;
+using test_support::random_vectors;
 
 #if defined(__SANITIZE_THREAD__)
 constexpr bool k_thread_sanitizer = true;
@@ -58,28 +63,6 @@ constexpr bool k_sanitized = k_thread_sanitizer;
 
 constexpr std::uint32_t k_dim = 16;
 constexpr std::uint32_t k_nodes = k_sanitized ? 1000 : 20000;
-
-struct alignas(64) Line {
-	std::byte b[64];
-};
-
-struct Region {
-	explicit Region(std::size_t bytes) : lines(bytes / sizeof(Line)), arena(Arena::create(base(), bytes)) {}
-	std::byte *base() { return reinterpret_cast<std::byte *>(lines.data()); }
-	std::vector<Line> lines;
-	Arena arena;
-};
-
-std::vector<float>
-random_vectors(std::size_t n, std::uint32_t dim, std::uint32_t seed)
-{
-	std::mt19937 rng(seed);
-	std::normal_distribution<float> normal;
-	std::vector<float> v(n * dim);
-	for (float &x : v)
-		x = normal(rng);
-	return v;
-}
 
 HnswGraph
 make_graph(Region &region, std::uint32_t m)

@@ -8,6 +8,8 @@
 
 #include <gtest/gtest.h>
 
+#include "heap_region.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -20,28 +22,9 @@
 namespace engram::core {
 namespace {
 
-struct alignas(64) Line {
-	std::byte b[64];
-};
-
-// A heap-backed arena, as the unit tests use instead of shared memory.
-struct Region {
-	explicit Region(std::size_t bytes) : lines(bytes / sizeof(Line)), arena(Arena::create(base(), bytes)) {}
-	std::byte *base() { return reinterpret_cast<std::byte *>(lines.data()); }
-	std::vector<Line> lines;
-	Arena arena;
-};
-
-std::vector<float>
-random_vectors(std::size_t n, std::uint32_t dim, std::uint32_t seed)
-{
-	std::mt19937 rng(seed);
-	std::normal_distribution<float> normal;
-	std::vector<float> v(n * dim);
-	for (float &x : v)
-		x = normal(rng);
-	return v;
-}
+using test_support::Line;
+using test_support::Region;
+using test_support::random_vectors;
 
 HnswGraph
 make_graph(Region &region, std::uint32_t dim, Metric metric = Metric::l2, Encoding encoding = Encoding::float32,

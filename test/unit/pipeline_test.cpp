@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include "heap_region.hpp"
+
 #include <vector>
 
 namespace engram::core {
@@ -59,11 +61,8 @@ TEST(ObservationBatch, VectorsPerPayloadFitsTheBudget)
 
 TEST(VectorStore, AppendsAndPublishesNodes)
 {
-	struct alignas(64) Line {
-		std::byte b[64];
-	};
-	std::vector<Line> lines((16 << 20) / 64);
-	Arena arena = Arena::create(reinterpret_cast<std::byte *>(lines.data()), 16 << 20);
+	test_support::Region region(16 << 20);
+	Arena arena = region.arena;
 	VectorStoreHeader header;
 	VectorStore::init(&header, 100);
 	VectorStore store(arena, &header);
