@@ -33,7 +33,7 @@ HnswGraph::exact_search(std::span<const float> query, const SearchParams &params
 	std::vector<Neighbor> &best = context.results_;
 	best.clear();
 	for (std::uint32_t id = from; id < end; ++id) {
-		if (!visible(id, params.max_generation))
+		if (!visible(id, params))
 			continue;
 		const float d = from_source ? source_distance(q, params.rerank->vector(params.rerank->self, id))
 									: distance(q, id);

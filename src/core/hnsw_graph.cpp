@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <new>
 
 #include "core/hnsw_context.hpp"
@@ -101,6 +102,7 @@ HnswGraph::create(Arena arena, const HnswConfig &config, std::uint64_t &header_o
 	h->level_multiplier = 1.0 / std::log(static_cast<double>(config.m));
 	h->seed = config.seed;
 	h->entry.store(k_no_entry, std::memory_order_relaxed);
+	h->lowest_confidence.store(std::numeric_limits<float>::infinity(), std::memory_order_relaxed);
 	SegmentedArray::init(&h->nodes, h->node_stride, config.first_chunk_log2);
 	SegmentedArray::init(&h->vectors, h->vector_stride, config.first_chunk_log2);
 	// About one node in m - 1 has an upper level, so the upper array starts smaller.
@@ -178,15 +180,33 @@ HnswGraph::validate(std::span<const float> vector) const noexcept
 HnswStatus
 HnswGraph::append(std::span<const float> vector, std::uint64_t generation, std::uint32_t &id) noexcept
 {
-	return append_batch(vector, std::span<const std::uint64_t>(&generation, 1), id);
+	return append_nodes(vector, 1, nullptr, &generation, id);
+}
+
+HnswStatus
+HnswGraph::append(std::span<const float> vector, const NodeData &data, std::uint32_t &id) noexcept
+{
+	return append_nodes(vector, 1, &data, nullptr, id);
+}
+
+HnswStatus
+HnswGraph::append_batch(std::span<const float> vectors, std::span<const NodeData> data, std::uint32_t &first) noexcept
+{
+	return append_nodes(vectors, data.size(), data.data(), nullptr, first);
 }
 
 HnswStatus
 HnswGraph::append_batch(std::span<const float> vectors, std::span<const std::uint64_t> generations,
 						std::uint32_t &first) noexcept
 {
+	return append_nodes(vectors, generations.size(), nullptr, generations.data(), first);
+}
+
+HnswStatus
+HnswGraph::append_nodes(std::span<const float> vectors, std::size_t n, const NodeData *data,
+						const std::uint64_t *generations, std::uint32_t &first) noexcept
+{
 	HnswHeader &h = *header_;
-	const std::size_t n = generations.size();
 	if (vectors.size() != n * h.dim)
 		return HnswStatus::dimension_mismatch;
 	for (std::size_t i = 0; i < n; ++i) {
@@ -211,12 +231,16 @@ HnswGraph::append_batch(std::span<const float> vectors, std::span<const std::uin
 		return status;
 	}
 	std::uint64_t max_generation = h.max_generation.load(std::memory_order_relaxed);
+	float lowest_confidence = h.lowest_confidence.load(std::memory_order_relaxed);
 	for (std::size_t i = 0; i < n; ++i) {
 		const auto id = static_cast<std::uint32_t>(start + i);
 		const std::uint32_t level = level_of(id);
 		auto *node = new (nodes_.at(id)) NodeHead{};
 		node->parent.store(k_no_node, std::memory_order_relaxed);
-		node->generation = generations[i];
+		const NodeData d = data != nullptr ? data[i] : NodeData{generations[i], static_cast<std::int64_t>(id), 1.0f};
+		node->generation = d.generation;
+		node->label = d.label;
+		node->confidence = d.confidence;
 		node->upper = level > 0 ? static_cast<std::uint32_t>(upper) : 0;
 		node->level = static_cast<std::uint8_t>(level);
 		construct_list(nodes_.at(id) + sizeof(NodeHead), h.m0);
@@ -232,14 +256,32 @@ HnswGraph::append_batch(std::span<const float> vectors, std::span<const std::uin
 			scale = static_cast<float>(1.0 / std::sqrt(sum));
 		}
 		encode(h.encoding, v, vectors_.at(id), scale);
-		max_generation = std::max(max_generation, generations[i]);
+		max_generation = std::max(max_generation, d.generation);
+		lowest_confidence = std::min(lowest_confidence, d.confidence);
 	}
 	h.upper_used.store(upper, std::memory_order_relaxed);
 	h.max_generation.store(max_generation, std::memory_order_release);
+	h.lowest_confidence.store(lowest_confidence, std::memory_order_release);
 	h.count.store(start + n, std::memory_order_release);
 	spin_unlock(h.append_lock);
 	first = static_cast<std::uint32_t>(start);
 	return HnswStatus::ok;
+}
+
+std::uint32_t
+HnswGraph::claim_unlinked(std::uint32_t max, std::uint32_t &first) noexcept
+{
+	const std::uint64_t stored = size();
+	std::uint64_t cursor = header_->link_cursor.load(std::memory_order_relaxed);
+	for (;;) {
+		if (cursor >= stored || max == 0)
+			return 0;
+		const std::uint64_t end = std::min<std::uint64_t>(stored, cursor + max);
+		if (header_->link_cursor.compare_exchange_weak(cursor, end, std::memory_order_acq_rel)) {
+			first = static_cast<std::uint32_t>(cursor);
+			return static_cast<std::uint32_t>(end - cursor);
+		}
+	}
 }
 
 HnswStatus

@@ -92,10 +92,18 @@ struct VectorSource {
 	const void *self;
 };
 
+// What a stored node carries besides its vector.
+struct NodeData {
+	std::uint64_t generation = 0; // visible to snapshots at or after it
+	std::int64_t label = 0;       // the caller's name for the node
+	float confidence = 1.0f;      // searches can ask for a minimum
+};
+
 struct SearchParams {
 	std::uint32_t k = 10;
 	std::uint32_t ef = 64; // beam width on level 0; raised to k if smaller
 	std::uint64_t max_generation = std::numeric_limits<std::uint64_t>::max();
+	float min_confidence = -std::numeric_limits<float>::infinity(); // nodes below it are not returned
 	const VectorSource *rerank = nullptr; // only used when the encoding is not float32
 };
 
@@ -124,9 +132,16 @@ public:
 
 	// Stores one vector visible from `generation` on; id receives its node id.
 	HnswStatus append(std::span<const float> vector, std::uint64_t generation, std::uint32_t &id) noexcept;
-	// Stores generations.size() vectors laid end to end; first receives the first id.
+	HnswStatus append(std::span<const float> vector, const NodeData &data, std::uint32_t &id) noexcept;
+	// Stores data.size() vectors laid end to end; first receives the first id.
+	HnswStatus append_batch(std::span<const float> vectors, std::span<const NodeData> data,
+							std::uint32_t &first) noexcept;
 	HnswStatus append_batch(std::span<const float> vectors, std::span<const std::uint64_t> generations,
 							std::uint32_t &first) noexcept;
+	// Hands out up to `max` stored ids that no earlier call handed out, for a
+	// linker to link; returns how many, starting at first. Several linkers (in
+	// any processes) share the work of one graph this way.
+	std::uint32_t claim_unlinked(std::uint32_t max, std::uint32_t &first) noexcept;
 	// Links a stored node into the graph. False if it was already claimed by
 	// another link call (or id is not stored).
 	bool link(std::uint32_t id, SearchContext &context);
@@ -148,6 +163,10 @@ public:
 
 	std::uint64_t size() const noexcept { return header_->count.load(std::memory_order_acquire); }
 	std::uint64_t linked_prefix() const noexcept { return header_->linked_prefix.load(std::memory_order_acquire); }
+	// Nodes whose link has finished.
+	std::uint64_t linked_count() const noexcept { return header_->linked.load(std::memory_order_acquire); }
+	// Highest generation among stored nodes.
+	std::uint64_t max_generation() const noexcept { return header_->max_generation.load(std::memory_order_acquire); }
 	std::uint32_t dim() const noexcept { return header_->dim; }
 	Metric metric() const noexcept { return header_->metric; }
 	Encoding encoding() const noexcept { return header_->encoding; }
@@ -158,6 +177,8 @@ public:
 
 	// Per-node facts; id must be below size().
 	std::uint64_t generation(std::uint32_t id) const noexcept { return head(id).generation; }
+	std::int64_t label(std::uint32_t id) const noexcept { return head(id).label; }
+	float confidence(std::uint32_t id) const noexcept { return head(id).confidence; }
 	std::uint32_t level(std::uint32_t id) const noexcept { return head(id).level; }
 	bool is_deleted(std::uint32_t id) const noexcept;
 	bool is_linked(std::uint32_t id) const noexcept;
@@ -204,6 +225,9 @@ private:
 	}
 	std::uint32_t level_of(std::uint64_t id) const noexcept;
 	HnswStatus validate(std::span<const float> vector) const noexcept;
+	// The appends: node data from `data` if given, else generation only (label = id).
+	HnswStatus append_nodes(std::span<const float> vectors, std::size_t n, const NodeData *data,
+							const std::uint64_t *generations, std::uint32_t &first) noexcept;
 	// Normalises a validated query (cosine) into the context, or points at it.
 	const float *prepare_query(std::span<const float> query, SearchContext &context) const;
 
@@ -216,9 +240,9 @@ private:
 					 std::uint32_t ef, std::uint64_t limit, SearchContext &context, SearchStats &stats) const;
 	// The same on level 0, returning only nodes visible at max_generation.
 	void filtered_search(const float *query, std::uint32_t entry, float entry_distance, std::uint32_t ef,
-						 std::uint64_t limit, std::uint64_t max_generation, SearchContext &context,
+						 std::uint64_t limit, const SearchParams &params, SearchContext &context,
 						 SearchStats &stats) const;
-	bool visible(std::uint32_t id, std::uint64_t max_generation) const noexcept;
+	bool visible(std::uint32_t id, const SearchParams &params) const noexcept;
 	void finish_results(const float *query, const SearchParams &params, SearchContext &context) const;
 
 	// hnsw_insert.cpp

@@ -211,6 +211,7 @@ void
 HnswGraph::mark_linked(std::uint32_t id) noexcept
 {
 	head(id).flags.fetch_or(k_node_linked, std::memory_order_release);
+	header_->linked.fetch_add(1, std::memory_order_release);
 	std::uint64_t prefix = header_->linked_prefix.load(std::memory_order_acquire);
 	const std::uint64_t limit = size();
 	while (prefix < limit && (head(static_cast<std::uint32_t>(prefix)).flags.load(std::memory_order_acquire) &

@@ -6,7 +6,7 @@
 // (shared memory mapped at different addresses, or a file read back):
 //   nodes   fixed-stride level-0 blocks: NodeHead, then the level-0 list
 //           (one list word and up to m0 = 2m ids); stride rounded to 64,
-//           so with m = 16 a block is 24 + 4 + 128 -> 192 bytes.
+//           so with m = 16 a block is 32 + 4 + 128 -> 192 bytes.
 //   vectors one encoded vector per node (quantize.hpp), stride rounded to 64
 //           so every vector starts on its own cache line.
 //   upper   fixed-stride upper-level lists (a list word and up to m ids). A
@@ -49,7 +49,7 @@
 namespace engram::core {
 
 inline constexpr std::uint64_t k_hnsw_magic = 0x454e4752414d484eULL; // "ENGRAMHN"
-inline constexpr std::uint32_t k_hnsw_layout_version = 1;
+inline constexpr std::uint32_t k_hnsw_layout_version = 2;
 inline constexpr std::uint32_t k_no_node = 0xFFFFFFFFu;
 // Node ids stay below 2^31: the search beam keeps an "expanded" mark in the top bit.
 inline constexpr std::uint64_t k_max_nodes = 0x7FFFFFFFu;
@@ -91,9 +91,12 @@ struct HnswHeader {
 	std::atomic<std::uint64_t> upper_used;           // upper blocks handed out
 	std::atomic<std::uint64_t> max_generation;       // of every stored node
 	std::atomic<std::uint64_t> deleted;              // nodes marked deleted
+	std::atomic<float> lowest_confidence;            // of every stored node
 	// Written at the end of every link: on its own cache line, so that
 	// linking threads do not invalidate the line every search reads.
 	alignas(64) std::atomic<std::uint64_t> linked_prefix; // every id below it is linked
+	std::atomic<std::uint64_t> linked;                    // nodes whose link has finished
+	std::atomic<std::uint64_t> link_cursor;               // ids below it were handed out to link
 
 	SegmentedArrayHeader nodes;
 	SegmentedArrayHeader vectors;
@@ -104,10 +107,13 @@ static_assert(std::is_trivially_destructible_v<HnswHeader>);
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
 static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
 static_assert(std::atomic<std::uint8_t>::is_always_lock_free);
+static_assert(std::atomic<float>::is_always_lock_free);
 
 // The first bytes of a level-0 block; the level-0 list word and its ids follow.
 struct NodeHead {
 	std::uint64_t generation;            // the node is visible to snapshots >= this
+	std::int64_t label;                  // the caller's name for the node (an observation id)
+	float confidence;                    // searches may ask for a minimum
 	std::uint32_t upper;                 // first upper block (valid when level > 0)
 	std::atomic<std::uint32_t> parent;   // spanning-tree parent on level 0 (hnsw_insert.cpp);
 										 // k_no_node until linked, itself for the root
@@ -115,10 +121,9 @@ struct NodeHead {
 	std::atomic<std::uint8_t> flags;     // k_node_deleted | k_node_linked | k_node_claimed
 	std::atomic<std::uint8_t> children;  // nodes whose parent this node is, at most m
 	std::uint8_t unused;
-	std::uint32_t reserved;
 };
 static_assert(std::is_standard_layout_v<NodeHead>);
-static_assert(sizeof(NodeHead) == 24);
+static_assert(sizeof(NodeHead) == 32);
 static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t));
 
 // A list as the code sees it: its word and its id slots (inside a level-0

@@ -49,10 +49,11 @@ struct Nearer {
 } // namespace
 
 bool
-HnswGraph::visible(std::uint32_t id, std::uint64_t max_generation) const noexcept
+HnswGraph::visible(std::uint32_t id, const SearchParams &params) const noexcept
 {
 	const NodeHead &node = head(id);
-	return node.generation <= max_generation && (node.flags.load(std::memory_order_relaxed) & k_node_deleted) == 0;
+	return node.generation <= params.max_generation && !(node.confidence < params.min_confidence) &&
+		   (node.flags.load(std::memory_order_relaxed) & k_node_deleted) == 0;
 }
 
 float
@@ -159,7 +160,7 @@ HnswGraph::beam_search(const float *query, std::uint32_t entry, float entry_dist
 
 void
 HnswGraph::filtered_search(const float *query, std::uint32_t entry, float entry_distance, std::uint32_t ef,
-						   std::uint64_t limit, std::uint64_t max_generation, SearchContext &context,
+						   std::uint64_t limit, const SearchParams &params, SearchContext &context,
 						   SearchStats &stats) const
 {
 	// Level 0 under a snapshot filter: invisible nodes are candidates (so the
@@ -177,7 +178,7 @@ HnswGraph::filtered_search(const float *query, std::uint32_t entry, float entry_
 	candidates.push_back({entry_distance, entry});
 	// bound: the distance a node must beat to matter, infinite until the results hold ef nodes.
 	float bound = k_infinity;
-	if (visible(entry, max_generation)) {
+	if (visible(entry, params)) {
 		results.push_back({entry_distance, entry});
 		if (results.size() >= ef)
 			bound = entry_distance;
@@ -212,7 +213,7 @@ HnswGraph::filtered_search(const float *query, std::uint32_t entry, float entry_
 			const std::uint32_t id = links[i];
 			candidates.push_back({d, id});
 			std::push_heap(candidates.begin(), candidates.end(), Farther{});
-			if (!visible(id, max_generation))
+			if (!visible(id, params))
 				continue;
 			if (results.size() < ef) {
 				results.push_back({d, id});
@@ -256,8 +257,10 @@ HnswGraph::search(std::span<const float> query, const SearchParams &params, Sear
 	// Entry first, then the count: the entry node is always below the count read after it.
 	const std::uint64_t entry = header_->entry.load(std::memory_order_acquire);
 	const std::uint64_t limit = size();
-	const bool everything_visible = params.max_generation >= header_->max_generation.load(std::memory_order_acquire) &&
-									header_->deleted.load(std::memory_order_acquire) == 0;
+	const bool everything_visible =
+		params.max_generation >= header_->max_generation.load(std::memory_order_acquire) &&
+		header_->deleted.load(std::memory_order_acquire) == 0 &&
+		!(params.min_confidence > header_->lowest_confidence.load(std::memory_order_acquire));
 	if (entry == k_no_entry)
 		return result;
 	std::uint32_t current = entry_id(entry);
@@ -269,7 +272,7 @@ HnswGraph::search(std::span<const float> query, const SearchParams &params, Sear
 	if (everything_visible)
 		beam_search(q, current, current_distance, 0, ef, limit, context, result.stats);
 	else
-		filtered_search(q, current, current_distance, ef, limit, params.max_generation, context, result.stats);
+		filtered_search(q, current, current_distance, ef, limit, params, context, result.stats);
 	finish_results(q, params, context);
 	result.neighbors = context.out_;
 	return result;

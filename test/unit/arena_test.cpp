@@ -77,6 +77,40 @@ TEST(SegmentedArray, GrowsWithoutMovingElements)
 	EXPECT_EQ(f.arena.used_bytes(), 0u);
 }
 
+TEST(SegmentedArray, StopsDoublingAtTheChunkCap)
+{
+	ArenaFixture f(8 << 20);
+	SegmentedArrayHeader header;
+	SegmentedArray::init(&header, 64, 4, 7); // chunks of 16, 32, 64, then 128 elements each
+	SegmentedArray array(f.arena, &header);
+	std::vector<std::byte *> addresses;
+	for (std::uint64_t i = 0; i < 5000; ++i) {
+		ASSERT_TRUE(array.ensure_capacity(i + 1));
+		std::memcpy(array.at(i), &i, sizeof i);
+		addresses.push_back(array.at(i));
+	}
+	for (std::uint64_t i = 0; i < 5000; ++i) {
+		std::uint64_t v;
+		std::memcpy(&v, array.at(i), sizeof v);
+		ASSERT_EQ(v, i);
+		ASSERT_EQ(array.at(i), addresses[i]);
+	}
+	// 16 + 32 + 64 + 128 * 38 = 4976 < 5000 <= 5104: one more full chunk.
+	EXPECT_EQ(array.capacity(), 5104u);
+	EXPECT_LE(array.allocated_bytes(), (5000 + 128) * 64u + 64 * 64u);
+	// Elements of one capped chunk are contiguous; the next chunk starts elsewhere.
+	EXPECT_EQ(array.at(112 + 127), array.at(112) + 127 * 64);
+	array.release_all();
+	EXPECT_EQ(f.arena.used_bytes(), 0u);
+}
+
+TEST(SegmentedArray, CapsChunksNearTheByteLimitByDefault)
+{
+	SegmentedArrayHeader header;
+	SegmentedArray::init(&header, 4096, 10);
+	EXPECT_EQ(std::size_t{1} << header.max_chunk_log2, k_max_chunk_bytes / 4096);
+}
+
 TEST(SegmentedArray, ReportsExhaustion)
 {
 	ArenaFixture f(1 << 20);

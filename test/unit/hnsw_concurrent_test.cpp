@@ -175,6 +175,57 @@ TEST_P(ConcurrentInsert, GraphInvariantsHoldAfterParallelInsertion)
 
 INSTANTIATE_TEST_SUITE_P(Threads, ConcurrentInsert, ::testing::Values(1, 2, 4, 8));
 
+TEST(HnswConcurrency, LinkersSharingClaimsLinkEveryNodeWhileOneThreadAppends)
+{
+	// The worker pool's pattern: one drainer appends while linkers claim
+	// batches of unlinked ids and link them.
+	Region region(256 << 20);
+	HnswGraph graph = make_graph(region, 8);
+	const auto base = test_support::random_vectors(k_nodes, k_dim, 77);
+	std::atomic<bool> appending{true};
+	std::thread appender([&] {
+		constexpr std::uint32_t batch = 37;
+		for (std::uint32_t i = 0; i < k_nodes; i += batch) {
+			const std::uint32_t n = std::min(batch, k_nodes - i);
+			std::vector<NodeData> data(n);
+			for (std::uint32_t j = 0; j < n; ++j)
+				data[j] = NodeData{1, std::int64_t{i} + j, 0.5f};
+			std::uint32_t first = 0;
+			ASSERT_EQ(graph.append_batch(std::span<const float>(base).subspan(std::size_t{i} * k_dim,
+																			   std::size_t{n} * k_dim),
+										 data, first),
+					  HnswStatus::ok);
+			ASSERT_EQ(first, i);
+		}
+		appending = false;
+	});
+	std::atomic<std::uint64_t> claimed{0};
+	std::vector<std::thread> linkers;
+	for (int t = 0; t < 3; ++t) {
+		linkers.emplace_back([&] {
+			SearchContext context;
+			for (;;) {
+				const bool more = appending.load();
+				std::uint32_t first = 0;
+				const std::uint32_t n = graph.claim_unlinked(16, first);
+				claimed += n;
+				for (std::uint32_t id = first; id < first + n; ++id)
+					EXPECT_TRUE(graph.link(id, context)) << id;
+				if (n == 0 && !more)
+					return;
+			}
+		});
+	}
+	appender.join();
+	for (auto &l : linkers)
+		l.join();
+	EXPECT_EQ(claimed.load(), k_nodes);
+	EXPECT_EQ(graph.linked_count(), k_nodes);
+	for (std::uint32_t id = 0; id < k_nodes; id += 101)
+		EXPECT_EQ(graph.label(id), id);
+	expect_graph_invariants(graph, k_nodes);
+}
+
 TEST(HnswConcurrency, DuplicateVectorsStayReachable)
 {
 	// Many copies of few points: pruning would drop most copies from every

@@ -269,6 +269,81 @@ TEST(HnswGraph, UnlinkedNodesAreFoundBySnapshotSearchOnly)
 	EXPECT_EQ(graph.snapshot_search(row(base, 0, dim), params, context).neighbors.size(), stored);
 }
 
+TEST(HnswGraph, NodesCarryLabelAndConfidenceAndSearchesFilterOnIt)
+{
+	constexpr std::uint32_t dim = 8, linked = 400, stored = 450;
+	Region region(16 << 20);
+	HnswGraph graph = make_graph(region, dim);
+	const auto base = random_vectors(stored, dim, 41);
+	std::vector<NodeData> data(stored);
+	for (std::uint32_t i = 0; i < stored; ++i)
+		data[i] = NodeData{1 + i % 3, 1000000 + 7 * std::int64_t{i}, static_cast<float>(i % 10) / 10.0f};
+	std::uint32_t first = 99;
+	ASSERT_EQ(graph.append_batch(base, data, first), HnswStatus::ok);
+	EXPECT_EQ(first, 0u);
+	SearchContext context;
+	for (std::uint32_t i = 0; i < linked; ++i)
+		ASSERT_TRUE(graph.link(i, context));
+	EXPECT_EQ(graph.linked_count(), linked);
+	EXPECT_EQ(graph.max_generation(), 3u);
+	for (std::uint32_t i = 0; i < stored; i += 37) {
+		EXPECT_EQ(graph.label(i), data[i].label);
+		EXPECT_EQ(graph.confidence(i), data[i].confidence);
+		EXPECT_EQ(graph.generation(i), data[i].generation);
+	}
+	const auto queries = random_vectors(4, dim, 42);
+	for (const float floor : {0.0f, 0.35f, 0.9f}) {
+		for (const std::uint64_t bound : {std::uint64_t{2}, std::uint64_t{3}}) {
+			std::vector<bool> visible(stored);
+			std::set<std::uint32_t> want;
+			for (std::uint32_t i = 0; i < stored; ++i) {
+				visible[i] = data[i].confidence >= floor && data[i].generation <= bound;
+				if (visible[i])
+					want.insert(i);
+			}
+			SearchParams params;
+			params.k = stored;
+			params.ef = stored;
+			params.max_generation = bound;
+			params.min_confidence = floor;
+			for (std::size_t q = 0; q < 4; ++q) {
+				const auto ids = ids_of(graph.snapshot_search(row(queries, q, dim), params, context));
+				EXPECT_EQ(std::set<std::uint32_t>(ids.begin(), ids.end()), want) << floor << " " << bound;
+				SearchParams small = params;
+				small.k = 10;
+				small.ef = 16;
+				const auto near = ids_of(graph.snapshot_search(row(queries, q, dim), small, context));
+				EXPECT_EQ(near.size(), 10u);
+				for (std::uint32_t id : near)
+					EXPECT_TRUE(visible[id]) << "id " << id;
+			}
+		}
+	}
+}
+
+TEST(HnswGraph, ClaimUnlinkedHandsOutEveryStoredIdOnce)
+{
+	constexpr std::uint32_t dim = 4;
+	Region region(4 << 20);
+	HnswGraph graph = make_graph(region, dim);
+	std::uint32_t first = 0;
+	EXPECT_EQ(graph.claim_unlinked(8, first), 0u) << "nothing stored";
+	const auto base = random_vectors(20, dim, 43);
+	ASSERT_EQ(graph.append_batch(std::span<const float>(base).first(13 * dim), std::vector<std::uint64_t>(13, 1),
+								 first),
+			  HnswStatus::ok);
+	EXPECT_EQ(graph.claim_unlinked(8, first), 8u);
+	EXPECT_EQ(first, 0u);
+	EXPECT_EQ(graph.claim_unlinked(8, first), 5u);
+	EXPECT_EQ(first, 8u);
+	EXPECT_EQ(graph.claim_unlinked(8, first), 0u);
+	ASSERT_EQ(graph.append_batch(std::span<const float>(base).subspan(13 * dim), std::vector<std::uint64_t>(7, 1),
+								 first),
+			  HnswStatus::ok);
+	EXPECT_EQ(graph.claim_unlinked(100, first), 7u);
+	EXPECT_EQ(first, 13u);
+}
+
 TEST(HnswGraph, CosineAndInnerProductRankLikeBruteForce)
 {
 	constexpr std::uint32_t dim = 12, n = 500;
