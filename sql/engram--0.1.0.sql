@@ -279,7 +279,7 @@ $$;
 -- Administration
 ----------------------------------------------------------------------------
 CREATE FUNCTION engram._space_state(OUT space_id int, OUT stored bigint, OUT linked bigint,
-									OUT memory_bytes bigint)
+									OUT memory_bytes bigint, OUT generation bigint)
 RETURNS SETOF record AS 'MODULE_PATHNAME', 'engram_space_state' LANGUAGE C;
 
 CREATE FUNCTION engram._published_generation() RETURNS bigint
@@ -290,7 +290,7 @@ SELECT c.space_id, c.name, c.dim, c.metric, c.m, c.ef_construction,
 	   coalesce(s.stored, 0) AS observations,
 	   coalesce(s.linked, 0) AS linked,
 	   coalesce(s.stored, 0) - coalesce(s.linked, 0) AS pending,
-	   engram._published_generation() AS generation,
+	   coalesce(s.generation, 0) AS generation,
 	   coalesce(s.memory_bytes, 0) AS memory_bytes,
 	   c.owner
 FROM engram.space_catalog c
@@ -326,3 +326,46 @@ CREATE FUNCTION engram._stored_ids(space_id int) RETURNS SETOF bigint
 	AS 'MODULE_PATHNAME', 'engram_stored_ids' LANGUAGE C STRICT;
 CREATE FUNCTION engram.stored_ids(space text) RETURNS SETOF bigint
 LANGUAGE sql AS $$ SELECT engram._stored_ids(engram._space_id(space)) $$;
+
+----------------------------------------------------------------------------
+-- Recall
+----------------------------------------------------------------------------
+-- Names and shapes of spaces are not secret (like pg_class); the rows are:
+-- recall checks SELECT on engram.observations itself.
+GRANT SELECT ON engram.space_catalog TO PUBLIC;
+
+CREATE FUNCTION engram.recall(space text, cue real[], k int DEFAULT 10, as_of bigint DEFAULT NULL,
+							  min_confidence real DEFAULT 0)
+RETURNS TABLE(id bigint, distance real, score real, confidence real, generation bigint)
+AS 'MODULE_PATHNAME', 'engram_recall' LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 10;
+
+CREATE FUNCTION engram._wait_linked(space_id int, generation bigint, timeout_ms int) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'engram_wait_linked' LANGUAGE C;
+
+-- True once every observation of the space committed at or before the
+-- generation (NULL: every commit so far) is linked into its graph.
+CREATE FUNCTION engram.wait_linked(space text, generation bigint DEFAULT NULL, timeout_ms int DEFAULT 10000)
+RETURNS boolean LANGUAGE sql AS $$ SELECT engram._wait_linked(engram._space_id(space), generation, timeout_ms) $$;
+
+CREATE FUNCTION engram._rebuild(space_id int) RETURNS void
+	AS 'MODULE_PATHNAME', 'engram_rebuild' LANGUAGE C STRICT;
+
+-- Rebuilds the space's index from the table; recalls keep using the old
+-- index until the new one is linked. Only the space's owner (or a member of
+-- the owning role) may rebuild it.
+CREATE FUNCTION engram.rebuild(space text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+	sid int := engram._space_id(space);
+	space_owner regrole;
+BEGIN
+	SELECT c.owner INTO space_owner FROM engram.space_catalog c WHERE c.space_id = sid;
+	IF NOT pg_has_role(current_user, space_owner, 'MEMBER') THEN
+		RAISE EXCEPTION 'must be owner of space "%"', space
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('Space "%s" belongs to role %s.', space, space_owner),
+				  HINT = 'Rebuild it as its owner, or as a member of the owning role.';
+	END IF;
+	PERFORM engram._rebuild(sid);
+END
+$$;

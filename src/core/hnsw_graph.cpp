@@ -142,8 +142,13 @@ HnswGraph::reserve(std::uint64_t nodes) noexcept
 {
 	if (nodes > k_max_nodes)
 		return HnswStatus::too_many_nodes;
-	if (!nodes_.ensure_capacity(nodes) || !vectors_.ensure_capacity(nodes) ||
-		!upper_.ensure_capacity(nodes / (header_->m - 1) + 64))
+	// Levels are a hash of the id, so the upper blocks the next appends need
+	// are known now: after a successful reserve, appends up to `nodes` cannot
+	// run out of memory (while no one else appends in between).
+	std::uint64_t upper = header_->upper_used.load(std::memory_order_relaxed);
+	for (std::uint64_t id = size(); id < nodes; ++id)
+		upper += level_of(id);
+	if (!nodes_.ensure_capacity(nodes) || !vectors_.ensure_capacity(nodes) || !upper_.ensure_capacity(upper))
 		return HnswStatus::out_of_memory;
 	return HnswStatus::ok;
 }

@@ -127,7 +127,8 @@ public:
 	// Attaches to a graph that check() accepted.
 	HnswGraph(Arena arena, std::uint64_t header_offset) noexcept;
 
-	// Makes room for `nodes` nodes in total without stopping readers.
+	// Makes room for `nodes` nodes in total without stopping readers; the
+	// appends that follow cannot fail for want of memory until then.
 	HnswStatus reserve(std::uint64_t nodes) noexcept;
 
 	// Stores one vector visible from `generation` on; id receives its node id.
@@ -142,6 +143,11 @@ public:
 	// linker to link; returns how many, starting at first. Several linkers (in
 	// any processes) share the work of one graph this way.
 	std::uint32_t claim_unlinked(std::uint32_t max, std::uint32_t &first) noexcept;
+	// Whether claim_unlinked() would hand out anything now.
+	bool has_unclaimed() const noexcept
+	{
+		return header_->link_cursor.load(std::memory_order_acquire) < size();
+	}
 	// Links a stored node into the graph. False if it was already claimed by
 	// another link call (or id is not stored).
 	bool link(std::uint32_t id, SearchContext &context);

@@ -1,6 +1,8 @@
 // Administration functions: pressure, the state behind engram.spaces and
 // engram.workers, waiting for the workers, and the guards that keep the
 // table of truth append-only.
+#include <algorithm>
+
 #include "core/pressure.hpp"
 #include "pg/capture.hpp"
 #include "pg/guc.hpp"
@@ -16,7 +18,8 @@ pending_observations(EngramShared *s)
 {
 	const std::uint64_t published = s->observations_published.load(std::memory_order_relaxed);
 	const std::uint64_t stored = s->observations_stored.load(std::memory_order_relaxed);
-	return published > stored ? static_cast<std::int64_t>(published - stored) : 0;
+	const std::uint64_t in_ring = published > stored ? published - stored : 0;
+	return static_cast<std::int64_t>(in_ring + unlinked_vectors().count);
 }
 
 const char *
@@ -69,17 +72,26 @@ ENGRAM_FUNCTION(engram_space_state)
 	shared_require();
 	InitMaterializedSRF(fcinfo, 0);
 	auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
-	LWLockAcquire(shared_directory_lock(), LW_SHARED);
-	for (const SpaceSlot &slot : shared_state()->spaces) {
+	EngramShared *s = shared_state();
+	for (int i = 0; i < k_engram_max_spaces; ++i) {
+		const SpaceSlot &slot = s->spaces[i];
 		if (slot.state.load(std::memory_order_acquire) != SPACE_SLOT_LIVE)
 			continue;
-		engram::core::VectorStore store = directory_store(&slot);
-		Datum values[4] = {Int32GetDatum(slot.space_id), Int64GetDatum(static_cast<std::int64_t>(store.size())),
-						   Int64GetDatum(0), Int64GetDatum(static_cast<std::int64_t>(store.memory_bytes()))};
-		bool nulls[4] = {false, false, false, false};
+		engram::core::GraphPin pin = engram::core::pin_current(s->indexes[i]);
+		if (!pin)
+			continue;
+		std::int64_t memory = 0;
+		if (engram::core::GraphPin other(s->indexes[i], 1 - pin.which()); other)
+			memory += static_cast<std::int64_t>(pinned_graph(other).memory_bytes());
+		const engram::core::HnswGraph graph = pinned_graph(pin);
+		memory += static_cast<std::int64_t>(graph.memory_bytes());
+		Datum values[5] = {Int32GetDatum(slot.space_id), Int64GetDatum(static_cast<std::int64_t>(graph.size())),
+						   Int64GetDatum(static_cast<std::int64_t>(graph.linked_count())), Int64GetDatum(memory),
+						   Int64GetDatum(static_cast<std::int64_t>(graph.max_generation()))};
+		pin.release();
+		bool nulls[5] = {false, false, false, false, false};
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
-	LWLockRelease(shared_directory_lock());
 	return static_cast<Datum>(0);
 }
 
@@ -89,16 +101,29 @@ ENGRAM_FUNCTION(engram_stored_ids)
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
 	LWLockAcquire(shared_directory_lock(), LW_SHARED);
-	if (const SpaceSlot *slot = directory_find(PG_GETARG_INT32(0))) {
-		engram::core::VectorStore store = directory_store(slot);
-		const std::uint64_t n = store.size();
-		for (std::uint64_t i = 0; i < n; ++i) {
-			Datum value = Int64GetDatum(store.meta(i).observation_id);
-			bool isnull = false;
-			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
-		}
-	}
+	const SpaceSlot *slot = directory_find(PG_GETARG_INT32(0));
+	engram::core::GraphPin pin;
+	if (slot != nullptr)
+		pin = engram::core::pin_current(directory_index(slot));
 	LWLockRelease(shared_directory_lock());
+	if (!pin)
+		return static_cast<Datum>(0);
+	// Copied out before the tuplestore (which may raise an error) sees them.
+	const engram::core::HnswGraph graph = pinned_graph(pin);
+	const auto n = static_cast<std::uint32_t>(graph.size());
+	auto *labels = static_cast<std::int64_t *>(palloc_extended(sizeof(std::int64_t) * std::max(n, 1u),
+															   MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM));
+	if (labels != nullptr)
+		for (std::uint32_t i = 0; i < n; ++i)
+			labels[i] = graph.label(i);
+	pin.release();
+	if (labels == nullptr)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	for (std::uint32_t i = 0; i < n; ++i) {
+		Datum value = Int64GetDatum(labels[i]);
+		bool isnull = false;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
+	}
 	return static_cast<Datum>(0);
 }
 
@@ -109,6 +134,10 @@ ENGRAM_FUNCTION(engram_worker_state)
 	auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
 	engram::core::Ring ring = shared_ring();
 	const auto depth = static_cast<std::int64_t>(ring.committed_records() - ring.consumed_records());
+	// Every worker stores and links for every space: no space is pinned to one.
+	std::int32_t spaces = 0;
+	for (const SpaceSlot &slot : s->spaces)
+		spaces += slot.state.load(std::memory_order_acquire) == SPACE_SLOT_LIVE ? 1 : 0;
 	for (int i = 0; i < engram_workers; ++i) {
 		const WorkerSlot &w = s->workers[i];
 		const std::uint64_t alive = w.alive_us.load(std::memory_order_relaxed);
@@ -116,10 +145,10 @@ ENGRAM_FUNCTION(engram_worker_state)
 		Datum values[8] = {Int32GetDatum(i),
 						   Int32GetDatum(w.pid.load(std::memory_order_relaxed)),
 						   CStringGetTextDatum(worker_state_name(w.state.load(std::memory_order_relaxed))),
-						   Int32GetDatum(static_cast<std::int32_t>(w.spaces_served.load(std::memory_order_relaxed))),
+						   Int32GetDatum(w.pid.load(std::memory_order_relaxed) == 0 ? 0 : spaces),
 						   Int64GetDatum(depth > 0 ? depth : 0),
 						   Int64GetDatum(static_cast<std::int64_t>(w.stored_total.load(std::memory_order_relaxed))),
-						   Int64GetDatum(0),
+						   Int64GetDatum(static_cast<std::int64_t>(w.linked_total.load(std::memory_order_relaxed))),
 						   Float4GetDatum(alive == 0 ? 0.0f : static_cast<float>(busy) / static_cast<float>(alive))};
 		bool nulls[8] = {false, w.pid.load(std::memory_order_relaxed) == 0, false, false, false, false, false, false};
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "pg/vector_input.hpp"
+
 #include "pg/postgres.hpp"
 
 namespace {
@@ -13,6 +15,7 @@ namespace {
 struct SpaceShape {
 	std::int32_t space_id;
 	std::int32_t dim;
+	bool cosine;
 	char name[NAMEDATALEN + 16];
 };
 
@@ -31,7 +34,7 @@ space_shape(std::int32_t space_id)
 	Datum arg = Int32GetDatum(space_id);
 	Oid argtype = INT4OID;
 	SPI_connect();
-	const int rc = SPI_execute_with_args("SELECT dim, name FROM engram.space_catalog WHERE space_id = $1", 1, &argtype,
+	const int rc = SPI_execute_with_args("SELECT dim, name, metric FROM engram.space_catalog WHERE space_id = $1", 1, &argtype,
 										 &arg, nullptr, true, 1);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1) {
 		SPI_finish();
@@ -44,16 +47,9 @@ space_shape(std::int32_t space_id)
 	slot.space_id = space_id;
 	slot.dim = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	strlcpy(slot.name, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2), sizeof slot.name);
+	slot.cosine = strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3), "cosine") == 0;
 	SPI_finish();
 	return &slot;
-}
-
-const char *
-non_finite_name(float v)
-{
-	if (std::isnan(v))
-		return "NaN";
-	return v > 0 ? "Infinity" : "-Infinity";
 }
 
 } // namespace
@@ -66,26 +62,7 @@ ENGRAM_FUNCTION(engram_check_embedding)
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("embedding must not be null"),
 						errhint("Every observation needs a vector.")));
 	const SpaceShape *shape = space_shape(PG_GETARG_INT32(0));
-	ArrayType *embedding = PG_GETARG_ARRAYTYPE_P(1);
-	const int ndim = ARR_NDIM(embedding);
-	if (ndim == 0)
-		ereport(ERROR, (errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR), errmsg("embedding must not be empty"),
-						errdetail("Space \"%s\" holds %d-dimensional vectors.", shape->name, shape->dim)));
-	if (ndim != 1)
-		ereport(ERROR, (errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR), errmsg("embedding must be a one-dimensional array"),
-						errdetail("Got an array of %d dimensions.", ndim),
-						errhint("Use engram.observe_batch() for several vectors at once.")));
-	if (ARR_HASNULL(embedding))
-		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("embedding must not contain nulls")));
-	const int n = ARR_DIMS(embedding)[0];
-	if (n != shape->dim)
-		ereport(ERROR, (errcode(ERRCODE_DATA_EXCEPTION), errmsg("expected %d dimensions, not %d", shape->dim, n),
-						errdetail("Space \"%s\" holds %d-dimensional vectors.", shape->name, shape->dim)));
-	const auto *values = reinterpret_cast<const float *>(ARR_DATA_PTR(embedding));
-	for (int i = 0; i < n; ++i)
-		if (!std::isfinite(values[i]))
-			ereport(ERROR, (errcode(ERRCODE_DATA_EXCEPTION), errmsg("embedding must not contain NaN or infinity"),
-							errdetail("Component %d is %s.", i + 1, non_finite_name(values[i]))));
+	(void) check_vector(PG_GETARG_ARRAYTYPE_P(1), "embedding", shape->name, shape->dim, shape->cosine);
 	PG_RETURN_BOOL(true);
 }
 

@@ -14,6 +14,8 @@ double engram_pressure_critical = 0.8;
 double engram_pressure_overloaded = 0.95;
 int engram_overload_policy = ENGRAM_POLICY_WAIT;
 int engram_overload_timeout_ms = 5000;
+int engram_ef_search = 100;
+int engram_link_threads = 0;
 
 static const struct config_enum_entry overload_policy_options[] = {
 	{"wait", ENGRAM_POLICY_WAIT, false},
@@ -33,7 +35,7 @@ guc_define(void)
 	DefineCustomIntVariable("engram.ring_size", "Capacity of the shared-memory ring between backends and workers.",
 							"Valid range is 1MB..1GB.", &engram_ring_size_kb, 64 * 1024, 1024, 1024 * 1024,
 							PGC_POSTMASTER, GUC_UNIT_KB, nullptr, nullptr, nullptr);
-	DefineCustomIntVariable("engram.memory_limit", "Shared memory for the spaces' vector stores and indexes.",
+	DefineCustomIntVariable("engram.memory_limit", "Shared memory for the spaces' indexes (graphs with their vectors).",
 							"Valid range is 16MB..1TB.", &engram_memory_limit_mb, 1024, 16, 1024 * 1024,
 							PGC_POSTMASTER, GUC_UNIT_MB, nullptr, nullptr, nullptr);
 	DefineCustomRealVariable("engram.pressure_warning", "Pipeline fill at which pressure becomes \"warning\".",
@@ -53,5 +55,12 @@ guc_define(void)
 	DefineCustomIntVariable("engram.overload_timeout", "How long the \"wait\" overload policy waits before failing.",
 							"Valid range is 0..3600000 ms.", &engram_overload_timeout_ms, 5000, 0, 3600000,
 							PGC_USERSET, GUC_UNIT_MS, nullptr, nullptr, nullptr);
+	DefineCustomIntVariable("engram.ef_search", "Default search breadth (HNSW ef) of engram.recall().",
+							"Larger values find more of the true nearest neighbours and cost time; recall uses at "
+							"least k. Valid range is 1..10000.",
+							&engram_ef_search, 100, 1, 10000, PGC_USERSET, 0, nullptr, nullptr, nullptr);
+	DefineCustomIntVariable("engram.link_threads", "Threads each engram worker links with.",
+							"0 shares the machine's cores among the workers. Valid range is 0..64.",
+							&engram_link_threads, 0, 0, 64, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
 	MarkGUCPrefixReserved("engram");
 }

@@ -11,9 +11,12 @@ extern double engram_pressure_critical;
 extern double engram_pressure_overloaded;
 extern int engram_overload_policy;
 extern int engram_overload_timeout_ms;
+extern int engram_ef_search;
+extern int engram_link_threads;
 
 enum EngramOverloadPolicy { ENGRAM_POLICY_WAIT, ENGRAM_POLICY_ERROR };
 
 inline constexpr int k_engram_max_workers = 64;
+inline constexpr int k_engram_max_k = 10000;
 
 void guc_define(void);

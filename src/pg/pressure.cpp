@@ -1,6 +1,9 @@
-// Fill is the larger of two shares: the ring holding records not yet stored
-// (everything accepted but not yet taken in by the workers) and the arena
-// holding the stores. A worker that cannot grow a store holds the ring back,
+// Fill is the larger of two shares: the pipeline's backlog against the
+// ring's capacity, and the arena holding the graphs. The backlog is
+// everything accepted but not yet linked: the ring's used bytes plus, for
+// every stored-but-unlinked vector, the bytes its ring record took, as if it
+// were still in the ring (it is still work ahead, and the exact scan every
+// recall makes over it grows with it). A worker that cannot grow a store holds the ring back,
 // so that state counts as full: commits then meet the overload policy instead
 // of waiting on a pipeline that cannot move. The retry hint is the time the
 // workers need, at their measured drain rate, to bring the ring back to the
@@ -14,18 +17,43 @@
 
 #include "pg/postgres.hpp"
 
+UnlinkedVectors
+unlinked_vectors(void)
+{
+	EngramShared *s = shared_state();
+	UnlinkedVectors total{0, 0};
+	for (int i = 0; i < k_engram_max_spaces; ++i) {
+		if (s->spaces[i].state.load(std::memory_order_acquire) != SPACE_SLOT_LIVE)
+			continue;
+		for (unsigned which = 0; which < 2; ++which) {
+			if (s->indexes[i].graphs[which].load(std::memory_order_relaxed) == 0)
+				continue;
+			const engram::core::GraphPin pin(s->indexes[i], which);
+			if (!pin)
+				continue;
+			const engram::core::HnswGraph graph = pinned_graph(pin);
+			const std::uint64_t size = graph.size();
+			const std::uint64_t linked = std::min(graph.linked_count(), size);
+			total.count += size - linked;
+			total.ring_bytes += (size - linked) * (std::uint64_t{graph.dim()} * sizeof(float) + 12);
+		}
+	}
+	return total;
+}
+
 engram::core::PressureReport
 pressure_now(void)
 {
 	engram::core::Ring ring = shared_ring();
 	const double capacity = static_cast<double>(ring.capacity_cells());
-	const double used = static_cast<double>(ring.used_cells());
+	const double used = static_cast<double>(ring.used_cells()) +
+						static_cast<double>(unlinked_vectors().ring_bytes) / engram::core::k_ring_cell_bytes;
 	const engram::core::PressureThresholds thresholds{engram_pressure_warning, engram_pressure_critical,
 													  engram_pressure_overloaded};
 	const double drain = static_cast<double>(shared_state()->drain_cells_per_second.load(std::memory_order_relaxed));
 	engram::core::Arena arena = shared_arena();
 	const double memory_fill = static_cast<double>(arena.used_bytes()) / static_cast<double>(arena.capacity_bytes());
 	const bool stalled = shared_state()->memory_stalled.load(std::memory_order_relaxed) != 0;
-	const double fill = stalled ? 1.0 : std::max(used / capacity, memory_fill);
+	const double fill = stalled ? 1.0 : std::min(1.0, std::max(used / capacity, memory_fill));
 	return engram::core::assess_pressure(fill, thresholds, used - engram_pressure_warning * capacity, drain, 100);
 }

@@ -132,43 +132,62 @@ directory_find(std::int32_t space_id)
 }
 
 SpaceSlot *
-directory_install(std::int32_t space_id, std::uint32_t dim)
+directory_install(std::int32_t space_id, const engram::core::HnswConfig &config)
 {
 	if (SpaceSlot *existing = directory_find(space_id))
 		return existing;
 	for (SpaceSlot &slot : shared->spaces) {
 		if (slot.state.load(std::memory_order_acquire) != SPACE_SLOT_FREE)
 			continue;
-		engram::core::Arena arena = shared_arena();
-		const std::uint64_t offset = arena.allocate(sizeof(engram::core::VectorStoreHeader));
-		if (offset == 0)
+		std::uint64_t offset = 0;
+		if (engram::core::HnswGraph::create(shared_arena(), config, offset) != engram::core::HnswStatus::ok)
 			return nullptr;
-		auto *header = new (arena.at<std::byte>(offset)) engram::core::VectorStoreHeader{};
-		engram::core::VectorStore::init(header, dim);
+		engram::core::IndexSlot &index = directory_index(&slot);
+		engram::core::reset(index);
+		engram::core::install(index, 0, offset);
 		slot.space_id = space_id;
-		slot.dim = dim;
-		slot.store_offset = offset;
+		slot.dim = config.dim;
 		slot.drop_xid.store(InvalidTransactionId, std::memory_order_relaxed);
+		slot.rebuild_requested.store(0, std::memory_order_relaxed);
 		slot.state.store(SPACE_SLOT_LIVE, std::memory_order_release);
 		return &slot;
 	}
 	return nullptr;
 }
 
+engram::core::IndexSlot &
+directory_index(const SpaceSlot *slot)
+{
+	return shared->indexes[slot - shared->spaces];
+}
+
+engram::core::HnswGraph
+pinned_graph(const engram::core::GraphPin &pin)
+{
+	return engram::core::HnswGraph(shared_arena(), pin.offset());
+}
+
+void
+directory_destroy_graph(engram::core::IndexSlot &index, unsigned which)
+{
+	const std::uint64_t offset = engram::core::retire(index, which);
+	if (offset == 0)
+		return;
+	// Pins are held for one search or a few links, never across a wait.
+	while (!engram::core::drained(index, which))
+		pg_usleep(100);
+	engram::core::HnswGraph(shared_arena(), offset).destroy();
+}
+
 void
 directory_free(SpaceSlot *slot)
 {
-	engram::core::Arena arena = shared_arena();
-	directory_store(slot).release();
-	arena.release(slot->store_offset, sizeof(engram::core::VectorStoreHeader));
+	engram::core::IndexSlot &index = directory_index(slot);
+	directory_destroy_graph(index, 0);
+	directory_destroy_graph(index, 1);
+	LWLockAcquire(shared_directory_lock(), LW_EXCLUSIVE);
 	slot->state.store(SPACE_SLOT_FREE, std::memory_order_release);
-}
-
-engram::core::VectorStore
-directory_store(const SpaceSlot *slot)
-{
-	engram::core::Arena arena = shared_arena();
-	return engram::core::VectorStore(arena, arena.at<engram::core::VectorStoreHeader>(slot->store_offset));
+	LWLockRelease(shared_directory_lock());
 }
 
 DropOutcome

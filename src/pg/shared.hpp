@@ -1,10 +1,16 @@
 // engram's shared memory: one segment from PostgreSQL's main shared memory,
 // requested at preload, holding a header, the ring and the arena for the
-// spaces' stores. Everything inside is addressed by offsets from the header,
+// spaces' graphs. Everything inside is addressed by offsets from the header,
 // and every field other processes read concurrently is a lock-free atomic.
 //
+// The directory: spaces[i] names a space and indexes[i] finds its graphs
+// (core/index_slot.hpp). A slot changes hands only under the directory
+// LWLock held exclusively, and only after its graphs were retired and every
+// pin on them dropped, so a process that found a slot under the shared lock
+// and pinned a graph can use it after letting the lock go.
+//
 // Lock order: the directory LWLock, then (inside core code) the arena's spin
-// lock. The ring never needs either.
+// lock. The ring never needs either, and pins are not locks.
 #pragma once
 
 #include <atomic>
@@ -12,7 +18,8 @@
 
 #include "core/arena.hpp"
 #include "core/ring.hpp"
-#include "core/vector_store.hpp"
+#include "core/hnsw_graph.hpp"
+#include "core/index_slot.hpp"
 
 inline constexpr int k_engram_max_spaces = 1024;
 
@@ -27,15 +34,19 @@ struct SpaceSlot {
 	// Transaction (possibly a subtransaction) that ran drop_space on it; the
 	// worker frees the slot once that transaction is known to have committed.
 	std::atomic<std::uint32_t> drop_xid;
-	std::uint64_t store_offset; // VectorStoreHeader in the arena
+	// engram.rebuild() sets rebuild_requested and waits for one of the
+	// counters to move; a worker builds the replacement graph meanwhile.
+	std::atomic<std::uint32_t> rebuild_requested;
+	std::atomic<std::uint32_t> rebuilds_finished;
+	std::atomic<std::uint32_t> rebuilds_failed;
 };
 
 struct WorkerSlot {
 	std::atomic<std::int32_t> pid;
 	std::atomic<std::uint32_t> state;
 	std::atomic<std::int32_t> pgprocno;
-	std::atomic<std::uint32_t> spaces_served;
 	std::atomic<std::uint64_t> stored_total;
+	std::atomic<std::uint64_t> linked_total;
 	std::atomic<std::uint64_t> busy_us;
 	std::atomic<std::uint64_t> alive_us;
 };
@@ -54,6 +65,7 @@ struct EngramShared {
 	std::atomic<std::uint32_t> memory_stalled;
 	WorkerSlot workers[64];
 	SpaceSlot spaces[k_engram_max_spaces];
+	engram::core::IndexSlot indexes[k_engram_max_spaces];
 };
 
 void shared_request(void);
@@ -70,11 +82,18 @@ engram::core::Arena shared_arena(void);
 struct LWLock *shared_directory_lock(void);
 
 // Directory of spaces (caller holds the directory lock: shared to find,
-// exclusive to install or free).
+// exclusive to install).
 SpaceSlot *directory_find(std::int32_t space_id);
-SpaceSlot *directory_install(std::int32_t space_id, std::uint32_t dim);
+// Installs a space with an empty graph; nullptr if no slot or no memory is left.
+SpaceSlot *directory_install(std::int32_t space_id, const engram::core::HnswConfig &config);
+// Retires the space's graphs, waits until no one uses them, frees them and the
+// slot. Takes the directory lock itself; the caller must not hold it.
 void directory_free(SpaceSlot *slot);
-engram::core::VectorStore directory_store(const SpaceSlot *slot);
+engram::core::IndexSlot &directory_index(const SpaceSlot *slot);
+// A graph of a pinned index slot.
+engram::core::HnswGraph pinned_graph(const engram::core::GraphPin &pin);
+// Retires graphs[which] of the slot, waits for its pins to go, and destroys it.
+void directory_destroy_graph(engram::core::IndexSlot &index, unsigned which);
 
 // What became of the drop_space marked on a slot (no lock needed).
 enum class DropOutcome { none, in_progress, committed, aborted };

@@ -1,35 +1,40 @@
 // The worker pool: engram.workers background workers that move committed
-// observations from the ring into the spaces' stores.
+// observations from the ring into the spaces' graphs and link them.
+//
+// Each worker's main thread does the PostgreSQL work: it drains the ring
+// (storing is cheap: an append to the space's graph), loads from the table,
+// resolves drops and rebuilds, and answers signals. Linking, the costly part,
+// runs on the worker's LinkPool threads (oneTBB, pure core code), which every
+// worker points at the same graphs: a hot space is linked by all of them.
 //
 // Draining. One worker at a time holds the ring's consumer token and drains a
-// batch: vector records are copied straight into the store; id-range records
-// (bulk transactions) are read back from engram.observations. A record is
-// popped only after all of its rows are stored, and its rows are stored only
-// if the store could first reserve room for all of them, so a record is
-// applied whole or not at all: a worker that fails (out of memory, an SPI
-// error, a restart) leaves it in the ring for the next one.
+// batch; a record is popped only after all of its rows are stored, and stored
+// only if every graph could first reserve room for all of them, so a record
+// is applied whole or not at all (worker_store.cpp). Graphs are destroyed
+// only by the token holder, so the drain needs no pins.
 //
 // Loading. Shared memory is empty after a server start or a crash restart,
-// while the table holds every committed observation. The first worker becomes
-// the loader: holding the consumer token, it takes an MVCC snapshot S, notes
-// the ring's tail T, and loads every space from the table as seen by S. Each
-// transaction visible in S reserved its records before S was taken, hence
-// before T; so while draining the records before T the loader skips those
-// whose transaction S already saw, and stores the rest. Past T it lets go of
-// the token and every worker drains normally. Stores therefore converge to
-// exactly the committed rows, with none twice.
+// while the table holds every committed observation: the first worker loads
+// every space from it (worker_load.cpp), and the pool links the result.
 //
-// Threads: none yet; every PostgreSQL call here runs on the main thread.
+// Signals. The LinkPool's threads are started with every signal blocked, so
+// PostgreSQL's handlers only ever run on the main thread.
 #include "pg/worker.hpp"
+
+#include <signal.h>
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
+#include <new>
+#include <thread>
 
-#include "core/observation_batch.hpp"
+#include "core/link_pool.hpp"
 #include "core/ring.hpp"
-#include "core/vector_store.hpp"
 #include "pg/guc.hpp"
 #include "pg/shared.hpp"
+#include "pg/worker_load.hpp"
+#include "pg/worker_store.hpp"
 
 #include "pg/postgres.hpp"
 
@@ -42,25 +47,9 @@ extern "C" PGDLLEXPORT void engram_worker_main(Datum arg);
 namespace {
 
 constexpr int k_records_per_batch = 512;
-constexpr int k_fetch_rows = 2000;
 
 int worker_index = -1;
-bool in_transaction = false;
-
-// The loader's snapshot, kept as plain data until the ring head passes the
-// tail it noted.
-struct LoadFilter {
-	bool active;
-	std::uint64_t tail_mark;
-	TransactionId xmin, xmax;
-	TransactionId *xip;
-	std::uint32_t xcnt;
-};
-LoadFilter load_filter;
-
-constexpr int k_served_tracked = 64;
-std::int32_t served[k_served_tracked];
-int served_count = 0;
+std::unique_ptr<engram::core::LinkPool> link_pool;
 
 WorkerSlot &
 my_slot(void)
@@ -75,49 +64,17 @@ set_state(WorkerState state)
 }
 
 void
-note_served(std::int32_t space_id)
-{
-	for (int i = 0; i < served_count; ++i)
-		if (served[i] == space_id)
-			return;
-	if (served_count < k_served_tracked)
-		served[served_count++] = space_id;
-	my_slot().spaces_served.store(static_cast<std::uint32_t>(served_count), std::memory_order_relaxed);
-}
-
-void
 worker_detach(int, Datum)
 {
 	EngramShared *s = shared_state();
 	if (s == nullptr || worker_index < 0)
 		return;
+	// Link threads stop before the process lets go of shared memory.
+	if (link_pool)
+		link_pool->stop();
 	shared_ring().release_consumer(static_cast<std::uint32_t>(MyProcPid));
 	my_slot().state.store(WORKER_STOPPED, std::memory_order_relaxed);
 	my_slot().pid.store(0, std::memory_order_release);
-}
-
-void
-ensure_transaction(void)
-{
-	if (in_transaction)
-		return;
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	PushActiveSnapshot(GetTransactionSnapshot());
-	in_transaction = true;
-}
-
-void
-end_transaction(void)
-{
-	if (!in_transaction)
-		return;
-	PopActiveSnapshot();
-	SPI_finish();
-	CommitTransactionCommand();
-	in_transaction = false;
 }
 
 bool
@@ -130,148 +87,7 @@ extension_present(void)
 	return present;
 }
 
-// The space's slot, installed from the catalog on first use; nullptr if the
-// space no longer exists (its records are then dropped).
-SpaceSlot *
-slot_for(std::int32_t space_id)
-{
-	LWLockAcquire(shared_directory_lock(), LW_SHARED);
-	SpaceSlot *slot = directory_find(space_id);
-	LWLockRelease(shared_directory_lock());
-	if (slot != nullptr)
-		return slot;
-	ensure_transaction();
-	Datum arg = Int32GetDatum(space_id);
-	Oid argtype = INT4OID;
-	if (SPI_execute_with_args("SELECT dim FROM engram.space_catalog WHERE space_id = $1", 1, &argtype, &arg, nullptr,
-							  false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read engram.space_catalog");
-	if (SPI_processed == 0)
-		return nullptr;
-	bool isnull = false;
-	const auto dim = static_cast<std::uint32_t>(
-		DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)));
-	LWLockAcquire(shared_directory_lock(), LW_EXCLUSIVE);
-	slot = directory_install(space_id, dim);
-	LWLockRelease(shared_directory_lock());
-	if (slot == nullptr)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("no room for the store of space %d", space_id),
-						errdetail("All %d space slots are in use or engram.memory_limit is exhausted.",
-								  k_engram_max_spaces),
-						errhint("Drop unused spaces or raise engram.memory_limit.")));
-	return slot;
-}
-
-void
-warn_memory_exhausted(std::int32_t space_id)
-{
-	shared_state()->memory_stalled.store(1, std::memory_order_relaxed);
-	static TimestampTz last_warning = 0;
-	const TimestampTz now = GetCurrentTimestamp();
-	if (!TimestampDifferenceExceeds(last_warning, now, 10000))
-		return;
-	last_warning = now;
-	ereport(WARNING, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("space %d cannot grow: engram.memory_limit is exhausted", space_id),
-					  errdetail("%zu of %zu bytes are in use; ingest stalls and backpressure will refuse new "
-								"observations.",
-								shared_arena().used_bytes(), shared_arena().capacity_bytes()),
-					  errhint("Raise engram.memory_limit, or drop unused spaces.")));
-}
-
-// Rows of the current SPI result (id, embedding, confidence) into the store.
-void
-append_spi_rows(engram::core::VectorStore &store, std::uint64_t generation)
-{
-	TupleDesc desc = SPI_tuptable->tupdesc;
-	for (std::uint64_t r = 0; r < SPI_processed; ++r) {
-		HeapTuple tuple = SPI_tuptable->vals[r];
-		bool isnull = false;
-		const std::int64_t id = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
-		ArrayType *embedding = DatumGetArrayTypeP(SPI_getbinval(tuple, desc, 2, &isnull));
-		const float confidence = DatumGetFloat4(SPI_getbinval(tuple, desc, 3, &isnull));
-		const auto *values = reinterpret_cast<const float *>(ARR_DATA_PTR(embedding));
-		store.append(id, generation, confidence, std::span(values, store.dim()));
-	}
-}
-
-bool
-store_id_ranges(const engram::core::BatchView &batch, engram::core::VectorStore &store, std::uint64_t generation)
-{
-	std::uint64_t rows = 0;
-	for (const engram::core::IdRange &r : batch.ranges)
-		rows += static_cast<std::uint64_t>(r.last - r.first + 1);
-	if (!store.reserve(rows))
-		return false;
-	ensure_transaction();
-	Oid types[3] = {INT4OID, INT8OID, INT8OID};
-	for (const engram::core::IdRange &r : batch.ranges) {
-		for (std::int64_t from = r.first; from <= r.last; from += k_fetch_rows) {
-			Datum args[3] = {Int32GetDatum(batch.header.space_id), Int64GetDatum(from),
-							 Int64GetDatum(std::min<std::int64_t>(r.last, from + k_fetch_rows - 1))};
-			if (SPI_execute_with_args("SELECT id, embedding, confidence FROM engram.observations "
-									  "WHERE space_id = $1 AND id BETWEEN $2 AND $3 ORDER BY id",
-									  3, types, args, nullptr, false, 0) != SPI_OK_SELECT)
-				elog(ERROR, "could not read engram.observations");
-			append_spi_rows(store, generation);
-			SPI_freetuptable(SPI_tuptable);
-		}
-	}
-	return true;
-}
-
-bool
-visible_to_loader(TransactionId xid)
-{
-	if (TransactionIdPrecedes(xid, load_filter.xmin))
-		return true;
-	if (!TransactionIdPrecedes(xid, load_filter.xmax))
-		return false;
-	for (std::uint32_t i = 0; i < load_filter.xcnt; ++i)
-		if (load_filter.xip[i] == xid)
-			return false;
-	return true;
-}
-
-// Stores one ready record whole; false if its space cannot grow.
-bool
-store_record(const engram::core::RecordView &record)
-{
-	const std::optional<engram::core::BatchView> batch = engram::core::parse_batch(record.payload);
-	if (!batch)
-		elog(ERROR, "malformed ring record at position %llu", static_cast<unsigned long long>(record.position));
-	if (load_filter.active && record.position < load_filter.tail_mark && visible_to_loader(batch->header.xid))
-		return true;
-	SpaceSlot *slot = slot_for(batch->header.space_id);
-	if (slot == nullptr)
-		return true;
-	engram::core::VectorStore store = directory_store(slot);
-	std::uint64_t stored = 0;
-	if (batch->header.kind == engram::core::BatchKind::vectors) {
-		if (!store.reserve(batch->header.count)) {
-			warn_memory_exhausted(batch->header.space_id);
-			return false;
-		}
-		const std::uint32_t dim = batch->header.dim;
-		for (std::uint32_t i = 0; i < batch->header.count; ++i)
-			store.append(batch->ids[i], record.generation, batch->confidences[i],
-						 batch->vectors.subspan(std::size_t{i} * dim, dim));
-		stored = batch->header.count;
-	} else {
-		const std::uint64_t before = store.size();
-		if (!store_id_ranges(*batch, store, record.generation)) {
-			warn_memory_exhausted(batch->header.space_id);
-			return false;
-		}
-		stored = store.size() - before;
-	}
-	note_served(batch->header.space_id);
-	shared_state()->memory_stalled.store(0, std::memory_order_relaxed);
-	shared_state()->observations_stored.fetch_add(stored, std::memory_order_relaxed);
-	my_slot().stored_total.fetch_add(stored, std::memory_order_relaxed);
-	return true;
-}
-
-// Frees the stores of spaces whose drop has committed.
+// Frees the graphs of spaces whose drop has committed.
 void
 resolve_drops(void)
 {
@@ -279,11 +95,9 @@ resolve_drops(void)
 		if (slot.state.load(std::memory_order_acquire) != SPACE_SLOT_LIVE)
 			continue;
 		const DropOutcome outcome = directory_drop_outcome(&slot);
-		if (outcome == DropOutcome::committed) {
-			LWLockAcquire(shared_directory_lock(), LW_EXCLUSIVE);
+		if (outcome == DropOutcome::committed)
 			directory_free(&slot);
-			LWLockRelease(shared_directory_lock());
-		} else if (outcome == DropOutcome::aborted)
+		else if (outcome == DropOutcome::aborted)
 			slot.drop_xid.store(InvalidTransactionId, std::memory_order_release);
 	}
 }
@@ -291,12 +105,53 @@ resolve_drops(void)
 void
 finish_load(void)
 {
-	load_filter.active = false;
-	if (load_filter.xip != nullptr)
-		pfree(load_filter.xip);
-	load_filter.xip = nullptr;
+	const bool startup = load_filter.space_id < 0;
+	filter_clear();
+	if (!startup)
+		return;
 	shared_state()->load_state.store(LOAD_DONE, std::memory_order_release);
 	ereport(LOG, (errmsg("engram worker %d finished loading the spaces from engram.observations", worker_index)));
+}
+
+// Starts link threads if there is anything to link, with every signal
+// blocked so that threads oneTBB creates now never run a signal handler.
+void
+wake_linkers(void)
+{
+	if (!link_pool)
+		return;
+	sigset_t all, previous;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &previous);
+	try {
+		link_pool->wake();
+	} catch (const std::exception &) {
+		// Could not start a thread now: the next wake tries again.
+	}
+	pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+}
+
+unsigned
+link_threads(void)
+{
+	if (engram_link_threads > 0)
+		return static_cast<unsigned>(engram_link_threads);
+	const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+	const unsigned workers = static_cast<unsigned>(std::max(1, engram_workers));
+	return std::max(1u, (cores + workers - 1) / workers);
+}
+
+void
+start_link_pool(void)
+{
+	EngramShared *s = shared_state();
+	try {
+		link_pool = std::make_unique<engram::core::LinkPool>(
+			shared_arena(), std::span<engram::core::IndexSlot>(s->indexes, k_engram_max_spaces), link_threads(),
+			&my_slot().linked_total);
+	} catch (const std::exception &e) {
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("could not start the link threads: %s", e.what())));
+	}
 }
 
 void
@@ -327,14 +182,20 @@ drain_once(void)
 	const TimestampTz started = GetCurrentTimestamp();
 	const std::uint64_t head_before = ring.head_position();
 	resolve_drops();
+	finish_rebuilds();
+	start_rebuilds();
 	int taken = 0;
 	while (taken < k_records_per_batch) {
 		const engram::core::RecordView record = ring.peek();
 		if (load_filter.active && record.position >= load_filter.tail_mark)
 			finish_load();
-		if (record.status != engram::core::PeekStatus::ready || !store_record(record))
+		if (record.status != engram::core::PeekStatus::ready)
+			break;
+		const std::int64_t stored = store_record(record);
+		if (stored < 0)
 			break;
 		ring.pop(record);
+		my_slot().stored_total.fetch_add(static_cast<std::uint64_t>(stored), std::memory_order_relaxed);
 		++taken;
 	}
 	end_transaction();
@@ -344,79 +205,6 @@ drain_once(void)
 		ring.release_consumer(token);
 	set_state(WORKER_IDLE);
 	return taken > 0;
-}
-
-// Loads every space from the table (see the header comment).
-void
-load_spaces(void)
-{
-	engram::core::Ring ring = shared_ring();
-	set_state(WORKER_LOADING);
-	ensure_transaction();
-	Snapshot snapshot = GetTransactionSnapshot();
-	PushActiveSnapshot(snapshot);
-	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-	load_filter.xmin = snapshot->xmin;
-	load_filter.xmax = snapshot->xmax;
-	load_filter.xcnt = snapshot->xcnt;
-	load_filter.xip = static_cast<TransactionId *>(palloc(sizeof(TransactionId) * std::max<std::uint32_t>(snapshot->xcnt, 1)));
-	std::memcpy(load_filter.xip, snapshot->xip, sizeof(TransactionId) * snapshot->xcnt);
-	MemoryContextSwitchTo(old);
-	load_filter.tail_mark = ring.tail_position();
-	ring.seed_generation(GetXLogInsertRecPtr());
-	const std::uint64_t generation = ring.last_generation();
-
-	LWLockAcquire(shared_directory_lock(), LW_EXCLUSIVE);
-	for (SpaceSlot &slot : shared_state()->spaces)
-		if (slot.state.load(std::memory_order_acquire) == SPACE_SLOT_LIVE)
-			directory_free(&slot);
-	LWLockRelease(shared_directory_lock());
-
-	if (SPI_execute("SELECT space_id FROM engram.space_catalog ORDER BY space_id", true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read engram.space_catalog");
-	const std::uint64_t spaces = SPI_processed;
-	auto *ids = static_cast<std::int32_t *>(palloc(sizeof(std::int32_t) * std::max<std::uint64_t>(spaces, 1)));
-	for (std::uint64_t i = 0; i < spaces; ++i) {
-		bool isnull = false;
-		ids[i] = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-	}
-	std::uint64_t loaded = 0;
-	Oid argtype = INT4OID;
-	SPIPlanPtr plan = SPI_prepare("SELECT id, embedding, confidence FROM engram.observations WHERE space_id = $1 ORDER BY id",
-								  1, &argtype);
-	for (std::uint64_t i = 0; i < spaces; ++i) {
-		SpaceSlot *slot = slot_for(ids[i]);
-		if (slot == nullptr)
-			continue;
-		engram::core::VectorStore store = directory_store(slot);
-		Datum arg = Int32GetDatum(ids[i]);
-		Portal portal = SPI_cursor_open(nullptr, plan, &arg, nullptr, true);
-		for (;;) {
-			SPI_cursor_fetch(portal, true, k_fetch_rows);
-			if (SPI_processed == 0)
-				break;
-			if (!store.reserve(SPI_processed))
-				ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY),
-								errmsg("space %d does not fit in engram.memory_limit", ids[i]),
-								errdetail("Loading stopped after %llu observations.",
-										  static_cast<unsigned long long>(store.size())),
-								errhint("Raise engram.memory_limit and restart the server.")));
-			append_spi_rows(store, generation);
-			loaded += SPI_processed;
-			SPI_freetuptable(SPI_tuptable);
-			CHECK_FOR_INTERRUPTS();
-		}
-		SPI_cursor_close(portal);
-		note_served(ids[i]);
-	}
-	PopActiveSnapshot();
-	end_transaction();
-	shared_state()->observations_published.fetch_add(loaded, std::memory_order_relaxed);
-	shared_state()->observations_stored.fetch_add(loaded, std::memory_order_relaxed);
-	my_slot().stored_total.fetch_add(loaded, std::memory_order_relaxed);
-	load_filter.active = true;
-	ereport(LOG, (errmsg("engram worker %d loaded %llu observations of %llu spaces", worker_index,
-						 static_cast<unsigned long long>(loaded), static_cast<unsigned long long>(spaces))));
 }
 
 // Becomes the loader when nobody has loaded (or the loader died); returns
@@ -439,7 +227,9 @@ loading_in_progress(void)
 		return true;
 	s->loader_pid.store(MyProcPid, std::memory_order_release);
 	s->load_state.store(LOAD_RUNNING, std::memory_order_release);
-	load_spaces();
+	set_state(WORKER_LOADING);
+	load_spaces(worker_index);
+	wake_linkers();
 	return false;
 }
 
@@ -497,6 +287,7 @@ engram_worker_main(Datum arg)
 	BackgroundWorkerInitializeConnection(engram_database, nullptr, 0);
 	pgstat_report_appname("engram worker");
 	wait_for_extension();
+	start_link_pool();
 	TimestampTz previous = GetCurrentTimestamp();
 	for (;;) {
 		CHECK_FOR_INTERRUPTS();
@@ -508,6 +299,7 @@ engram_worker_main(Datum arg)
 		bool progressed = false;
 		if (!loading_in_progress())
 			progressed = drain_once();
+		wake_linkers();
 		const TimestampTz finished = GetCurrentTimestamp();
 		slot.busy_us.fetch_add(static_cast<std::uint64_t>(finished - started), std::memory_order_relaxed);
 		slot.alive_us.fetch_add(static_cast<std::uint64_t>(finished - previous), std::memory_order_relaxed);

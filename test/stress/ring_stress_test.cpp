@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include "../unit/heap_region.hpp"
+
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,6 +21,8 @@
 
 namespace engram::core {
 namespace {
+
+using test_support::SharedRegion;
 
 bool always_alive(std::uint32_t) noexcept { return true; }
 
@@ -90,20 +94,6 @@ drain(Ring &ring, std::uint32_t token, std::vector<std::uint32_t> &next_seq, std
 	return taken;
 }
 
-struct SharedRegion {
-	explicit SharedRegion(std::size_t bytes) : size(bytes)
-	{
-		void *p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-		base = p == MAP_FAILED ? nullptr : static_cast<std::byte *>(p);
-	}
-	~SharedRegion()
-	{
-		if (base)
-			munmap(base, size);
-	}
-	std::byte *base;
-	std::size_t size;
-};
 
 class RingThreads : public ::testing::TestWithParam<int> {};
 

@@ -1,8 +1,11 @@
 // A heap-backed arena, which the unit tests use where the extension uses
-// shared memory, and the random vectors several tests feed it.
+// shared memory; an anonymous shared mapping for tests that fork; and the
+// random vectors several tests feed them.
 #pragma once
 
 #include "core/arena.hpp"
+
+#include <sys/mman.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -20,6 +23,24 @@ struct Region {
 	std::byte *base() { return reinterpret_cast<std::byte *>(lines.data()); }
 	std::vector<Line> lines;
 	Arena arena;
+};
+
+// Memory that forked children share with the test process.
+struct SharedRegion {
+	explicit SharedRegion(std::size_t bytes) : size(bytes)
+	{
+		void *p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		base = p == MAP_FAILED ? nullptr : static_cast<std::byte *>(p);
+	}
+	~SharedRegion()
+	{
+		if (base)
+			munmap(base, size);
+	}
+	SharedRegion(const SharedRegion &) = delete;
+	SharedRegion &operator=(const SharedRegion &) = delete;
+	std::byte *base;
+	std::size_t size;
 };
 
 inline std::vector<float>

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "heap_region.hpp"
+#include "sanitizers.hpp"
 
 #include <tbb/task_arena.h>
 
@@ -26,40 +27,8 @@ namespace {
 using test_support::Region;
 using test_support::random_vectors;
 
-#if defined(__SANITIZE_THREAD__)
-constexpr bool k_thread_sanitizer = true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-constexpr bool k_thread_sanitizer = true;
-#else
-constexpr bool k_thread_sanitizer = false;
-#endif
-#else
-constexpr bool k_thread_sanitizer = false;
-#endif
-
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool k_sanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool k_sanitized = true;
-#else
-constexpr bool k_sanitized = k_thread_sanitizer;
-#endif
-#else
-constexpr bool k_sanitized = k_thread_sanitizer;
-#endif
-
-// The system oneTBB is not built with ThreadSanitizer, so TSan cannot see
-// the synchronisation inside its scheduler and reports its task bookkeeping
-// as races. Tests that go through tbb::parallel_for therefore run in the
-// normal and AddressSanitizer builds only; the concurrent link() calls they
-// make are the same as in the std::thread tests, which TSan does check.
-#define SKIP_UNDER_TSAN_WITH_TBB()                                                                                  \
-	do {                                                                                                            \
-		if (k_thread_sanitizer)                                                                                     \
-			GTEST_SKIP() << "uninstrumented libtbb: TSan cannot see its synchronisation";                         \
-	} while (false)
+using test_support::k_sanitized;
+using test_support::k_thread_sanitizer;
 
 constexpr std::uint32_t k_dim = 16;
 constexpr std::uint32_t k_nodes = k_sanitized ? 1000 : 20000;

@@ -1,9 +1,9 @@
 // Pure pieces of the ingest pipeline: the ring payload format, the vector
-// store and the pressure arithmetic.
+// store step of the graph and the pressure arithmetic.
 #include "core/arena.hpp"
 #include "core/observation_batch.hpp"
 #include "core/pressure.hpp"
-#include "core/vector_store.hpp"
+#include "core/hnsw_graph.hpp"
 
 #include <gtest/gtest.h>
 
@@ -59,27 +59,32 @@ TEST(ObservationBatch, VectorsPerPayloadFitsTheBudget)
 	}
 }
 
-TEST(VectorStore, AppendsAndPublishesNodes)
+TEST(HnswGraphStore, ReserveGuaranteesTheAppendsThatFollow)
 {
+	// The drain reserves room for a whole ring record before appending any
+	// of its rows, so a record is stored whole or not at all.
 	test_support::Region region(16 << 20);
-	Arena arena = region.arena;
-	VectorStoreHeader header;
-	VectorStore::init(&header, 100);
-	VectorStore store(arena, &header);
-	std::vector<float> v(100);
-	for (int i = 0; i < 1000; ++i) {
-		ASSERT_TRUE(store.reserve(1));
-		v[0] = static_cast<float>(i);
-		store.append(i + 1, 7, 0.5f, v);
+	HnswConfig config;
+	config.dim = 100;
+	config.first_chunk_log2 = 4;
+	std::uint64_t offset = 0;
+	ASSERT_EQ(HnswGraph::create(region.arena, config, offset), HnswStatus::ok);
+	HnswGraph graph(region.arena, offset);
+	std::vector<float> v(100, 1.0f);
+	for (int i = 0; i < 1000; i += 50) {
+		ASSERT_EQ(graph.reserve(graph.size() + 50), HnswStatus::ok);
+		for (int j = 0; j < 50; ++j) {
+			v[0] = static_cast<float>(i + j);
+			std::uint32_t id = 0;
+			ASSERT_EQ(graph.append(v, NodeData{7, i + j + 1, 0.5f}, id), HnswStatus::ok);
+		}
 	}
-	EXPECT_EQ(store.size(), 1000u);
-	EXPECT_EQ(store.meta(999).observation_id, 1000);
-	EXPECT_FLOAT_EQ(store.vector(999)[0], 999.0f);
-	EXPECT_EQ(reinterpret_cast<std::uintptr_t>(store.vector(3).data()) % 64, 0u);
-	EXPECT_FALSE(store.reserve(100000)) << "16 MiB cannot hold 101,000 vectors of 400 bytes";
-	EXPECT_EQ(store.size(), 1000u);
-	store.release();
-	EXPECT_EQ(arena.used_bytes(), 0u);
+	EXPECT_EQ(graph.size(), 1000u);
+	EXPECT_EQ(graph.label(999), 1000);
+	EXPECT_EQ(graph.reserve(100000), HnswStatus::out_of_memory) << "16 MiB cannot hold 100,000 vectors";
+	EXPECT_EQ(graph.size(), 1000u);
+	graph.destroy();
+	EXPECT_EQ(region.arena.used_bytes(), 0u);
 }
 
 TEST(Pressure, LevelsFollowTheThresholds)

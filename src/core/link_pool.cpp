@@ -1,0 +1,116 @@
+#include "core/link_pool.hpp"
+
+#include <chrono>
+#include <new>
+#include <thread>
+
+#include "core/hnsw_graph.hpp"
+
+namespace engram::core {
+
+namespace {
+
+// Ids claimed at a time: enough to amortise the pin and the claim, few
+// enough that two threads on one small batch still share it.
+constexpr std::uint32_t k_claim = 8;
+
+} // namespace
+
+LinkPool::LinkPool(Arena arena, std::span<IndexSlot> slots, unsigned threads,
+				   std::atomic<std::uint64_t> *linked_total)
+	: arena_(arena), slots_(slots), threads_(threads == 0 ? 1 : threads), linked_total_(linked_total),
+	  tasks_(static_cast<int>(threads_), 0)
+{
+}
+
+LinkPool::~LinkPool()
+{
+	stop();
+}
+
+void
+LinkPool::wake()
+{
+	if (stopping_.load(std::memory_order_acquire))
+		return;
+	unsigned n = running_.load(std::memory_order_acquire);
+	while (n < threads_) {
+		if (!running_.compare_exchange_weak(n, n + 1, std::memory_order_acq_rel))
+			continue;
+		tasks_.enqueue([this] { run(); });
+		n = running_.load(std::memory_order_acquire);
+	}
+}
+
+void
+LinkPool::stop() noexcept
+{
+	stopping_.store(true, std::memory_order_release);
+	while (running_.load(std::memory_order_acquire) != 0)
+		std::this_thread::sleep_for(std::chrono::microseconds(200));
+}
+
+bool
+LinkPool::work_left() const noexcept
+{
+	for (IndexSlot &slot : slots_)
+		for (unsigned which = 0; which < 2; ++which)
+			if (slot.graphs[which].load(std::memory_order_relaxed) != 0)
+				if (GraphPin pin(slot, which); pin && HnswGraph(arena_, pin.offset()).has_unclaimed())
+					return true;
+	return false;
+}
+
+std::uint64_t
+LinkPool::walk(SearchContext &context)
+{
+	std::uint64_t linked = 0;
+	const std::size_t n = slots_.size();
+	const std::size_t start = rotation_.fetch_add(1, std::memory_order_relaxed) % n;
+	for (std::size_t i = 0; i < n && !stopping_.load(std::memory_order_relaxed); ++i) {
+		IndexSlot &slot = slots_[(start + i) % n];
+		for (unsigned which = 0; which < 2; ++which) {
+			// A plain read first: most slots are empty, and pinning writes.
+			if (slot.graphs[which].load(std::memory_order_relaxed) == 0)
+				continue;
+			GraphPin pin(slot, which);
+			if (!pin)
+				continue;
+			HnswGraph graph(arena_, pin.offset());
+			std::uint32_t first = 0;
+			const std::uint32_t claimed = graph.claim_unlinked(k_claim, first);
+			for (std::uint32_t id = first; id < first + claimed; ++id)
+				linked += graph.link(id, context) ? 1 : 0;
+		}
+	}
+	return linked;
+}
+
+void
+LinkPool::run() noexcept
+{
+	for (;;) {
+		try {
+			SearchContext &context = contexts_.local();
+			while (!stopping_.load(std::memory_order_acquire)) {
+				const std::uint64_t linked = walk(context);
+				if (linked == 0)
+					break;
+				if (linked_total_ != nullptr)
+					linked_total_->fetch_add(linked, std::memory_order_relaxed);
+			}
+		} catch (const std::bad_alloc &) {
+			failures_.fetch_add(1, std::memory_order_relaxed);
+		}
+		running_.fetch_sub(1, std::memory_order_acq_rel);
+		// Work stored after the last walk but before the decrement would
+		// otherwise wait for the next wake(): look once more.
+		if (stopping_.load(std::memory_order_acquire) || !work_left())
+			return;
+		unsigned n = running_.load(std::memory_order_acquire);
+		if (n >= threads_ || !running_.compare_exchange_strong(n, n + 1, std::memory_order_acq_rel))
+			return;
+	}
+}
+
+} // namespace engram::core

@@ -1,0 +1,67 @@
+// LinkPool: the threads of one worker process that link stored nodes into
+// the spaces' graphs, in the background of the process's main thread.
+//
+// The main thread stays free for PostgreSQL work (draining the ring, loading,
+// answering signals) and calls wake() whenever it may have stored something;
+// up to `threads` tasks then run in the pool's own tbb::task_arena. Each task
+// walks every space's IndexSlot, pins each graph in turn, claims a few
+// unlinked ids (HnswGraph::claim_unlinked, shared by every worker process)
+// and links them, until a whole walk finds nothing to claim. Because claims
+// come from a counter inside the graph, one hot space keeps every thread of
+// every worker busy, and spaces never wait for one another: a thread holds a
+// pin, never a lock, and only for a few nodes at a time.
+//
+// The tasks run only core code on shared memory; nothing here calls back
+// into the process that owns the pool.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <span>
+
+#include <tbb/task_arena.h>
+
+#include "core/arena.hpp"
+#include "core/hnsw_batch.hpp"
+#include "core/index_slot.hpp"
+#include "core/no_postgres.hpp"
+
+namespace engram::core {
+
+class LinkPool {
+public:
+	// linked_total, if given, is raised by every node this pool links.
+	LinkPool(Arena arena, std::span<IndexSlot> slots, unsigned threads,
+			 std::atomic<std::uint64_t> *linked_total = nullptr);
+	~LinkPool();
+	LinkPool(const LinkPool &) = delete;
+	LinkPool &operator=(const LinkPool &) = delete;
+
+	// Starts tasks until `threads` are looking for work. Cheap when they already are.
+	void wake();
+	// Lets running tasks finish the node they are on, then waits for them.
+	void stop() noexcept;
+
+	unsigned running() const noexcept { return running_.load(std::memory_order_acquire); }
+	// Links that threw (std::bad_alloc); their nodes stay in the exact tail.
+	std::uint64_t failures() const noexcept { return failures_.load(std::memory_order_relaxed); }
+
+private:
+	void run() noexcept;
+	// One walk over every graph; returns how many nodes it linked.
+	std::uint64_t walk(SearchContext &context);
+	bool work_left() const noexcept;
+
+	Arena arena_;
+	std::span<IndexSlot> slots_;
+	unsigned threads_;
+	std::atomic<std::uint64_t> *linked_total_;
+	std::atomic<unsigned> running_{0};
+	std::atomic<bool> stopping_{false};
+	std::atomic<std::uint32_t> rotation_{0};
+	std::atomic<std::uint64_t> failures_{0};
+	HnswContextPool contexts_;
+	tbb::task_arena tasks_;
+};
+
+} // namespace engram::core

@@ -1,0 +1,317 @@
+// Snapshot recall, straight from shared memory: engram.recall,
+// engram.wait_linked and engram._rebuild.
+//
+// The snapshot. A recall runs at one generation G: `as_of`, or else the
+// latest published generation, which covers every commit the workers have
+// stored (published generations only ever cover stored records, see
+// core/ring.hpp). Read-your-writes: before choosing G, a session waits until
+// its own last commit is published, which takes one drain (the commit woke
+// the workers), not a link. The result is the k nearest among exactly the
+// space's observations with generation <= G: the graph search over linked
+// nodes merged with an exact scan of the nodes stored but not linked yet
+// (HnswGraph::snapshot_search).
+//
+// Privileges. Recall reads shared memory, not the table, so it checks what a
+// SELECT on engram.observations would: the caller needs SELECT on it, and a
+// caller subject to row-level security on it is refused, since recall cannot
+// evaluate policies.
+//
+// Pins. Between pinning the graph and letting it go, nothing here may raise
+// a PostgreSQL error: results go into memory allocated before the pin, and
+// C++ exceptions are caught and turned into errors after the pin is gone.
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <new>
+
+#include "core/hnsw_context.hpp"
+#include "core/hnsw_graph.hpp"
+#include "pg/capture.hpp"
+#include "pg/guc.hpp"
+#include "pg/shared.hpp"
+#include "pg/vector_input.hpp"
+
+#include "pg/postgres.hpp"
+
+extern "C" {
+#include "catalog/namespace.h"
+#include "utils/acl.h"
+#include "utils/rls.h"
+}
+
+namespace {
+
+// How long a recall waits for the workers to publish the caller's own commit.
+constexpr int k_publish_wait_ms = 10000;
+
+struct SpaceInfo {
+	std::int32_t space_id;
+	int dim;
+	engram::core::Metric metric;
+};
+
+struct Hit {
+	std::int64_t id;
+	float distance;
+	float confidence;
+	std::uint64_t generation;
+};
+
+engram::core::SearchContext *
+search_context(void)
+{
+	static std::unique_ptr<engram::core::SearchContext> context;
+	if (!context)
+		context = std::make_unique<engram::core::SearchContext>();
+	return context.get();
+}
+
+void
+check_recall_privileges(const char *space)
+{
+	const Oid relid = get_relname_relid("observations", get_namespace_oid("engram", false));
+	if (pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						errmsg("permission denied to recall from space \"%s\"", space),
+						errdetail("Recall returns rows of engram.observations, which role \"%s\" may not read.",
+								  GetUserNameFromId(GetUserId(), false)),
+						errhint("Grant SELECT on engram.observations to the role.")));
+	if (check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED)
+		ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE), errmsg("recall cannot apply row-level security"),
+						errdetail("Row-level security on engram.observations applies to role \"%s\", and recall reads "
+								  "the index in shared memory, where policies cannot be evaluated.",
+								  GetUserNameFromId(GetUserId(), false)),
+						errhint("Recall as a role that bypasses row-level security, or disable it on "
+								"engram.observations.")));
+}
+
+SpaceInfo
+lookup_space(const char *space)
+{
+	static SPIPlanPtr plan = nullptr;
+	SPI_connect();
+	if (plan == nullptr) {
+		Oid argtype = TEXTOID;
+		plan = SPI_prepare("SELECT space_id, dim, metric FROM engram.space_catalog WHERE name = $1", 1, &argtype);
+		if (plan == nullptr || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare the space lookup");
+	}
+	Datum arg = CStringGetTextDatum(space);
+	if (SPI_execute_plan(plan, &arg, nullptr, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("space \"%s\" does not exist", space),
+						errhint("Create it with engram.create_space(), or list spaces in engram.spaces.")));
+	HeapTuple tuple = SPI_tuptable->vals[0];
+	TupleDesc desc = SPI_tuptable->tupdesc;
+	bool isnull = false;
+	SpaceInfo info;
+	info.space_id = DatumGetInt32(SPI_getbinval(tuple, desc, 1, &isnull));
+	info.dim = DatumGetInt32(SPI_getbinval(tuple, desc, 2, &isnull));
+	const char *metric = SPI_getvalue(tuple, desc, 3);
+	info.metric = strcmp(metric, "l2") == 0   ? engram::core::Metric::l2
+				  : strcmp(metric, "ip") == 0 ? engram::core::Metric::inner_product
+											  : engram::core::Metric::cosine;
+	SPI_finish();
+	return info;
+}
+
+// Waits until the workers have published `target`; false on timeout.
+bool
+wait_published(std::uint64_t target, int timeout_ms)
+{
+	engram::core::Ring ring = shared_ring();
+	if (ring.published_generation() >= target)
+		return true;
+	shared_wake_workers();
+	const TimestampTz started = GetCurrentTimestamp();
+	// One drain is usually well under a millisecond: poll briefly first.
+	for (int i = 0; i < 40 && ring.published_generation() < target; ++i)
+		pg_usleep(25);
+	while (ring.published_generation() < target) {
+		if (TimestampDifferenceExceeds(started, GetCurrentTimestamp(), timeout_ms))
+			return false;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	return true;
+}
+
+std::uint64_t
+check_generation(std::int64_t generation)
+{
+	const std::uint64_t latest = shared_ring().last_generation();
+	if (generation < 0)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("generation must not be negative")));
+	if (static_cast<std::uint64_t>(generation) > latest)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("generation %lld is in the future", static_cast<long long>(generation)),
+						errdetail("The latest committed generation is %llu.", static_cast<unsigned long long>(latest)),
+						errhint("Use engram.current_generation() to learn the current one.")));
+	return static_cast<std::uint64_t>(generation);
+}
+
+float
+score_of(engram::core::Metric metric, float distance)
+{
+	if (metric == engram::core::Metric::l2)
+		return 1.0f / (1.0f + distance);
+	return std::clamp(1.0f - distance, 0.0f, 1.0f);
+}
+
+} // namespace
+
+ENGRAM_FUNCTION(engram_recall)
+{
+	shared_require();
+	if (PG_ARGISNULL(0))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("space name must not be null")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("cue must not be null"),
+						errhint("Pass the vector to recall the nearest observations of.")));
+	if (PG_ARGISNULL(2) || PG_GETARG_INT32(2) < 1 || PG_GETARG_INT32(2) > k_engram_max_k)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("k must be between 1 and %d", k_engram_max_k),
+						errdetail("k was %s.", PG_ARGISNULL(2) ? "NULL" : psprintf("%d", PG_GETARG_INT32(2))),
+						errhint("Page through larger result sets by narrowing the cue or raising min_confidence.")));
+	const int k = PG_GETARG_INT32(2);
+	const float min_confidence = PG_ARGISNULL(4) ? 0.0f : PG_GETARG_FLOAT4(4);
+	if (!(min_confidence >= 0.0f && min_confidence <= 1.0f))
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("min_confidence must be between 0 and 1"),
+						errdetail("min_confidence was %g.", static_cast<double>(min_confidence))));
+	const char *space = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	check_recall_privileges(space);
+	const SpaceInfo info = lookup_space(space);
+	const float *cue = check_vector(PG_GETARG_ARRAYTYPE_P(1), "cue", space, info.dim,
+									info.metric == engram::core::Metric::cosine);
+
+	const bool pinned_snapshot = !PG_ARGISNULL(3);
+	const std::uint64_t as_of = pinned_snapshot ? check_generation(PG_GETARG_INT64(3)) : 0;
+	const std::uint64_t must_see = pinned_snapshot ? as_of : capture_last_generation();
+	if (!wait_published(must_see, k_publish_wait_ms))
+		ereport(ERROR, (errcode(ERRCODE_ENGRAM_OVERLOADED),
+						errmsg("the workers have not stored generation %llu yet",
+							   static_cast<unsigned long long>(must_see)),
+						errdetail("Recall waited %d ms for observations committed at or before it.", k_publish_wait_ms),
+						errhint("Check engram.workers and engram.pressure().")));
+	const std::uint64_t generation = pinned_snapshot ? as_of : shared_ring().published_generation();
+
+	auto *hits = static_cast<Hit *>(palloc(sizeof(Hit) * k));
+	std::size_t found = 0;
+	engram::core::HnswStatus status = engram::core::HnswStatus::ok;
+	bool out_of_memory = false;
+	LWLockAcquire(shared_directory_lock(), LW_SHARED);
+	const SpaceSlot *slot = directory_find(info.space_id);
+	engram::core::GraphPin pin;
+	if (slot != nullptr)
+		pin = engram::core::pin_current(directory_index(slot));
+	LWLockRelease(shared_directory_lock());
+	if (pin) {
+		try {
+			const engram::core::HnswGraph graph = pinned_graph(pin);
+			engram::core::SearchParams params;
+			params.k = static_cast<std::uint32_t>(k);
+			params.ef = static_cast<std::uint32_t>(std::max(engram_ef_search, k));
+			params.max_generation = generation;
+			params.min_confidence = min_confidence;
+			const engram::core::SearchResult result = graph.snapshot_search(
+				std::span<const float>(cue, static_cast<std::size_t>(info.dim)), params, *search_context());
+			status = result.status;
+			for (const engram::core::Neighbor &n : result.neighbors)
+				hits[found++] = Hit{graph.label(n.id), n.distance, graph.confidence(n.id), graph.generation(n.id)};
+		} catch (const std::bad_alloc &) {
+			out_of_memory = true;
+		}
+		pin.release();
+	}
+	if (out_of_memory)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory during recall")));
+	if (status != engram::core::HnswStatus::ok)
+		elog(ERROR, "recall in space \"%s\" failed: %s", space, engram::core::to_string(status));
+
+	InitMaterializedSRF(fcinfo, 0);
+	auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+	for (std::size_t i = 0; i < found; ++i) {
+		const float distance =
+			info.metric == engram::core::Metric::l2 ? std::sqrt(std::max(hits[i].distance, 0.0f)) : hits[i].distance;
+		Datum values[5] = {Int64GetDatum(hits[i].id), Float4GetDatum(distance),
+						   Float4GetDatum(score_of(info.metric, distance)), Float4GetDatum(hits[i].confidence),
+						   Int64GetDatum(static_cast<std::int64_t>(hits[i].generation))};
+		bool nulls[5] = {false, false, false, false, false};
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return static_cast<Datum>(0);
+}
+
+// engram._wait_linked(space_id, generation, timeout_ms): true once every
+// observation of the space up to `generation` (NULL: every commit so far) is
+// linked into its graph.
+ENGRAM_FUNCTION(engram_wait_linked)
+{
+	shared_require();
+	const std::int32_t space_id = PG_GETARG_INT32(0);
+	const std::uint64_t target = PG_ARGISNULL(1) ? shared_ring().last_generation() : check_generation(PG_GETARG_INT64(1));
+	const int timeout_ms = PG_ARGISNULL(2) ? 10000 : PG_GETARG_INT32(2);
+	if (timeout_ms < 0)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("timeout_ms must not be negative")));
+	const TimestampTz started = GetCurrentTimestamp();
+	if (!wait_published(target, timeout_ms))
+		PG_RETURN_BOOL(false);
+	std::uint64_t seen_offset = 0, needed = 0;
+	for (;;) {
+		LWLockAcquire(shared_directory_lock(), LW_SHARED);
+		const SpaceSlot *slot = directory_find(space_id);
+		engram::core::GraphPin pin;
+		if (slot != nullptr)
+			pin = engram::core::pin_current(directory_index(slot));
+		LWLockRelease(shared_directory_lock());
+		if (!pin)
+			PG_RETURN_BOOL(true); // nothing stored for the space
+		const engram::core::HnswGraph graph = pinned_graph(pin);
+		// Every node with generation <= target was stored before now; after a
+		// rebuild swaps graphs, count again on the new one.
+		if (pin.offset() != seen_offset) {
+			seen_offset = pin.offset();
+			needed = graph.size();
+		}
+		const bool done = graph.linked_prefix() >= needed;
+		pin.release();
+		if (done)
+			PG_RETURN_BOOL(true);
+		if (TimestampDifferenceExceeds(started, GetCurrentTimestamp(), timeout_ms))
+			PG_RETURN_BOOL(false);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 5, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+// engram._rebuild(space_id): asks the workers to rebuild the space's graph
+// from the table and waits until the new graph serves recalls.
+ENGRAM_FUNCTION(engram_rebuild)
+{
+	shared_require();
+	const std::int32_t space_id = PG_GETARG_INT32(0);
+	LWLockAcquire(shared_directory_lock(), LW_SHARED);
+	SpaceSlot *slot = directory_find(space_id);
+	LWLockRelease(shared_directory_lock());
+	if (slot == nullptr)
+		PG_RETURN_VOID(); // nothing stored yet: there is no index to rebuild
+	const std::uint32_t finished = slot->rebuilds_finished.load(std::memory_order_acquire);
+	const std::uint32_t failed = slot->rebuilds_failed.load(std::memory_order_acquire);
+	std::uint32_t idle = 0;
+	slot->rebuild_requested.compare_exchange_strong(idle, 1, std::memory_order_acq_rel);
+	shared_wake_workers();
+	while (slot->rebuilds_finished.load(std::memory_order_acquire) == finished) {
+		if (slot->rebuilds_failed.load(std::memory_order_acquire) != failed)
+			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("rebuild of space %d was abandoned", space_id),
+							errdetail("The replacement index did not fit in engram.memory_limit; the old index "
+									  "still serves recalls."),
+							errhint("Raise engram.memory_limit: a rebuild needs room for a second copy of the index.")));
+		if (slot->state.load(std::memory_order_acquire) != SPACE_SLOT_LIVE || slot->space_id != space_id)
+			PG_RETURN_VOID(); // dropped meanwhile
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 20, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	PG_RETURN_VOID();
+}

@@ -1,0 +1,114 @@
+// The LinkPool links what is appended to any space's graph, spreads one hot
+// graph over all its threads, and lets a graph be retired while it works.
+#include "core/link_pool.hpp"
+
+#include <gtest/gtest.h>
+
+#include "core/hnsw_context.hpp"
+#include "heap_region.hpp"
+#include "sanitizers.hpp"
+
+#include <chrono>
+#include <functional>
+#include <thread>
+#include <vector>
+
+namespace engram::core {
+namespace {
+
+using test_support::Region;
+using test_support::random_vectors;
+
+constexpr std::uint32_t k_dim = 12;
+
+std::uint64_t
+new_graph(Arena arena)
+{
+	HnswConfig config;
+	config.dim = k_dim;
+	config.m = 8;
+	config.ef_construction = 32;
+	config.first_chunk_log2 = 5;
+	std::uint64_t offset = 0;
+	EXPECT_EQ(HnswGraph::create(arena, config, offset), HnswStatus::ok);
+	return offset;
+}
+
+void
+append(HnswGraph &graph, const std::vector<float> &vectors, std::uint32_t from, std::uint32_t n)
+{
+	std::uint32_t first = 0;
+	ASSERT_EQ(graph.append_batch(std::span<const float>(vectors).subspan(std::size_t{from} * k_dim,
+																		 std::size_t{n} * k_dim),
+								 std::vector<std::uint64_t>(n, 1), first),
+			  HnswStatus::ok);
+}
+
+bool
+wait_for(const std::function<bool()> &done)
+{
+	for (int i = 0; i < 20000 && !done(); ++i)
+		std::this_thread::sleep_for(std::chrono::milliseconds(1));
+	return done();
+}
+
+TEST(LinkPool, LinksEverySpaceAndCountsIt)
+{
+	SKIP_UNDER_TSAN_WITH_TBB();
+	Region region(64 << 20);
+	std::vector<IndexSlot> slots(5);
+	for (IndexSlot &s : slots)
+		reset(s);
+	std::atomic<std::uint64_t> linked{0};
+	LinkPool pool(region.arena, slots, 2, &linked);
+	const auto vectors = random_vectors(3000, k_dim, 5);
+	std::vector<HnswGraph> graphs;
+	for (unsigned s : {0u, 2u, 4u}) {
+		install(slots[s], 0, new_graph(region.arena));
+		graphs.emplace_back(region.arena, slots[s].graphs[0].load());
+	}
+	// Appends arrive in small batches, as the drain delivers them.
+	for (std::uint32_t i = 0; i < 1000; i += 50) {
+		for (HnswGraph &g : graphs)
+			append(g, vectors, i, 50);
+		pool.wake();
+	}
+	ASSERT_TRUE(wait_for([&] { return linked.load() == 3000; })) << linked.load();
+	for (HnswGraph &g : graphs) {
+		EXPECT_EQ(g.linked_count(), 1000u);
+		EXPECT_EQ(g.linked_prefix(), 1000u);
+	}
+	EXPECT_TRUE(wait_for([&] { return pool.running() == 0; })) << "threads stop when nothing is left";
+	EXPECT_EQ(pool.failures(), 0u);
+}
+
+TEST(LinkPool, RetiringAGraphWhileLinkingIsSafe)
+{
+	SKIP_UNDER_TSAN_WITH_TBB();
+	Region region(64 << 20);
+	std::vector<IndexSlot> slots(1);
+	reset(slots[0]);
+	LinkPool pool(region.arena, slots, 2);
+	const auto vectors = random_vectors(4000, k_dim, 6);
+	install(slots[0], 0, new_graph(region.arena));
+	HnswGraph old_graph(region.arena, slots[0].graphs[0].load());
+	append(old_graph, vectors, 0, 4000);
+	pool.wake();
+	// A replacement takes over mid-way, as after engram.rebuild().
+	install(slots[0], 1, new_graph(region.arena));
+	HnswGraph replacement(region.arena, slots[0].graphs[1].load());
+	append(replacement, vectors, 0, 500);
+	make_current(slots[0], 1);
+	const std::uint64_t retired = retire(slots[0], 0);
+	ASSERT_TRUE(wait_for([&] { return drained(slots[0], 0); }));
+	HnswGraph(region.arena, retired).destroy();
+	pool.wake();
+	ASSERT_TRUE(wait_for([&] { return replacement.linked_count() == 500; }));
+	pool.stop();
+	EXPECT_EQ(pool.running(), 0u);
+	replacement.destroy();
+	EXPECT_EQ(region.arena.used_bytes(), 0u);
+}
+
+} // namespace
+} // namespace engram::core
