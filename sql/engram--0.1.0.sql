@@ -307,11 +307,15 @@ RETURNS SETOF record AS 'MODULE_PATHNAME', 'engram_worker_state' LANGUAGE C;
 CREATE VIEW engram.workers AS SELECT * FROM engram._worker_state();
 
 -- Generations are cluster-wide: one counter orders every commit into engram.
+-- The generation a recall would use now: the latest published one, after
+-- waiting (briefly) for this session's own last commit to be published.
+CREATE FUNCTION engram._current_generation() RETURNS bigint
+	AS 'MODULE_PATHNAME', 'engram_current_generation' LANGUAGE C;
 CREATE FUNCTION engram.current_generation(space text) RETURNS bigint
 LANGUAGE plpgsql AS $$
 BEGIN
 	PERFORM engram._space_id(space);
-	RETURN engram._published_generation();
+	RETURN engram._current_generation();
 END
 $$;
 

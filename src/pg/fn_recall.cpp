@@ -1,5 +1,5 @@
 // Snapshot recall, straight from shared memory: engram.recall,
-// engram.wait_linked and engram._rebuild.
+// engram.current_generation, engram.wait_linked and engram._rebuild.
 //
 // The snapshot. A recall runs at one generation G: `as_of`, or else the
 // latest published generation, which covers every commit the workers have
@@ -136,6 +136,19 @@ wait_published(std::uint64_t target, int timeout_ms)
 	return true;
 }
 
+// Waits for the workers to publish `target` (a snapshot asked for, or the
+// caller's own last commit), or raises the error that they are stuck.
+void
+require_published(std::uint64_t target)
+{
+	if (!wait_published(target, k_publish_wait_ms))
+		ereport(ERROR, (errcode(ERRCODE_ENGRAM_OVERLOADED),
+						errmsg("the workers have not stored generation %llu yet",
+							   static_cast<unsigned long long>(target)),
+						errdetail("Waited %d ms for the observations committed at or before it.", k_publish_wait_ms),
+						errhint("Check engram.workers and engram.pressure().")));
+}
+
 std::uint64_t
 check_generation(std::int64_t generation)
 {
@@ -186,13 +199,7 @@ ENGRAM_FUNCTION(engram_recall)
 
 	const bool pinned_snapshot = !PG_ARGISNULL(3);
 	const std::uint64_t as_of = pinned_snapshot ? check_generation(PG_GETARG_INT64(3)) : 0;
-	const std::uint64_t must_see = pinned_snapshot ? as_of : capture_last_generation();
-	if (!wait_published(must_see, k_publish_wait_ms))
-		ereport(ERROR, (errcode(ERRCODE_ENGRAM_OVERLOADED),
-						errmsg("the workers have not stored generation %llu yet",
-							   static_cast<unsigned long long>(must_see)),
-						errdetail("Recall waited %d ms for observations committed at or before it.", k_publish_wait_ms),
-						errhint("Check engram.workers and engram.pressure().")));
+	require_published(pinned_snapshot ? as_of : capture_last_generation());
 	const std::uint64_t generation = pinned_snapshot ? as_of : shared_ring().published_generation();
 
 	auto *hits = static_cast<Hit *>(palloc(sizeof(Hit) * k));
@@ -240,6 +247,13 @@ ENGRAM_FUNCTION(engram_recall)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return static_cast<Datum>(0);
+}
+
+ENGRAM_FUNCTION(engram_current_generation)
+{
+	shared_require();
+	require_published(capture_last_generation());
+	PG_RETURN_INT64(static_cast<std::int64_t>(shared_ring().published_generation()));
 }
 
 // engram._wait_linked(space_id, generation, timeout_ms): true once every

@@ -137,7 +137,11 @@ pg_regress_tests() {
 	local out status=0
 	out=$(as_user make -C "$WORK" installcheck 2>&1) || status=$?
 	echo "$out" | grep -E '^(ok|not ok|test |     |\s+[0-9]+ of|=+|All)' || true
-	if [ $status -ne 0 ] && [ -f "$WORK/regression.diffs" ]; then cat "$WORK/regression.diffs"; fi
+	if [ $status -ne 0 ]; then
+		for diffs in "$WORK/regression.diffs" "$WORK/output_iso/regression.diffs"; do
+			if [ -f "$diffs" ]; then cat "$diffs"; fi
+		done
+	fi
 	local passed failed
 	passed=$(echo "$out" | grep -cE '^ok |^test .* \.\.\. ok|     [a-z_]+ +\.\.\. ok' || true)
 	failed=$(echo "$out" | grep -cE '^not ok |\.\.\. FAILED' || true)
