@@ -266,8 +266,13 @@ HnswGraph::link(std::uint32_t id, SearchContext &context)
 		context.visited_.insert(id);
 		beam_search(v, current, current_distance, l, header_->ef_construction, limit, context, stats);
 		const std::vector<Neighbor> &found = context.results_;
-		current = found.front().id;
-		current_distance = found.front().distance;
+		// The next level starts from the nearest node whose link has finished
+		// (see greedy_descend: an unfinished one may have empty lower lists).
+		const auto start = std::find_if(found.begin(), found.end(), [&](const Neighbor &n) { return is_linked(n.id); });
+		if (start != found.end()) {
+			current = start->id;
+			current_distance = start->distance;
+		}
 		select_neighbors(found, header_->m, Selection::new_node, k_no_node, context.selected_, context);
 		auto count = static_cast<std::uint32_t>(context.selected_.size());
 		for (std::uint32_t i = 0; i < count; ++i)

@@ -2,7 +2,14 @@
 // of width ef on level 0, shared by queries and by linking.
 //
 // Every list is read through read_list() (a seqlock copy, see
-// hnsw_layout.hpp), so a search never races with concurrent links. A search
+// hnsw_layout.hpp), so a search never races with concurrent links.
+//
+// Descending, a search moves only to nodes whose link has finished. A node
+// being linked is added to other nodes' lists level by level, top down, so
+// it can be met on an upper level while its own lower lists are still
+// empty; a search that continued from there would be stranded with that one
+// node. The linked flag is read only for a node nearer than the current one,
+// which is rare, so the check costs next to nothing. A search
 // fixes its horizon when it starts: it reads the entry word, then the node
 // count `limit`, and ignores ids at or above `limit` met in lists later (they
 // were appended after the search began, are invisible to it, and would not
@@ -85,7 +92,7 @@ HnswGraph::greedy_descend(const float *query, std::uint32_t &current, float &cur
 					continue;
 				const float d = distance(query, id);
 				++stats.distances;
-				if (d < current_distance) {
+				if (d < current_distance && is_linked(id)) {
 					current_distance = d;
 					current = id;
 					moved = true;

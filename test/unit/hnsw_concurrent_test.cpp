@@ -262,6 +262,44 @@ TEST(HnswConcurrency, CancelledLinkingLeavesNodesForLaterAndSnapshotFindsThem)
 	expect_graph_invariants(graph, n);
 }
 
+TEST(HnswConcurrency, SearchesDuringInsertionFindEveryLinkedNodeUpToK)
+{
+	// A search that meets a node whose link is still in progress must not
+	// descend into it: its lower lists may still be empty, and a search
+	// stranded there would return that one node instead of k. Whatever the
+	// interleaving, a search for k nodes finds at least min(k, nodes linked
+	// before it started), since every linked node is reachable.
+	constexpr std::uint32_t k = 50;
+	const std::uint32_t n = k_sanitized ? 1500 : 6000;
+	std::atomic<std::uint64_t> short_results{0}, searches{0};
+	for (int round = 0; round < 3; ++round) {
+		Region region(64 << 20);
+		HnswGraph graph = make_graph(region, 8);
+		const auto base = random_vectors(n, k_dim, 600 + round);
+		const auto queries = random_vectors(64, k_dim, 700 + round);
+		std::atomic<bool> inserting{true};
+		std::thread searcher([&] {
+			SearchContext context;
+			SearchParams params;
+			params.k = k;
+			params.ef = k;
+			for (std::size_t q = 0; inserting.load(); ++q) {
+				const std::uint64_t linked = graph.linked_prefix();
+				const std::span<const float> query(queries.data() + (q % 64) * k_dim, k_dim);
+				const std::size_t found = graph.search(query, params, context).neighbors.size();
+				searches.fetch_add(1);
+				if (found < std::min<std::uint64_t>(k, linked))
+					short_results.fetch_add(1);
+			}
+		});
+		insert_concurrently(graph, base, 3);
+		inserting.store(false);
+		searcher.join();
+	}
+	EXPECT_GT(searches.load(), 0u);
+	EXPECT_EQ(short_results.load(), 0u) << "of " << searches.load() << " searches";
+}
+
 TEST(HnswConcurrency, SearchesDuringInsertionAndDeletionSeeOnlyTheirSnapshot)
 {
 	Region region(64 << 20);
