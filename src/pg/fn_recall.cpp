@@ -114,19 +114,31 @@ lookup_space(const char *space)
 	return info;
 }
 
-// Waits until the workers have published `target`; false on timeout.
+// Whether a snapshot at `target` can be served: the workers have loaded the
+// spaces from the table since the server started (before that, the indexes
+// hold only part of what is committed) and have published `target`.
+bool
+servable(std::uint64_t target)
+{
+	const EngramShared *s = shared_state();
+	if (s->load_state.load(std::memory_order_acquire) != LOAD_DONE)
+		return false;
+	const std::uint64_t floor = s->loaded_generation.load(std::memory_order_acquire);
+	return shared_ring().published_generation() >= std::max(target, floor);
+}
+
+// Waits until servable(target); false on timeout.
 bool
 wait_published(std::uint64_t target, int timeout_ms)
 {
-	engram::core::Ring ring = shared_ring();
-	if (ring.published_generation() >= target)
+	if (servable(target))
 		return true;
 	shared_wake_workers();
 	const TimestampTz started = GetCurrentTimestamp();
 	// One drain is usually well under a millisecond: poll briefly first.
-	for (int i = 0; i < 40 && ring.published_generation() < target; ++i)
+	for (int i = 0; i < 40 && !servable(target); ++i)
 		pg_usleep(25);
-	while (ring.published_generation() < target) {
+	while (!servable(target)) {
 		if (TimestampDifferenceExceeds(started, GetCurrentTimestamp(), timeout_ms))
 			return false;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1, PG_WAIT_EXTENSION);
@@ -141,12 +153,19 @@ wait_published(std::uint64_t target, int timeout_ms)
 void
 require_published(std::uint64_t target)
 {
-	if (!wait_published(target, k_publish_wait_ms))
+	if (wait_published(target, k_publish_wait_ms))
+		return;
+	if (shared_state()->load_state.load(std::memory_order_acquire) != LOAD_DONE)
 		ereport(ERROR, (errcode(ERRCODE_ENGRAM_OVERLOADED),
-						errmsg("the workers have not stored generation %llu yet",
-							   static_cast<unsigned long long>(target)),
-						errdetail("Waited %d ms for the observations committed at or before it.", k_publish_wait_ms),
-						errhint("Check engram.workers and engram.pressure().")));
+						errmsg("the workers are still loading the spaces from engram.observations"),
+						errdetail("Waited %d ms. After a start or a crash the indexes are rebuilt from the table "
+								  "before recalls are answered.",
+								  k_publish_wait_ms),
+						errhint("Retry shortly; the server log says when loading has finished.")));
+	ereport(ERROR, (errcode(ERRCODE_ENGRAM_OVERLOADED),
+					errmsg("the workers have not stored generation %llu yet", static_cast<unsigned long long>(target)),
+					errdetail("Waited %d ms for the observations committed at or before it.", k_publish_wait_ms),
+					errhint("Check engram.workers and engram.pressure().")));
 }
 
 std::uint64_t

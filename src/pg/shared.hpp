@@ -58,6 +58,9 @@ struct EngramShared {
 	std::uint64_t arena_bytes;
 	std::atomic<std::uint32_t> load_state;
 	std::atomic<std::int32_t> loader_pid;
+	// Generation the start-up load gave the rows it read; no snapshot below it
+	// is served, since those rows would be missing from it.
+	std::atomic<std::uint64_t> loaded_generation;
 	std::atomic<std::uint64_t> observations_published;
 	std::atomic<std::uint64_t> observations_stored;
 	std::atomic<std::uint64_t> drain_cells_per_second;

@@ -160,6 +160,7 @@ load_spaces(int worker_index)
 									  static_cast<unsigned long long>(graph.size())),
 							errhint("Raise engram.memory_limit and restart the server.")));
 	}
+	shared_state()->loaded_generation.store(generation, std::memory_order_release);
 	end_load();
 	shared_state()->observations_published.fetch_add(loaded, std::memory_order_relaxed);
 	shared_state()->observations_stored.fetch_add(loaded, std::memory_order_relaxed);

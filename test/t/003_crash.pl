@@ -1,7 +1,8 @@
 # Crashes mid-stream. A worker killed with SIGKILL makes the postmaster
 # reinitialise shared memory; an immediate shutdown and restart replays WAL.
 # Either way the workers reload the stores from the table, and the stores end
-# up holding exactly the committed rows, none twice.
+# up holding exactly the committed rows, none twice; recalls wait for that
+# reload rather than answer from a partial index.
 use strict;
 use warnings;
 use FindBin;
@@ -45,9 +46,14 @@ check_converged($node, 'after SIGKILL of a worker');
 @streams = (start_stream('stream', 32), start_stream('side', 8));
 my $before = rows();
 $node->poll_query_until('postgres', "SELECT count(*) > $before + 5000 FROM engram.observations");
+my $marker = $node->safe_psql('postgres', "SELECT engram.observe('stream', array_fill(7.5::real, ARRAY[32]), 'marker')");
 $node->stop('immediate');
 $_->finish for @streams;
 $node->start;
+# The very first recall after the restart waits for the workers to reload
+# the indexes from the table instead of answering from a partial one.
+is($node->safe_psql('postgres', "SELECT id || ' ' || distance FROM engram.recall('stream', array_fill(7.5::real, ARRAY[32]), 1)"),
+	"$marker 0", 'the first recall after the restart finds an observation committed before the crash');
 my $after_restart = rows();
 cmp_ok($after_restart, '>', $before, 'rows committed before the crash survived it');
 check_converged($node, 'after an immediate restart');
