@@ -1,5 +1,5 @@
-// File reading for data sets: whole rows at a time with std::FILE, checking
-// that every row repeats the first row's dimension.
+// File reading and writing for data sets: whole rows at a time with
+// std::FILE, checking that every row read repeats the first row's dimension.
 #include "core/fvecs.hpp"
 
 #include <algorithm>
@@ -42,7 +42,37 @@ read_vecs(const std::string &path, Matrix<T> &out, std::size_t max_rows)
 	return {};
 }
 
+template <typename T>
+std::string
+write_vecs(const std::string &path, const Matrix<T> &m)
+{
+	static_assert(sizeof(T) == 4);
+	std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "wb"));
+	if (!file)
+		return "cannot create " + path;
+	const auto dim = static_cast<std::int32_t>(m.dim);
+	for (std::size_t row = 0; row < m.rows(); ++row)
+		if (std::fwrite(&dim, sizeof dim, 1, file.get()) != 1 ||
+			std::fwrite(m.row(row).data(), sizeof(T), m.dim, file.get()) != m.dim)
+			return "cannot write " + path;
+	if (std::fclose(file.release()) != 0)
+		return "cannot write " + path;
+	return {};
+}
+
 } // namespace
+
+std::string
+write_fvecs(const std::string &path, const Matrix<float> &m)
+{
+	return write_vecs(path, m);
+}
+
+std::string
+write_ivecs(const std::string &path, const Matrix<std::int32_t> &m)
+{
+	return write_vecs(path, m);
+}
 
 std::string
 read_fvecs(const std::string &path, Matrix<float> &out, std::size_t max_rows)

@@ -1,6 +1,6 @@
-// Reading the .fvecs / .ivecs files of the benchmark data sets (per row: an
-// int32 dimension, then that many float32 or int32 values, little-endian),
-// and scoring search results against their ground truth.
+// Reading and writing the .fvecs / .ivecs files of the benchmark data sets
+// (per row: an int32 dimension, then that many float32 or int32 values,
+// little-endian), and scoring search results against their ground truth.
 //
 // For tests, benchmarks and offline tools only: the extension never reads
 // these files. Errors come back as a message, never as an exception or a
@@ -33,6 +33,10 @@ std::string read_fvecs(const std::string &path, Matrix<float> &out,
 					   std::size_t max_rows = std::numeric_limits<std::size_t>::max());
 std::string read_ivecs(const std::string &path, Matrix<std::int32_t> &out,
 					   std::size_t max_rows = std::numeric_limits<std::size_t>::max());
+
+// Writes every row of `m`; an empty string means success.
+std::string write_fvecs(const std::string &path, const Matrix<float> &m);
+std::string write_ivecs(const std::string &path, const Matrix<std::int32_t> &m);
 
 // One of the data sets under a data directory: <dir>/<name>/<name>_{base,query}.fvecs
 // and <name>_groundtruth.ivecs.

@@ -2,13 +2,15 @@
 # The two set-up commands of the README, for a fresh Debian 12 machine, as root:
 #
 #   bash test/scripts/engram.sh demo   install what is missing, build, install, start a
-#                                      throwaway cluster with engram preloaded and stream
-#                                      observations into it from concurrent clients
+#                                      throwaway cluster with engram preloaded, stream
+#                                      observations into it from concurrent clients while
+#                                      another client recalls, and print the figures
 #   bash test/scripts/engram.sh test   the same set-up, then every test suite: core unit
 #                                      tests (plain, AddressSanitizer, ThreadSanitizer),
 #                                      pg_regress and the TAP tests
-#   bash test/scripts/engram.sh bench  the same set-up, then the benchmarks recorded in
-#                                      docs/benchmarks.md
+#   bash test/scripts/engram.sh bench [ring|ingest|hnsw|indexing|recall]...
+#                                      the same set-up, then the benchmarks recorded in
+#                                      docs/benchmarks.md (all of them without arguments)
 #
 # PostgreSQL refuses to run as root, so servers and the PostgreSQL test suites
 # run as the unprivileged user "engram" in a copy of the tree it owns.
@@ -18,6 +20,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 PGBIN=/usr/lib/postgresql/15/bin
 RUN_USER=engram
 WORK=/tmp/engram-work
+SYNTH=/tmp/engram-data # synthetic data sets (deterministic, so kept between runs)
 export ENGRAM_DATA=${ENGRAM_DATA:-$(cd "$ROOT/.." && pwd)/shared/data}
 
 say() { printf '\n== %s\n' "$*"; }
@@ -55,12 +58,15 @@ build_extension() {
 
 as_user() { runuser -u "$RUN_USER" -- env ENGRAM_DATA="$ENGRAM_DATA" PATH="$PGBIN:$PATH" "$@"; }
 
-# Starts a throwaway cluster in $WORK/cluster-<name> on loopback; stopped on exit.
+# Starts a throwaway cluster in $WORK/cluster-<name> on loopback with any
+# extra settings given as further arguments; stopped on exit.
 start_cluster() {
 	local name=$1 port=$2
+	shift 2
 	CLUSTER="$WORK/cluster-$name"
 	PORT=$port
-	say "starting a throwaway cluster in $CLUSTER (port $PORT, loopback only)"
+	say "starting a throwaway cluster in $CLUSTER (port $PORT, loopback only${*:+; $*})"
+	rm -rf "$CLUSTER"
 	as_user "$PGBIN/initdb" -D "$CLUSTER" -A trust >/dev/null
 	cat >>"$CLUSTER/postgresql.conf" <<CONF
 listen_addresses = '127.0.0.1'
@@ -74,9 +80,30 @@ engram.memory_limit = '4GB'
 max_worker_processes = 16
 max_wal_size = '4GB'
 CONF
-	trap 'as_user "$PGBIN/pg_ctl" -D "'"$CLUSTER"'" -m fast stop >/dev/null 2>&1 || true' EXIT
+	local setting
+	for setting in "$@"; do echo "$setting" >>"$CLUSTER/postgresql.conf"; done
+	trap 'stop_cluster' EXIT
 	as_user "$PGBIN/pg_ctl" -D "$CLUSTER" -l "$CLUSTER/server.log" -w start >/dev/null
 	as_user psql -X -q -h 127.0.0.1 -p "$PORT" -d postgres -c "CREATE EXTENSION engram"
+}
+
+stop_cluster() {
+	if [ -n "${CLUSTER:-}" ]; then
+		as_user "$PGBIN/pg_ctl" -D "$CLUSTER" -m fast stop >/dev/null 2>&1 || true
+	fi
+}
+
+sql() { as_user psql -X -q -h 127.0.0.1 -p "$PORT" -d postgres "$@"; }
+
+# Writes the synthetic data set NAME (see test/data/engram_synthetic.cpp) unless present.
+synthetic() {
+	local name=$1
+	shift
+	if [ ! -f "$SYNTH/$name/${name}_base.fvecs" ]; then
+		mkdir -p "$SYNTH"
+		"$ROOT/build/release/engram_synthetic" --out "$SYNTH" --name "$name" "$@"
+		chmod -R a+rX "$SYNTH"
+	fi
 }
 
 load() {
@@ -87,25 +114,38 @@ run_demo() {
 	install_packages
 	build_core release
 	build_extension
+	say "generating 100,000 + 1,000 clustered 128-d vectors with their exact nearest neighbours"
+	synthetic demo128 --dim 128 --rows 100000 --queries 1000 --metric l2
 	start_cluster demo 54329
-	say "streaming 300,000 observations (128-d) from 4 clients through engram.observe_batch"
-	load --mode observe_batch --space demo --dim 128 --rows 300000 --clients 4 --batch 500
+	local base="$SYNTH/demo128/demo128"
+	sql -c "SELECT engram.create_space('demo', dim => 128, metric => 'l2')"
+	say "streaming 100,000 observations from 4 clients (5,000 rows/s) while one client recalls"
+	load --mode recall --space demo --fvecs "${base}_query.fvecs" --clients 1 --seconds 18 >"$WORK/demo-recall.out" &
+	local recaller=$!
+	load --mode observe_batch --space demo --fvecs "${base}_base.fvecs" --rows 100000 --clients 4 --batch 250 \
+		--rate 5000 --wait-linked 1
+	wait $recaller
+	echo "recalls during the stream:"
+	cat "$WORK/demo-recall.out"
+	say "every query once more, now that everything is linked, scored against the exact neighbours"
+	load --mode recall --space demo --fvecs "${base}_query.fvecs" --truth "${base}_groundtruth.ivecs" --clients 2
 	say "the space afterwards"
-	as_user psql -X -h 127.0.0.1 -p "$PORT" -d postgres \
-		-c "SELECT name, dim, metric, observations, generation, pg_size_pretty(memory_bytes) AS memory FROM engram.spaces" \
+	sql -c "SELECT name, dim, metric, observations, linked, pending, generation, pg_size_pretty(memory_bytes) AS memory
+	        FROM engram.spaces" \
 		-c "SELECT count(*) AS committed_rows FROM engram.observations" \
 		-c "SELECT * FROM engram.pressure()"
 }
 
-# Benchmarks behind docs/benchmarks.md: the ring alone (Google Benchmark), then
-# durable ingest through observe_batch and COPY beside a plain COPY of the
-# same rows into a table of the same shape without engram, in one run.
-run_bench() {
-	install_packages
-	build_core release
-	build_extension
+# Benchmarks behind docs/benchmarks.md; each section runs its peers side by
+# side in one run.
+bench_ring() {
 	say "ring: reserve+fill+commit with 1, 2 and 4 producers against one draining consumer"
 	"$ROOT/build/release/ring_bench" --benchmark_min_time=2
+}
+
+# Durable ingest through observe_batch and COPY beside a plain COPY of the
+# same rows into a table of the same shape without engram.
+bench_ingest() {
 	start_cluster bench 54330
 	local round dim rows
 	for round in 1 2; do
@@ -116,6 +156,85 @@ run_bench() {
 			load --mode copy --space "bench$dim" --dim "$dim" --rows "$rows" --clients 4 --batch 500
 			load --mode observe_batch --space "bench$dim" --dim "$dim" --rows "$rows" --clients 4 --batch 500
 		done
+	done
+	stop_cluster
+}
+
+# The HNSW core against hnswlib on the real data sets.
+bench_hnsw() {
+	say "HNSW core against hnswlib (sift5k, fashion-mnist, glove100)"
+	ENGRAM_BENCH_SWEEP=1 "$ROOT/build/release/hnsw_bench" --benchmark_counters_tabular=true \
+		--benchmark_out="$WORK/hnsw_bench.json" --benchmark_out_format=json
+}
+
+# Indexing through the worker pool: 100,000 clustered 128-d vectors committed
+# as fast as 4 clients can, into one space or spread over 8, with 1 and 2
+# workers; the rate counts rows from the first commit until every row is
+# linked. Then a restart, which rebuilds every index from the table.
+bench_indexing() {
+	synthetic index128 --dim 128 --rows 100000 --queries 100 --metric l2
+	local workers spaces
+	for workers in 1 2; do
+		start_cluster "index$workers" 54331 "engram.workers = $workers"
+		for spaces in 1 8; do
+			say "indexing with $workers worker(s), 100,000 x 128-d into $spaces space(s)"
+			load --mode observe_batch --space "idx$spaces" --spaces "$spaces" --metric l2 \
+				--fvecs "$SYNTH/index128/index128_base.fvecs" --rows 100000 --clients 4 --batch 500 --wait-linked 1
+		done
+		say "restart with $workers worker(s): rebuild 200,000 rows in 9 spaces from the table"
+		as_user "$PGBIN/pg_ctl" -D "$CLUSTER" -m fast -l "$CLUSTER/server.log" -w restart >/dev/null
+		local started=$(date +%s%N)
+		sql -At -c "SELECT bool_and(engram.wait_linked(name, NULL, 3600000)) FROM engram.spaces"
+		echo "rebuilt and linked after $(( ($(date +%s%N) - started) / 1000000 )) ms"
+		stop_cluster
+	done
+}
+
+# engram.recall through SQL at 100,000 x 768-d (cosine) on an idle server and
+# under a sustained stream of observations, then the same queries answered
+# by hnswlib and by engram's core in-process on the same data.
+bench_recall() {
+	synthetic synth768 --dim 768 --rows 100000 --queries 1000 --metric cosine
+	synthetic stream768 --dim 768 --rows 100000 --first 100000 --queries 0 --metric cosine
+	local base="$SYNTH/synth768/synth768" stream="$SYNTH/stream768/stream768"
+	start_cluster recall 54332
+	say "loading 100,000 x 768-d through observe_batch and linking them (2 workers)"
+	load --mode observe_batch --space r768 --metric cosine --fvecs "${base}_base.fvecs" --rows 100000 \
+		--clients 2 --batch 200 --wait-linked 1
+	say "SQL recall, idle: one pass for recall@10, then 20 s with 1 and with 2 clients"
+	load --mode recall --space r768 --fvecs "${base}_query.fvecs" --truth "${base}_groundtruth.ivecs" --clients 1
+	load --mode recall --space r768 --fvecs "${base}_query.fvecs" --clients 1 --seconds 20
+	load --mode recall --space r768 --fvecs "${base}_query.fvecs" --clients 2 --seconds 20
+	local clients
+	for clients in 1 2; do
+		say "SQL recall with $clients client(s) for 20 s under a sustained stream of 500 observations/s"
+		load --mode observe_batch --space r768 --metric cosine --fvecs "${stream}_base.fvecs" --rows 12500 \
+			--clients 2 --batch 50 --rate 500 >"$WORK/stream.out" &
+		local streamer=$!
+		sleep 1
+		load --mode recall --space r768 --fvecs "${base}_query.fvecs" --clients "$clients" --seconds 20
+		sql -At -c "SELECT 'during the stream: observations ' || observations || ', pending ' || pending FROM engram.spaces WHERE name = 'r768'"
+		wait $streamer
+		cat "$WORK/stream.out"
+	done
+	stop_cluster
+	say "the same queries in-process: hnswlib and engram's core, one thread, same data, M 16, ef_construction 200, ef 100"
+	ENGRAM_PEER_DATA="$SYNTH" ENGRAM_PEER_SET=synth768 "$ROOT/build/release/recall_peer_bench" \
+		--benchmark_counters_tabular=true
+}
+
+run_bench() {
+	local sections=("$@")
+	((${#sections[@]})) || sections=(ring ingest hnsw indexing recall)
+	install_packages
+	build_core release
+	build_extension
+	local section
+	for section in "${sections[@]}"; do
+		case "$section" in
+			ring | ingest | hnsw | indexing | recall) "bench_$section" ;;
+			*) echo "unknown benchmark section $section" >&2; exit 2 ;;
+		esac
 	done
 }
 
@@ -168,6 +287,6 @@ run_tests() {
 case "${1:-}" in
 	demo) run_demo ;;
 	test) run_tests ;;
-	bench) run_bench ;;
-	*) echo "usage: $0 demo|test|bench" >&2; exit 2 ;;
+	bench) shift; run_bench "$@" ;;
+	*) echo "usage: $0 demo|test|bench [section...]" >&2; exit 2 ;;
 esac

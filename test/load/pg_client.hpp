@@ -1,0 +1,62 @@
+// What the load client's modes share: options, libpq helpers that end the
+// program on any unexpected error, binary real[] encoding, and the vectors
+// a run sends (an .fvecs file, or Gaussian noise when none is given).
+#pragma once
+
+#include <libpq-fe.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace engram_load {
+
+struct Options {
+	std::string conninfo = "dbname=postgres";
+	std::string mode = "observe_batch";
+	std::string space = "demo";
+	std::string metric = "l2";
+	int spaces = 1;     // ingest: spread batches over SPACE_0 .. SPACE_{n-1} when > 1
+	int dim = 128;
+	long rows = 300000;
+	int clients = 4;
+	int batch = 500;
+	double rate = 0;    // ingest: rows per second over all clients, 0 = as fast as possible
+	bool wait_linked = false;
+	std::string fvecs;  // ingest: base vectors (content = row index); recall: the queries
+	std::string truth;  // recall: ground truth (.ivecs) of the queries against the base rows
+	double seconds = 0; // recall: run for this long, cycling through the queries; 0 = one pass
+	int k = 10;
+	int ef = 0;         // recall: engram.ef_search for the session, 0 = the server's setting
+};
+
+[[noreturn]] void die(const std::string &message);
+
+PGconn *connect(const Options &o);
+void exec_ok(PGconn *c, const std::string &sql);
+std::string scalar(PGconn *c, const std::string &sql);
+std::string quote_literal(PGconn *c, const std::string &text);
+
+// A real[] in the binary wire format: 1-D when rows == 0, else rows x dim.
+std::string binary_real_array(const float *values, int rows, int dim);
+
+// Rows of vectors: from an .fvecs file (rows wrap around at its end) or
+// generated N(0,1) noise.
+class VectorSource {
+public:
+	explicit VectorSource(const Options &o);
+	int dim() const { return dim_; }
+	long available() const { return static_cast<long>(values_.size() / dim_); }
+	const float *row(long i) const { return values_.data() + (i % available()) * dim_; }
+	bool from_file() const { return from_file_; }
+
+private:
+	int dim_;
+	bool from_file_;
+	std::vector<float> values_;
+};
+
+int run_ingest(const Options &o);
+int run_recall(const Options &o);
+
+} // namespace engram_load

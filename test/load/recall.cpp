@@ -1,0 +1,148 @@
+// Recall mode of the load client: clients send engram.recall through SQL (a
+// prepared statement with the cue as a binary real[]) and the run reports
+// queries per second and the latency of each call as the client sees it
+// (p50/p90/p99/p99.9/max), and, given the ground truth, recall@k.
+//
+// Ground truth names rows of the base file the space was loaded from, and
+// the ingest mode stored row i with content = i, so the run maps the
+// observation ids it gets back to rows through engram.observations first.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "core/fvecs.hpp"
+#include "pg_client.hpp"
+
+namespace engram_load {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::unordered_map<long long, std::int32_t>
+rows_by_id(PGconn *admin, const Options &o)
+{
+	const std::string sql = "SELECT o.id, o.content FROM engram.observations o JOIN engram.space_catalog c "
+							"USING (space_id) WHERE c.name = " +
+							quote_literal(admin, o.space) + " AND o.content ~ '^[0-9]+$'";
+	PGresult *r = PQexec(admin, sql.c_str());
+	if (PQresultStatus(r) != PGRES_TUPLES_OK)
+		die(PQerrorMessage(admin));
+	std::unordered_map<long long, std::int32_t> rows;
+	for (int i = 0; i < PQntuples(r); ++i)
+		rows.emplace(std::stoll(PQgetvalue(r, i, 0)), std::stoi(PQgetvalue(r, i, 1)));
+	PQclear(r);
+	return rows;
+}
+
+} // namespace
+
+int
+run_recall(const Options &o)
+{
+	if (o.fvecs.empty())
+		die("--mode recall needs --fvecs with the queries");
+	engram::core::Matrix<float> queries;
+	if (const std::string error = engram::core::read_fvecs(o.fvecs, queries); !error.empty())
+		die(error);
+	const std::size_t n = queries.rows();
+	PGconn *admin = connect(o);
+	std::unordered_map<long long, std::int32_t> rows;
+	engram::core::Matrix<std::int32_t> truth;
+	if (!o.truth.empty()) {
+		if (const std::string error = engram::core::read_ivecs(o.truth, truth); !error.empty())
+			die(error);
+		rows = rows_by_id(admin, o);
+	}
+	std::vector<std::string> cues(n);
+	for (std::size_t q = 0; q < n; ++q)
+		cues[q] = binary_real_array(queries.row(q).data(), 0, static_cast<int>(queries.dim));
+
+	// found[q]: the rows of query q's first answer (k_no_row where unknown).
+	constexpr std::uint32_t k_no_row = UINT32_MAX;
+	std::vector<std::uint32_t> found(n * o.k, k_no_row);
+	std::vector<char> answered(n, 0);
+	std::mutex merge;
+	std::vector<double> micros;
+	std::atomic<long> calls{0};
+	const auto started = Clock::now();
+	const auto deadline = started + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.seconds));
+	std::vector<std::thread> clients;
+	for (int c = 0; c < o.clients; ++c)
+		clients.emplace_back([&, c] {
+			PGconn *conn = connect(o);
+			if (o.ef > 0)
+				exec_ok(conn, "SET engram.ef_search = " + std::to_string(o.ef));
+			const Oid types[3] = {25, 1021, 23};
+			PGresult *prepared = PQprepare(conn, "recall", "SELECT id FROM engram.recall($1, $2, $3)", 3, types);
+			if (PQresultStatus(prepared) != PGRES_COMMAND_OK)
+				die(PQerrorMessage(conn));
+			PQclear(prepared);
+			const std::string k = std::to_string(o.k);
+			std::vector<double> mine;
+			std::vector<std::pair<std::size_t, std::vector<long long>>> answers;
+			for (std::size_t i = c;; i += o.clients) {
+				if (o.seconds > 0 ? Clock::now() >= deadline : i >= n)
+					break;
+				const std::size_t q = i % n;
+				const char *values[3] = {o.space.c_str(), cues[q].data(), k.c_str()};
+				const int lengths[3] = {0, static_cast<int>(cues[q].size()), 0};
+				const int formats[3] = {0, 1, 0};
+				const auto sent = Clock::now();
+				PGresult *r = PQexecPrepared(conn, "recall", 3, values, lengths, formats, 0);
+				mine.push_back(std::chrono::duration<double, std::micro>(Clock::now() - sent).count());
+				if (PQresultStatus(r) != PGRES_TUPLES_OK)
+					die(PQerrorMessage(conn));
+				if (i < n) {
+					std::vector<long long> ids;
+					for (int t = 0; t < PQntuples(r); ++t)
+						ids.push_back(std::stoll(PQgetvalue(r, t, 0)));
+					answers.emplace_back(q, std::move(ids));
+				}
+				PQclear(r);
+			}
+			PQfinish(conn);
+			std::lock_guard lock(merge);
+			calls += static_cast<long>(mine.size());
+			micros.insert(micros.end(), mine.begin(), mine.end());
+			for (auto &[q, ids] : answers) {
+				answered[q] = 1;
+				for (std::size_t t = 0; t < ids.size() && t < static_cast<std::size_t>(o.k); ++t) {
+					const auto row = rows.find(ids[t]);
+					found[q * o.k + t] = row == rows.end() ? k_no_row : static_cast<std::uint32_t>(row->second);
+				}
+			}
+		});
+	for (auto &t : clients)
+		t.join();
+	const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+	if (micros.empty())
+		die("no recall was sent");
+	std::sort(micros.begin(), micros.end());
+	const auto ms = [&](double p) {
+		return micros[std::min(micros.size() - 1, static_cast<std::size_t>(p * micros.size()))] / 1000.0;
+	};
+	std::printf("mode=recall space=%s clients=%d k=%d ef=%s calls=%ld seconds=%.2f qps=%.0f "
+				"latency_ms p50=%.3f p90=%.3f p99=%.3f p99.9=%.3f max=%.3f",
+				o.space.c_str(), o.clients, o.k, o.ef > 0 ? std::to_string(o.ef).c_str() : "default", calls.load(),
+				seconds, calls.load() / seconds, ms(0.5), ms(0.9), ms(0.99), ms(0.999), micros.back() / 1000.0);
+	if (!o.truth.empty()) {
+		std::size_t complete = 0;
+		for (char a : answered)
+			complete += a != 0;
+		if (complete != n)
+			die("the run ended before every query was answered once; recall needs them all");
+		std::printf(" recall@%d=%.4f", o.k,
+					engram::core::recall_at_k(truth, found, static_cast<std::uint32_t>(o.k)));
+	}
+	std::printf("\n");
+	PQfinish(admin);
+	return 0;
+}
+
+} // namespace engram_load
