@@ -9,7 +9,7 @@
 // it can be met on an upper level while its own lower lists are still
 // empty; a search that continued from there would be stranded with that one
 // node. The linked flag is read only for a node nearer than the current one,
-// which is rare, so the check costs next to nothing. A search
+// which is rare. A search
 // fixes its horizon when it starts: it reads the entry word, then the node
 // count `limit`, and ignores ids at or above `limit` met in lists later (they
 // were appended after the search began, are invisible to it, and would not
