@@ -37,22 +37,29 @@ pressure_level(double fill, PressureThresholds t) noexcept
 }
 
 PressureReport
-assess_pressure(double fill, PressureThresholds t, double backlog_above_warning, double drain_per_second,
-				std::int32_t fallback_ms) noexcept
+assess_pressure(double fill, PressureThresholds t, const Backlog &backlog, std::int32_t fallback_ms) noexcept
 {
 	static constexpr std::int32_t batch_for_level[] = {10, 100, 500, 1000};
 	PressureReport r{};
 	r.fill = std::clamp(fill, 0.0, 1.0);
 	r.level = pressure_level(r.fill, t);
 	r.suggested_batch = batch_for_level[static_cast<int>(r.level)];
-	if (r.level == PressureLevel::normal)
+	if (r.level == PressureLevel::normal) {
 		r.retry_after_ms = 0;
-	else if (drain_per_second <= 0.0)
-		r.retry_after_ms = fallback_ms;
-	else {
-		const double ms = std::ceil(std::max(backlog_above_warning, 0.0) / drain_per_second * 1000.0);
-		r.retry_after_ms = static_cast<std::int32_t>(std::clamp(ms, 1.0, 60000.0));
+		return r;
 	}
+	const bool ring_unknown = backlog.ring_cells > 0 && backlog.drain_cells_per_s <= 0;
+	const bool link_unknown = backlog.unlinked > 0 && backlog.linked_per_s <= 0;
+	if (ring_unknown || link_unknown) {
+		r.retry_after_ms = fallback_ms;
+		return r;
+	}
+	const double seconds = (backlog.ring_cells > 0 ? backlog.ring_cells / backlog.drain_cells_per_s : 0.0) +
+						   (backlog.unlinked > 0 ? backlog.unlinked / backlog.linked_per_s : 0.0);
+	const double warning = std::min({t.warning, t.critical, t.overloaded});
+	const double share_above_warning = std::max(r.fill - warning, 0.0) / r.fill;
+	const double ms = std::round(seconds * share_above_warning * 1000.0);
+	r.retry_after_ms = static_cast<std::int32_t>(std::clamp(ms, 1.0, 60000.0));
 	return r;
 }
 

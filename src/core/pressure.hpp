@@ -30,9 +30,20 @@ const char *pressure_level_name(PressureLevel level) noexcept;
 // configuration degrades to fewer levels instead of skipping the policy.
 PressureLevel pressure_level(double fill, PressureThresholds t) noexcept;
 
-// `backlog` and `drain_per_second` share a unit (ring cells); with no drain
-// measured yet the hint falls back to `fallback_ms`.
-PressureReport assess_pressure(double fill, PressureThresholds t, double backlog_above_warning,
-							   double drain_per_second, std::int32_t fallback_ms) noexcept;
+// The work ahead of the pipeline, stage by stage, each in the unit of the
+// rate the workers were measured to clear it at (0 = not measured yet).
+struct Backlog {
+	double ring_cells;          // committed records waiting in the ring
+	double drain_cells_per_s;   // how fast the workers store them
+	double unlinked;            // vectors stored but not linked yet
+	double linked_per_s;        // how fast the link threads link them
+};
+
+// The retry hint is the time the workers need to bring the fill back to the
+// warning threshold: the time to clear the whole backlog (both stages in
+// turn) times the share of it above warning. With a rate unknown where work
+// is waiting, it falls back to `fallback_ms`.
+PressureReport assess_pressure(double fill, PressureThresholds t, const Backlog &backlog,
+							   std::int32_t fallback_ms) noexcept;
 
 } // namespace engram::core

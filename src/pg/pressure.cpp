@@ -6,8 +6,8 @@
 // recall makes over it grows with it). A worker that cannot grow a store holds the ring back,
 // so that state counts as full: commits then meet the overload policy instead
 // of waiting on a pipeline that cannot move. The retry hint is the time the
-// workers need, at their measured drain rate, to bring the ring back to the
-// warning threshold.
+// workers need, at their measured drain and link rates, to bring the fill
+// back to the warning threshold (core/pressure.hpp).
 #include "pg/pressure.hpp"
 
 #include <algorithm>
@@ -44,16 +44,23 @@ unlinked_vectors(void)
 engram::core::PressureReport
 pressure_now(void)
 {
+	EngramShared *s = shared_state();
 	engram::core::Ring ring = shared_ring();
+	const UnlinkedVectors unlinked = unlinked_vectors();
 	const double capacity = static_cast<double>(ring.capacity_cells());
-	const double used = static_cast<double>(ring.used_cells()) +
-						static_cast<double>(unlinked_vectors().ring_bytes) / engram::core::k_ring_cell_bytes;
+	const double ring_cells = static_cast<double>(ring.used_cells());
+	const double used = ring_cells + static_cast<double>(unlinked.ring_bytes) / engram::core::k_ring_cell_bytes;
 	const engram::core::PressureThresholds thresholds{engram_pressure_warning, engram_pressure_critical,
 													  engram_pressure_overloaded};
-	const double drain = static_cast<double>(shared_state()->drain_cells_per_second.load(std::memory_order_relaxed));
+	double linked_per_s = 0;
+	for (const WorkerSlot &w : s->workers)
+		linked_per_s += static_cast<double>(w.linked_per_second.load(std::memory_order_relaxed));
+	const engram::core::Backlog backlog{
+		ring_cells, static_cast<double>(s->drain_cells_per_second.load(std::memory_order_relaxed)),
+		static_cast<double>(unlinked.count), linked_per_s};
 	engram::core::Arena arena = shared_arena();
 	const double memory_fill = static_cast<double>(arena.used_bytes()) / static_cast<double>(arena.capacity_bytes());
-	const bool stalled = shared_state()->memory_stalled.load(std::memory_order_relaxed) != 0;
+	const bool stalled = s->memory_stalled.load(std::memory_order_relaxed) != 0;
 	const double fill = stalled ? 1.0 : std::min(1.0, std::max(used / capacity, memory_fill));
-	return engram::core::assess_pressure(fill, thresholds, used - engram_pressure_warning * capacity, drain, 100);
+	return engram::core::assess_pressure(fill, thresholds, backlog, 100);
 }

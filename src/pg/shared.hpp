@@ -47,6 +47,9 @@ struct WorkerSlot {
 	std::atomic<std::int32_t> pgprocno;
 	std::atomic<std::uint64_t> stored_total;
 	std::atomic<std::uint64_t> linked_total;
+	// Vectors per second this worker's link threads linked, smoothed, over
+	// the intervals in which there was something to link.
+	std::atomic<std::uint64_t> linked_per_second;
 	std::atomic<std::uint64_t> busy_us;
 	std::atomic<std::uint64_t> alive_us;
 };

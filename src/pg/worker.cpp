@@ -32,6 +32,7 @@
 #include "core/link_pool.hpp"
 #include "core/ring.hpp"
 #include "pg/guc.hpp"
+#include "pg/pressure.hpp"
 #include "pg/shared.hpp"
 #include "pg/worker_load.hpp"
 #include "pg/worker_store.hpp"
@@ -170,6 +171,33 @@ update_drain_rate(std::uint64_t cells, TimestampTz started)
 	rate.store(static_cast<std::uint64_t>(smoothed), std::memory_order_relaxed);
 }
 
+// Measures this worker's link rate every 200 ms or more, counting only
+// intervals that began with vectors waiting to be linked: an idle pipeline
+// says nothing about how fast it links, and the rate answers exactly that
+// when pressure estimates how long a backlog will take.
+void
+update_link_rate(void)
+{
+	static TimestampTz sampled_at = 0;
+	static std::uint64_t linked_then = 0;
+	static bool work_then = false;
+	const TimestampTz now = GetCurrentTimestamp();
+	if (sampled_at != 0 && !TimestampDifferenceExceeds(sampled_at, now, 200))
+		return;
+	WorkerSlot &slot = my_slot();
+	const std::uint64_t linked = slot.linked_total.load(std::memory_order_relaxed);
+	if (sampled_at != 0 && work_then) {
+		const double seconds = static_cast<double>(now - sampled_at) / USECS_PER_SEC;
+		const double measured = static_cast<double>(linked - linked_then) / seconds;
+		const double previous = static_cast<double>(slot.linked_per_second.load(std::memory_order_relaxed));
+		const double smoothed = previous == 0 ? measured : 0.8 * previous + 0.2 * measured;
+		slot.linked_per_second.store(static_cast<std::uint64_t>(smoothed), std::memory_order_relaxed);
+	}
+	sampled_at = now;
+	linked_then = linked;
+	work_then = unlinked_vectors().count > 0;
+}
+
 // One batch under the consumer token; true if it stored anything.
 bool
 drain_once(void)
@@ -300,6 +328,7 @@ engram_worker_main(Datum arg)
 		if (!loading_in_progress())
 			progressed = drain_once();
 		wake_linkers();
+		update_link_rate();
 		const TimestampTz finished = GetCurrentTimestamp();
 		slot.busy_us.fetch_add(static_cast<std::uint64_t>(finished - started), std::memory_order_relaxed);
 		slot.alive_us.fetch_add(static_cast<std::uint64_t>(finished - previous), std::memory_order_relaxed);

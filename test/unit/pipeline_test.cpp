@@ -98,20 +98,31 @@ TEST(Pressure, LevelsFollowTheThresholds)
 	EXPECT_EQ(pressure_level(0.6, PressureThresholds{0.9, 0.5, 0.7}), PressureLevel::critical);
 }
 
-TEST(Pressure, ReportSuggestsBatchesAndARetryTimeFromTheDrainRate)
+TEST(Pressure, ReportSuggestsBatchesAndARetryTimeFromBothStagesRates)
 {
 	const PressureThresholds t{0.5, 0.8, 0.95};
-	PressureReport r = assess_pressure(0.2, t, -100, 1000, 100);
+	PressureReport r = assess_pressure(0.2, t, Backlog{100, 1000, 0, 0}, 100);
 	EXPECT_EQ(r.suggested_batch, 10);
 	EXPECT_EQ(r.retry_after_ms, 0);
-	r = assess_pressure(0.9, t, 400, 1000, 100);
+	// Only the ring holds work: 800 cells at 1000 cells/s is 0.8 s to clear,
+	// and at fill 0.8 the part above warning is 3/8 of it.
+	r = assess_pressure(0.8, t, Backlog{800, 1000, 0, 0}, 100);
 	EXPECT_EQ(r.level, PressureLevel::critical);
 	EXPECT_EQ(r.suggested_batch, 500);
-	EXPECT_EQ(r.retry_after_ms, 400);
-	r = assess_pressure(1.0, t, 400, 0, 100);
+	EXPECT_EQ(r.retry_after_ms, 300);
+	// Linking is the slow stage: 2000 vectors at 1000/s add 2 s.
+	r = assess_pressure(0.8, t, Backlog{800, 1000, 2000, 1000}, 100);
+	EXPECT_EQ(r.retry_after_ms, 1050);
+	// A stage with waiting work and no measured rate: the fallback.
+	r = assess_pressure(1.0, t, Backlog{800, 1000, 10, 0}, 100);
 	EXPECT_EQ(r.level, PressureLevel::overloaded);
 	EXPECT_EQ(r.suggested_batch, 1000);
 	EXPECT_EQ(r.retry_after_ms, 100);
+	r = assess_pressure(1.0, t, Backlog{800, 0, 0, 0}, 100);
+	EXPECT_EQ(r.retry_after_ms, 100);
+	// Never more than a minute.
+	r = assess_pressure(0.99, t, Backlog{0, 0, 1e9, 1}, 100);
+	EXPECT_EQ(r.retry_after_ms, 60000);
 	EXPECT_STREQ(pressure_level_name(PressureLevel::warning), "warning");
 }
 
