@@ -32,6 +32,8 @@ class HnswContextPool {
 public:
 	SearchContext &local() { return contexts_.local(); }
 	std::size_t memory_bytes() const;
+	// Threads that have taken a context (call when no thread is taking one).
+	std::size_t threads() const { return contexts_.size(); }
 
 private:
 	tbb::enumerable_thread_specific<SearchContext> contexts_;

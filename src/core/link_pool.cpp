@@ -19,7 +19,7 @@ constexpr std::uint32_t k_claim = 8;
 LinkPool::LinkPool(Arena arena, std::span<IndexSlot> slots, unsigned threads,
 				   std::atomic<std::uint64_t> *linked_total)
 	: arena_(arena), slots_(slots), threads_(threads == 0 ? 1 : threads), linked_total_(linked_total),
-	  tasks_(static_cast<int>(threads_), 0)
+	  parallelism_(tbb::global_control::max_allowed_parallelism, threads_ + 1), tasks_(static_cast<int>(threads_), 0)
 {
 }
 

@@ -13,12 +13,19 @@
 //
 // The tasks run only core code on shared memory; nothing here calls back
 // into the process that owns the pool.
+//
+// Nobody ever joins the arena (tasks are enqueued, the main thread goes back
+// to PostgreSQL), so every task needs a TBB worker thread, and by default TBB
+// keeps one fewer worker than the machine has cores: one worker process on
+// two cores would link on one thread. The pool therefore raises the
+// process's parallelism limit to threads + 1 for as long as it lives.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <span>
 
+#include <tbb/global_control.h>
 #include <tbb/task_arena.h>
 
 #include "core/arena.hpp"
@@ -43,6 +50,8 @@ public:
 	void stop() noexcept;
 
 	unsigned running() const noexcept { return running_.load(std::memory_order_acquire); }
+	// How many distinct threads have linked so far.
+	std::size_t threads_used() const { return contexts_.threads(); }
 	// Links that threw (std::bad_alloc); their nodes stay in the exact tail.
 	std::uint64_t failures() const noexcept { return failures_.load(std::memory_order_relaxed); }
 
@@ -61,6 +70,7 @@ private:
 	std::atomic<std::uint32_t> rotation_{0};
 	std::atomic<std::uint64_t> failures_{0};
 	HnswContextPool contexts_;
+	tbb::global_control parallelism_;
 	tbb::task_arena tasks_;
 };
 

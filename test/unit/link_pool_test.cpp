@@ -18,6 +18,7 @@ namespace {
 
 using test_support::Region;
 using test_support::random_vectors;
+using test_support::k_sanitized;
 
 constexpr std::uint32_t k_dim = 12;
 
@@ -80,6 +81,26 @@ TEST(LinkPool, LinksEverySpaceAndCountsIt)
 	}
 	EXPECT_TRUE(wait_for([&] { return pool.running() == 0; })) << "threads stop when nothing is left";
 	EXPECT_EQ(pool.failures(), 0u);
+}
+
+TEST(LinkPool, OneHotGraphKeepsEveryThreadBusy)
+{
+	// The pool's tasks are enqueued and nobody joins the arena, so each one
+	// needs a TBB worker thread of its own, whatever the number of cores.
+	SKIP_UNDER_TSAN_WITH_TBB();
+	Region region(128 << 20);
+	std::vector<IndexSlot> slots(1);
+	reset(slots[0]);
+	std::atomic<std::uint64_t> linked{0};
+	LinkPool pool(region.arena, slots, 2, &linked);
+	install(slots[0], 0, new_graph(region.arena));
+	HnswGraph graph(region.arena, slots[0].graphs[0].load());
+	const std::uint32_t n = k_sanitized ? 4000 : 20000;
+	append(graph, random_vectors(n, k_dim, 7), 0, n);
+	pool.wake();
+	ASSERT_TRUE(wait_for([&] { return linked.load() == n; })) << linked.load();
+	EXPECT_TRUE(wait_for([&] { return pool.running() == 0; }));
+	EXPECT_EQ(pool.threads_used(), 2u);
 }
 
 TEST(LinkPool, RetiringAGraphWhileLinkingIsSafe)
