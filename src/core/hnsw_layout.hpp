@@ -30,7 +30,10 @@
 // writers are free of data races (ThreadSanitizer-clean); readers never write
 // shared memory, so they do not bounce cache lines between cores; and a
 // writer holds the bit only while storing at most 255 ids, never while
-// computing distances. No thread ever holds two list locks at once, so there
+// computing distances. The top bit of a stored id is a mark for writers (an
+// id that passed the pruning heuristic when the list was last pruned, see
+// hnsw_insert.cpp); read_list() clears it for everyone else. No thread ever
+// holds two list locks at once, so there
 // is no lock order to respect and no deadlock. The graph-wide `top_lock` is
 // taken only by an insert whose level exceeds the current max level (and by
 // the first insert); it is held for that whole insert and never taken while
@@ -49,9 +52,10 @@
 namespace engram::core {
 
 inline constexpr std::uint64_t k_hnsw_magic = 0x454e4752414d484eULL; // "ENGRAMHN"
-inline constexpr std::uint32_t k_hnsw_layout_version = 2;
+inline constexpr std::uint32_t k_hnsw_layout_version = 3;
 inline constexpr std::uint32_t k_no_node = 0xFFFFFFFFu;
-// Node ids stay below 2^31: the search beam keeps an "expanded" mark in the top bit.
+// Node ids stay below 2^31: the search beam keeps an "expanded" mark in the top
+// bit, and stored lists a "checked" mark (k_list_checked).
 inline constexpr std::uint64_t k_max_nodes = 0x7FFFFFFFu;
 inline constexpr std::uint64_t k_no_entry = ~std::uint64_t{0};
 inline constexpr std::uint32_t k_max_level = 30;
@@ -59,6 +63,9 @@ inline constexpr std::uint32_t k_max_level = 30;
 inline constexpr std::uint32_t k_list_count_mask = 0xFFu;
 inline constexpr std::uint32_t k_list_lock_bit = 0x100u;
 inline constexpr std::uint32_t k_list_version_step = 0x200u;
+// Top bit of a stored id: it passed the pruning heuristic at the list's last
+// pruning (ids stay below 2^31, so the bit is free).
+inline constexpr std::uint32_t k_list_checked = 0x80000000u;
 
 inline constexpr std::uint8_t k_node_deleted = 1; // never returned by a search
 inline constexpr std::uint8_t k_node_linked = 2;  // its link has finished
@@ -166,10 +173,12 @@ spin_unlock(std::atomic<std::uint32_t> &lock) noexcept
 }
 
 // Copies a consistent snapshot of the list into out (room for its capacity)
-// and returns the word it belongs to; the count is list_count(word).
+// and returns the word it belongs to; the count is list_count(word). Ids come
+// without their k_list_checked mark unless keep_marks (for a list's writer).
 inline std::uint32_t
-read_list(ListRef list, std::uint32_t *out) noexcept
+read_list(ListRef list, std::uint32_t *out, bool keep_marks = false) noexcept
 {
+	const std::uint32_t mask = keep_marks ? ~0u : ~k_list_checked;
 	for (;;) {
 		const std::uint32_t word = list.word->load(std::memory_order_acquire);
 		if (word & k_list_lock_bit) {
@@ -178,7 +187,7 @@ read_list(ListRef list, std::uint32_t *out) noexcept
 		}
 		const std::uint32_t n = list_count(word);
 		for (std::uint32_t i = 0; i < n; ++i)
-			out[i] = list.ids[i].load(std::memory_order_acquire);
+			out[i] = list.ids[i].load(std::memory_order_acquire) & mask;
 		if (list.word->load(std::memory_order_relaxed) == word)
 			return word;
 	}

@@ -5,9 +5,11 @@
 // of the node id) and therefore every recall figure reproducible, so the
 // thresholds can sit close to what the graph reaches without making the test
 // flaky. Under a sanitizer only sift5k runs (the others would take minutes).
-// glove100 does not reach 0.95 at ef 64 with M = 16 (it reaches about 0.90,
-// hnswlib about 0.89, see docs/benchmarks.md); its test pins what engram
-// reaches at ef 64 and at ef 128 (about 0.95).
+// glove100 does not reach 0.95 at ef 64 with M = 16 (engram reaches 0.915,
+// hnswlib 0.887): even level-0 graphs built offline from almost exact
+// neighbour lists reach only about 0.93 with 32 links per node, and 0.95 needs
+// about 40 (see docs/benchmarks.md). Its test pins what engram reaches at ef 64
+// and at ef 128 (0.959).
 #include "core/fvecs.hpp"
 #include "core/hnsw_context.hpp"
 #include "core/hnsw_graph.hpp"
@@ -110,7 +112,7 @@ TEST(Recall, Sift5kFloat16Reranked)
 TEST(Recall, Sift5kSq8Reranked)
 {
 	const Recall r("sift5k", Metric::l2, Encoding::sq8);
-	EXPECT_GE(r.at(64), 0.94);
+	EXPECT_GE(r.at(64), 0.95);
 	EXPECT_GE(r.at(128), 0.98);
 }
 
@@ -129,8 +131,8 @@ TEST(Recall, Glove100Cosine)
 	if (k_sanitized)
 		GTEST_SKIP() << "full-size data sets run in the normal build only";
 	const Recall r("glove100", Metric::cosine, Encoding::float32);
-	EXPECT_GE(r.at(64), 0.895);
-	EXPECT_GE(r.at(128), 0.945);
+	EXPECT_GE(r.at(64), 0.91);
+	EXPECT_GE(r.at(128), 0.955);
 	EXPECT_GE(r.at(64, true), 0.999) << "exact search agrees with the ground truth";
 }
 
