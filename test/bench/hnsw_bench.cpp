@@ -11,10 +11,8 @@
 // engram's float16 and sq8 encodings are searched with float32 re-ranking
 // from the base vectors ("search/engram-f16", "search/engram-sq8").
 //
-// hnswlib is compiled here at its best: its AVX-512 kernels are enabled by
-// target pragmas around its header (the equivalent of building it with
-// -mavx512f), while engram picks its kernels at run time as in production.
-// Search graphs are built once per data set and process, on one thread for
+// Both indexes come from peer_indexes.hpp (hnswlib compiled at its best,
+// engram with run-time kernel choice, as in production). Search graphs are built once per data set and process, on one thread for
 // both libraries; the build benchmarks time fresh builds and also report the
 // recall@10 at ef 64 of the graph each build produced (a parallel build is
 // not deterministic, so its graph differs slightly from run to run).
@@ -22,36 +20,17 @@
 // Run: build-hnsw/hnsw_bench --benchmark_counters_tabular=true
 //      (--benchmark_filter=sift5k for one data set; ENGRAM_BENCH_SWEEP=1 adds
 //      more ef values for the recall/QPS plot).
-#include <algorithm>
-#include <atomic>
-#include <chrono>
-#include <cmath>
 #include <cstdlib>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
-#include <optional>
-#include <queue>
 #include <string>
-#include <thread>
-#include <unordered_map>
 #include <vector>
 
 #include <benchmark/benchmark.h>
-#include <tbb/task_arena.h>
 
-#include "core/fvecs.hpp"
-#include "core/hnsw_batch.hpp"
 #include "core/quantize.hpp"
-
-#pragma GCC push_options
-#pragma GCC target("sse4.2,avx,avx2,fma,avx512f")
-#define USE_SSE
-#define USE_AVX
-#define USE_AVX512
-#include <hnswlib/hnswlib.h>
-#pragma GCC pop_options
+#include "peer_indexes.hpp"
 
 namespace engram::core {
 namespace {
@@ -60,91 +39,15 @@ constexpr std::uint32_t k_m = 16;
 constexpr std::uint32_t k_ef_construction = 64;
 constexpr std::uint32_t k_k = 10;
 
-struct alignas(64) Line {
-	std::byte b[64];
-};
+using bench::EngramIndex;
+using bench::HnswlibIndex;
+using bench::IndexParams;
 
 struct Data {
 	Dataset set;
 	Metric metric = Metric::l2;
-};
 
-// An engram graph in its own heap region; pages are touched only when used,
-// as with hnswlib's malloc.
-struct EngramIndex {
-	EngramIndex(const Data &d, Encoding encoding)
-	{
-		const std::size_t n = d.set.base.rows();
-		const std::size_t per_node = 256 + encoded_bytes(encoding, d.set.base.dim) + 64;
-		bytes = (2 * n * per_node + (64u << 20)) & ~std::size_t{63};
-		memory = std::make_unique_for_overwrite<Line[]>(bytes / sizeof(Line));
-		arena = Arena::create(reinterpret_cast<std::byte *>(memory.get()), bytes);
-		HnswConfig config;
-		config.dim = d.set.base.dim;
-		config.metric = d.metric;
-		config.encoding = encoding;
-		config.m = k_m;
-		config.ef_construction = k_ef_construction;
-		std::uint64_t offset = 0;
-		if (HnswGraph::create(arena, config, offset) != HnswStatus::ok)
-			std::abort();
-		graph.emplace(arena, offset);
-	}
-
-	void build(const Data &d, int threads)
-	{
-		const std::vector<std::uint64_t> generations(d.set.base.rows(), 1);
-		tbb::task_arena workers(threads);
-		HnswStatus status = HnswStatus::ok;
-		workers.execute([&] { status = insert_batch(*graph, d.set.base.values, generations, pool); });
-		if (status != HnswStatus::ok)
-			std::abort();
-	}
-
-	std::size_t bytes = 0;
-	std::unique_ptr<Line[]> memory;
-	Arena arena{nullptr};
-	std::optional<HnswGraph> graph;
-	HnswContextPool pool;
-};
-
-struct HnswlibIndex {
-	explicit HnswlibIndex(const Data &d)
-		: l2(d.set.base.dim), ip(d.set.base.dim),
-		  index(d.metric == Metric::l2 ? static_cast<hnswlib::SpaceInterface<float> *>(&l2) : &ip,
-				d.set.base.rows(), k_m, k_ef_construction, 100)
-	{
-	}
-
-	void build(const Data &d, int threads)
-	{
-		std::atomic<std::size_t> next{0};
-		const auto work = [&] {
-			for (std::size_t i; (i = next.fetch_add(1)) < d.set.base.rows();)
-				index.addPoint(d.set.base.row(i).data(), i);
-		};
-		std::vector<std::thread> extra;
-		for (int t = 1; t < threads; ++t)
-			extra.emplace_back(work);
-		work();
-		for (auto &t : extra)
-			t.join();
-	}
-
-	// Level-0 blocks, upper link lists, per-node mutexes and levels; the
-	// label hash map is left out, so this slightly favours hnswlib.
-	double bytes_per_vector() const
-	{
-		double bytes = double(index.max_elements_) * double(index.size_data_per_element_);
-		for (std::size_t i = 0; i < index.cur_element_count; ++i)
-			bytes += double(index.element_levels_[i]) * double(index.size_links_per_element_);
-		bytes += double(index.max_elements_) * (sizeof(std::mutex) + sizeof(int) + sizeof(void *));
-		return bytes / double(index.cur_element_count);
-	}
-
-	hnswlib::L2Space l2;
-	hnswlib::InnerProductSpace ip;
-	hnswlib::HierarchicalNSW<float> index;
+	IndexParams params() const { return IndexParams{metric, k_m, k_ef_construction}; }
 };
 
 // Data sets and search graphs, loaded and built on first use and shared by
@@ -170,8 +73,8 @@ public:
 	{
 		auto &slot = engram_[{name, static_cast<int>(encoding)}];
 		if (!slot) {
-			slot = std::make_unique<EngramIndex>(data(name), encoding);
-			slot->build(data(name), 1);
+			slot = std::make_unique<EngramIndex>(data(name).set.base, data(name).params(), encoding);
+			slot->build(data(name).set.base, 1);
 		}
 		return *slot;
 	}
@@ -180,8 +83,8 @@ public:
 	{
 		auto &slot = hnswlib_[name];
 		if (!slot) {
-			slot = std::make_unique<HnswlibIndex>(data(name));
-			slot->build(data(name), 1);
+			slot = std::make_unique<HnswlibIndex>(data(name).set.base, data(name).params());
+			slot->build(data(name).set.base, 1);
 		}
 		return *slot;
 	}
@@ -229,9 +132,9 @@ build_engram(benchmark::State &state, Suite &suite, const std::string &name)
 	double bytes_per_vector = 0.0, bytes_per_node = 0.0, recall = 0.0;
 	for (auto _ : state) {
 		state.PauseTiming();
-		auto index = std::make_unique<EngramIndex>(d, Encoding::float32);
+		auto index = std::make_unique<EngramIndex>(d.set.base, d.params());
 		state.ResumeTiming();
-		index->build(d, threads);
+		index->build(d.set.base, threads);
 		state.PauseTiming();
 		bytes_per_vector = double(index->graph->memory_bytes()) / double(d.set.base.rows());
 		bytes_per_node = double(index->graph->used_bytes()) / double(d.set.base.rows());
@@ -254,9 +157,9 @@ build_hnswlib(benchmark::State &state, Suite &suite, const std::string &name)
 	double bytes_per_vector = 0.0, recall = 0.0;
 	for (auto _ : state) {
 		state.PauseTiming();
-		auto index = std::make_unique<HnswlibIndex>(d);
+		auto index = std::make_unique<HnswlibIndex>(d.set.base, d.params());
 		state.ResumeTiming();
-		index->build(d, threads);
+		index->build(d.set.base, threads);
 		state.PauseTiming();
 		bytes_per_vector = index->bytes_per_vector();
 		recall = hnswlib_recall(d, index->index, 64);
