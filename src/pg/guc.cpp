@@ -14,7 +14,11 @@ double engram_pressure_critical = 0.8;
 double engram_pressure_overloaded = 0.95;
 int engram_overload_policy = ENGRAM_POLICY_WAIT;
 int engram_overload_timeout_ms = 5000;
-int engram_ef_search = 100;
+// 128 rather than 100: with a space's defaults (m 16, ef_construction 200)
+// it keeps recall@10 on the real glove100 word vectors above 0.95 with a
+// margin (0.965 against 0.952 at 100, measured on a one-thread build), for
+// a little more time per recall (5,759 against 5,967 queries/s in that run).
+int engram_ef_search = 128;
 int engram_link_threads = 0;
 
 static const struct config_enum_entry overload_policy_options[] = {
@@ -58,7 +62,7 @@ guc_define(void)
 	DefineCustomIntVariable("engram.ef_search", "Default search breadth (HNSW ef) of engram.recall().",
 							"Larger values find more of the true nearest neighbours and cost time; recall uses at "
 							"least k. Valid range is 1..10000.",
-							&engram_ef_search, 100, 1, 10000, PGC_USERSET, 0, nullptr, nullptr, nullptr);
+							&engram_ef_search, 128, 1, 10000, PGC_USERSET, 0, nullptr, nullptr, nullptr);
 	DefineCustomIntVariable("engram.link_threads", "Threads each engram worker links with.",
 							"0 shares the machine's cores among the workers. Valid range is 0..64.",
 							&engram_link_threads, 0, 0, 64, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);

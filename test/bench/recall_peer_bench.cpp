@@ -5,12 +5,12 @@
 // of both.
 //
 //   ENGRAM_PEER_DATA=DIR ENGRAM_PEER_SET=NAME [ENGRAM_PEER_METRIC=cosine|l2]
-//   [ENGRAM_PEER_EF=100] recall_peer_bench --benchmark_counters_tabular=true
+//   [ENGRAM_PEER_EF=128] recall_peer_bench --benchmark_counters_tabular=true
 //
 // DIR/NAME holds NAME_base.fvecs, NAME_query.fvecs and NAME_groundtruth.ivecs
 // (engram_synthetic writes such a set). Both indexes are built with M = 16
 // and ef_construction = 200, engram's defaults for a space, on two threads;
-// searches use k = 10 and ef = engram.ef_search's default (100). Reported
+// searches use k = 10 and ef = engram.ef_search's default (128). Reported
 // per index: QPS, p50/p99 latency of one query in microseconds, recall@10
 // against the exact ground truth, and the build rate.
 #include <algorithm>
@@ -49,7 +49,7 @@ struct Peers {
 		params.metric = env_or("ENGRAM_PEER_METRIC", "cosine") == "l2" ? Metric::l2 : Metric::cosine;
 		params.m = 16;
 		params.ef_construction = 200;
-		ef = static_cast<std::uint32_t>(std::stoul(env_or("ENGRAM_PEER_EF", "100")));
+		ef = static_cast<std::uint32_t>(std::stoul(env_or("ENGRAM_PEER_EF", "128")));
 	}
 
 	template <typename Index>
@@ -66,7 +66,7 @@ struct Peers {
 
 	Dataset data;
 	IndexParams params;
-	std::uint32_t ef = 100;
+	std::uint32_t ef = 128;
 	std::unique_ptr<EngramIndex> engram;
 	std::unique_ptr<HnswlibIndex> hnswlib;
 	double engram_build_seconds = 0, hnswlib_build_seconds = 0;

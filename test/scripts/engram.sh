@@ -218,7 +218,7 @@ bench_recall() {
 		cat "$WORK/stream.out"
 	done
 	stop_cluster
-	say "the same queries in-process: hnswlib and engram's core, one thread, same data, M 16, ef_construction 200, ef 100"
+	say "the same queries in-process: hnswlib and engram's core, one thread, same data, M 16, ef_construction 200, ef 128"
 	ENGRAM_PEER_DATA="$SYNTH" ENGRAM_PEER_SET=synth768 "$ROOT/build/release/recall_peer_bench" \
 		--benchmark_counters_tabular=true
 }
