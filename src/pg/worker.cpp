@@ -146,13 +146,19 @@ void
 start_link_pool(void)
 {
 	EngramShared *s = shared_state();
+	bool failed = false;
+	char failure[256] = "";
 	try {
 		link_pool = std::make_unique<engram::core::LinkPool>(
 			shared_arena(), std::span<engram::core::IndexSlot>(s->indexes, k_engram_max_spaces), link_threads(),
 			&my_slot().linked_total);
 	} catch (const std::exception &e) {
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("could not start the link threads: %s", e.what())));
+		failed = true;
+		strlcpy(failure, e.what(), sizeof failure);
 	}
+	// Raised outside the catch block, so no longjmp leaves a C++ exception behind.
+	if (failed)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("could not start the link threads: %s", failure)));
 }
 
 void
