@@ -182,6 +182,17 @@ subxact_commit(SubTransactionId subid, SubTransactionId parent)
 [[noreturn]] void
 report_overload(const engram::core::PressureReport &report, bool timed_out)
 {
+	if (pressure_from_memory())
+		ereport(ERROR,
+				(errcode(ERRCODE_ENGRAM_OVERLOADED), errmsg("engram ingest pipeline is overloaded"),
+				 errdetail("The indexes use %.0f%% of engram.memory_limit (%zu of %zu bytes)%s, so the workers cannot "
+						   "store more observations.",
+						   100.0 * static_cast<double>(shared_arena().used_bytes()) /
+							   static_cast<double>(shared_arena().capacity_bytes()),
+						   shared_arena().used_bytes(), shared_arena().capacity_bytes(),
+						   timed_out ? psprintf(" and no memory was freed within %d ms", engram_overload_timeout_ms)
+									 : ""),
+				 errhint("Raise engram.memory_limit (takes a restart), or drop spaces that are no longer needed.")));
 	ereport(ERROR,
 			(errcode(ERRCODE_ENGRAM_OVERLOADED), errmsg("engram ingest pipeline is overloaded"),
 			 errdetail("The pipeline is %.0f%% full (overloaded at %.0f%%)%s.", report.fill * 100.0,
