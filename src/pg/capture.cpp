@@ -180,19 +180,20 @@ subxact_commit(SubTransactionId subid, SubTransactionId parent)
 }
 
 [[noreturn]] void
-report_overload(const engram::core::PressureReport &report, bool timed_out)
+report_overload(const engram::core::PressureReport &report, bool memory_bound, bool timed_out)
 {
-	if (pressure_from_memory())
+	if (memory_bound) {
+		const engram::core::Arena arena = shared_arena();
+		const std::size_t used = arena.used_bytes(), capacity = arena.capacity_bytes();
 		ereport(ERROR,
 				(errcode(ERRCODE_ENGRAM_OVERLOADED), errmsg("engram ingest pipeline is overloaded"),
 				 errdetail("The indexes use %.0f%% of engram.memory_limit (%zu of %zu bytes)%s, so the workers cannot "
 						   "store more observations.",
-						   100.0 * static_cast<double>(shared_arena().used_bytes()) /
-							   static_cast<double>(shared_arena().capacity_bytes()),
-						   shared_arena().used_bytes(), shared_arena().capacity_bytes(),
+						   100.0 * static_cast<double>(used) / static_cast<double>(capacity), used, capacity,
 						   timed_out ? psprintf(" and no memory was freed within %d ms", engram_overload_timeout_ms)
 									 : ""),
 				 errhint("Raise engram.memory_limit (takes a restart), or drop spaces that are no longer needed.")));
+	}
 	ereport(ERROR,
 			(errcode(ERRCODE_ENGRAM_OVERLOADED), errmsg("engram ingest pipeline is overloaded"),
 			 errdetail("The pipeline is %.0f%% full (overloaded at %.0f%%)%s.", report.fill * 100.0,
@@ -210,7 +211,8 @@ reserve_with_backpressure(engram::core::Ring &ring, std::size_t bytes)
 {
 	const TimestampTz started = GetCurrentTimestamp();
 	for (;;) {
-		const engram::core::PressureReport report = pressure_now();
+		bool memory_bound = false;
+		const engram::core::PressureReport report = pressure_now(&memory_bound);
 		if (report.level != engram::core::PressureLevel::overloaded) {
 			engram::core::Reservation r = ring.try_reserve(bytes, static_cast<std::uint32_t>(MyProcPid));
 			if (r.status == engram::core::ReserveStatus::ok)
@@ -219,9 +221,9 @@ reserve_with_backpressure(engram::core::Ring &ring, std::size_t bytes)
 				elog(ERROR, "ring record of %zu bytes exceeds the ring", bytes);
 		}
 		if (engram_overload_policy == ENGRAM_POLICY_ERROR)
-			report_overload(pressure_now(), false);
+			report_overload(report, memory_bound, false);
 		if (TimestampDifferenceExceeds(started, GetCurrentTimestamp(), engram_overload_timeout_ms))
-			report_overload(pressure_now(), true);
+			report_overload(report, memory_bound, true);
 		shared_wake_workers();
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 5, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);

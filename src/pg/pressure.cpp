@@ -41,31 +41,8 @@ unlinked_vectors(void)
 	return total;
 }
 
-namespace {
-
-double
-memory_fill(void)
-{
-	engram::core::Arena arena = shared_arena();
-	return static_cast<double>(arena.used_bytes()) / static_cast<double>(arena.capacity_bytes());
-}
-
-} // namespace
-
-bool
-pressure_from_memory(void)
-{
-	if (shared_state()->memory_stalled.load(std::memory_order_relaxed) != 0)
-		return true;
-	engram::core::Ring ring = shared_ring();
-	const double backlog = (static_cast<double>(ring.used_cells()) +
-							static_cast<double>(unlinked_vectors().ring_bytes) / engram::core::k_ring_cell_bytes) /
-						   static_cast<double>(ring.capacity_cells());
-	return memory_fill() > backlog;
-}
-
 engram::core::PressureReport
-pressure_now(void)
+pressure_now(bool *memory_bound)
 {
 	EngramShared *s = shared_state();
 	engram::core::Ring ring = shared_ring();
@@ -81,7 +58,11 @@ pressure_now(void)
 	const engram::core::Backlog backlog{
 		ring_cells, static_cast<double>(s->drain_cells_per_second.load(std::memory_order_relaxed)),
 		static_cast<double>(unlinked.count), linked_per_s};
+	engram::core::Arena arena = shared_arena();
+	const double memory_fill = static_cast<double>(arena.used_bytes()) / static_cast<double>(arena.capacity_bytes());
 	const bool stalled = s->memory_stalled.load(std::memory_order_relaxed) != 0;
-	const double fill = stalled ? 1.0 : std::min(1.0, std::max(used / capacity, memory_fill()));
+	if (memory_bound != nullptr)
+		*memory_bound = stalled || memory_fill > used / capacity;
+	const double fill = stalled ? 1.0 : std::min(1.0, std::max(used / capacity, memory_fill));
 	return engram::core::assess_pressure(fill, thresholds, backlog, 100);
 }

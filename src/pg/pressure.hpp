@@ -5,12 +5,10 @@
 
 #include "core/pressure.hpp"
 
-engram::core::PressureReport pressure_now(void);
-
-// True when the indexes' memory (engram.memory_limit), not the ring, is what
-// fills the pipeline: a space could not grow, or the arena is fuller than the
-// backlog.
-bool pressure_from_memory(void);
+// memory_bound, if given, is set when the indexes' memory (engram.memory_limit)
+// rather than the backlog is what fills the pipeline: a space could not grow,
+// or the arena is fuller than the backlog.
+engram::core::PressureReport pressure_now(bool *memory_bound = nullptr);
 
 // Vectors stored in a graph but not linked yet, over every space, and the
 // ring bytes their records took.

@@ -161,6 +161,16 @@ start_link_pool(void)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("could not start the link threads: %s", failure)));
 }
 
+// Folds a new measurement into a shared rate (exponential smoothing; the
+// first measurement is taken as it is).
+void
+smooth_rate(std::atomic<std::uint64_t> &rate, double measured)
+{
+	const double previous = static_cast<double>(rate.load(std::memory_order_relaxed));
+	const double smoothed = previous == 0 ? measured : 0.8 * previous + 0.2 * measured;
+	rate.store(static_cast<std::uint64_t>(smoothed), std::memory_order_relaxed);
+}
+
 void
 update_drain_rate(std::uint64_t cells, TimestampTz started)
 {
@@ -170,11 +180,7 @@ update_drain_rate(std::uint64_t cells, TimestampTz started)
 	const double elapsed = static_cast<double>(secs) + usecs / 1e6;
 	if (cells == 0 || elapsed <= 0)
 		return;
-	auto &rate = shared_state()->drain_cells_per_second;
-	const double measured = static_cast<double>(cells) / elapsed;
-	const double previous = static_cast<double>(rate.load(std::memory_order_relaxed));
-	const double smoothed = previous == 0 ? measured : 0.8 * previous + 0.2 * measured;
-	rate.store(static_cast<std::uint64_t>(smoothed), std::memory_order_relaxed);
+	smooth_rate(shared_state()->drain_cells_per_second, static_cast<double>(cells) / elapsed);
 }
 
 // Measures this worker's link rate every 200 ms or more, counting only
@@ -182,23 +188,18 @@ update_drain_rate(std::uint64_t cells, TimestampTz started)
 // says nothing about how fast it links, and the rate answers exactly that
 // when pressure estimates how long a backlog will take.
 void
-update_link_rate(void)
+update_link_rate(TimestampTz now)
 {
 	static TimestampTz sampled_at = 0;
 	static std::uint64_t linked_then = 0;
 	static bool work_then = false;
-	const TimestampTz now = GetCurrentTimestamp();
 	if (sampled_at != 0 && !TimestampDifferenceExceeds(sampled_at, now, 200))
 		return;
 	WorkerSlot &slot = my_slot();
 	const std::uint64_t linked = slot.linked_total.load(std::memory_order_relaxed);
-	if (sampled_at != 0 && work_then) {
-		const double seconds = static_cast<double>(now - sampled_at) / USECS_PER_SEC;
-		const double measured = static_cast<double>(linked - linked_then) / seconds;
-		const double previous = static_cast<double>(slot.linked_per_second.load(std::memory_order_relaxed));
-		const double smoothed = previous == 0 ? measured : 0.8 * previous + 0.2 * measured;
-		slot.linked_per_second.store(static_cast<std::uint64_t>(smoothed), std::memory_order_relaxed);
-	}
+	if (sampled_at != 0 && work_then)
+		smooth_rate(slot.linked_per_second,
+					static_cast<double>(linked - linked_then) * USECS_PER_SEC / static_cast<double>(now - sampled_at));
 	sampled_at = now;
 	linked_then = linked;
 	work_then = unlinked_vectors().count > 0;
@@ -334,11 +335,11 @@ engram_worker_main(Datum arg)
 		if (!loading_in_progress())
 			progressed = drain_once();
 		wake_linkers();
-		update_link_rate();
 		const TimestampTz finished = GetCurrentTimestamp();
 		slot.busy_us.fetch_add(static_cast<std::uint64_t>(finished - started), std::memory_order_relaxed);
 		slot.alive_us.fetch_add(static_cast<std::uint64_t>(finished - previous), std::memory_order_relaxed);
 		previous = finished;
+		update_link_rate(finished);
 		if (progressed)
 			continue;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 100, PG_WAIT_EXTENSION);

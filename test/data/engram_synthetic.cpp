@@ -90,6 +90,22 @@ parse(int argc, char **argv)
 	return o;
 }
 
+// Calls f(i) for every i below n, spread over one thread per core.
+template <typename F>
+void
+for_each_parallel(std::uint32_t n, F &&f)
+{
+	const unsigned threads = std::max(1u, std::thread::hardware_concurrency());
+	std::vector<std::thread> pool;
+	for (unsigned t = 0; t < threads; ++t)
+		pool.emplace_back([&, t] {
+			for (std::uint32_t i = t; i < n; i += threads)
+				f(i);
+		});
+	for (auto &t : pool)
+		t.join();
+}
+
 class Mixture {
 public:
 	explicit Mixture(const Options &o)
@@ -134,20 +150,6 @@ public:
 		return m;
 	}
 
-	template <typename F>
-	static void for_each_parallel(std::uint32_t n, F &&f)
-	{
-		const unsigned threads = std::max(1u, std::thread::hardware_concurrency());
-		std::vector<std::thread> pool;
-		for (unsigned t = 0; t < threads; ++t)
-			pool.emplace_back([&, t] {
-				for (std::uint32_t i = t; i < n; i += threads)
-					f(i);
-			});
-		for (auto &t : pool)
-			t.join();
-	}
-
 private:
 	const Options &o_;
 	std::vector<float> map_, centres_;
@@ -159,7 +161,7 @@ ground_truth(const Options &o, const Matrix<float> &base, const Matrix<float> &q
 	const engram::core::DistanceFn distance =
 		engram::core::distance_kernels().get(o.metric, engram::core::Encoding::float32);
 	Matrix<std::int32_t> truth{k_truth, std::vector<std::int32_t>(std::size_t{o.queries} * k_truth)};
-	Mixture::for_each_parallel(o.queries, [&](std::uint32_t q) {
+	for_each_parallel(o.queries, [&](std::uint32_t q) {
 		std::vector<std::pair<float, std::int32_t>> all(base.rows());
 		for (std::size_t i = 0; i < base.rows(); ++i)
 			all[i] = {distance(queries.row(q).data(), reinterpret_cast<const std::byte *>(base.row(i).data()), o.dim),

@@ -10,7 +10,7 @@ use Test::More;
 use Exporter 'import';
 use IPC::Run;
 
-our @EXPORT = qw(engram_node wait_stored check_converged worker_pids start_psql_script);
+our @EXPORT = qw(engram_node wait_stored check_converged worker_pids write_script start_psql_script);
 
 # A started node with engram preloaded and created in database postgres.
 sub engram_node
@@ -71,17 +71,25 @@ sub worker_pids
 	  $node->safe_psql('postgres', 'SELECT pid FROM engram.workers WHERE pid IS NOT NULL ORDER BY worker_id');
 }
 
-# Starts psql on a script (written to a file, so it runs at once rather than
-# when IPC::Run gets round to feeding stdin); returns the harness and a
-# reference to its stderr.
+# Writes SQL to a new file in the node's directory; returns its path.
 my $script_count = 0;
-sub start_psql_script
+sub write_script
 {
-	my ($node, $sql, @options) = @_;
+	my ($node, $sql) = @_;
 	my $file = $node->basedir . '/script' . (++$script_count) . '.sql';
 	open my $fh, '>', $file or die "cannot write $file: $!";
 	print $fh $sql;
 	close $fh;
+	return $file;
+}
+
+# Starts psql on a script (written to a file, so it runs at once rather than
+# when IPC::Run gets round to feeding stdin); returns the harness and a
+# reference to its stderr.
+sub start_psql_script
+{
+	my ($node, $sql, @options) = @_;
+	my $file = write_script($node, $sql);
 	my ($out, $err) = ('', '');
 	my $h = IPC::Run::start([ 'psql', '-X', '-q', @options, '-d', $node->connstr('postgres'), '-f', $file ],
 		'>', \$out, '2>', \$err);

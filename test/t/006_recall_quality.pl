@@ -55,8 +55,6 @@ sub read_vecs
 # A float32 as text that reads back as the same float32.
 sub array_text { return '{' . join(',', map { sprintf('%.9g', $_) } @{ $_[0] }) . '}'; }
 
-my $script_count = 0;
-
 # Runs a psql script file to completion in one session; returns its output
 # (unaligned, tuples only).
 sub run_script_file
@@ -68,16 +66,6 @@ sub run_script_file
 		'>', \$out, '2>', \$err);
 	ok($ok, "$label: psql script ran without error") or diag($err);
 	return $out;
-}
-
-sub write_file
-{
-	my ($sql) = @_;
-	my $file = $node->basedir . '/recall_script' . (++$script_count) . '.sql';
-	open my $fh, '>', $file or die "cannot write $file: $!";
-	print $fh $sql;
-	close $fh;
-	return $file;
 }
 
 # Creates the space, COPYs the base vectors in base order with content = the
@@ -136,7 +124,7 @@ sub load_data_set
 		my $d = $metric eq 'l2' ? sqrt($truth_distance[$q]) : 1 - $truth_distance[$q];
 		$sql .= "$q\t$cues[$q]\t$truth[$q]\t" . sprintf('%.9g', $d) . "\n";
 	}
-	run_script_file(write_file("$sql\\.\n"), "$space: queries loaded");
+	run_script_file(write_script($node, "$sql\\.\n"), "$space: queries loaded");
 	return ($first, scalar @cues);
 }
 
@@ -225,7 +213,7 @@ for my $i (0 .. 49)
 my $before = $node->safe_psql('postgres', "SELECT observations FROM engram.spaces WHERE name = 'sift5k'");
 my ($streamer, $stream_err) = start_psql_script($node, $stream_sql);
 my ($ryw, $ryw_out, $ryw_err) = ('', '', '');
-$ryw = IPC::Run::start([ 'psql', '-X', '-q', '-A', '-t', '-d', $node->connstr('postgres'), '-f', write_file($ryw_sql) ],
+$ryw = IPC::Run::start([ 'psql', '-X', '-q', '-A', '-t', '-d', $node->connstr('postgres'), '-f', write_script($node, $ryw_sql) ],
 	'>', \$ryw_out, '2>', \$ryw_err);
 
 # Re-run the original queries for as long as the streamer runs (at least 3

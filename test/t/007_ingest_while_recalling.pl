@@ -88,34 +88,23 @@ $node->safe_psql('postgres', qq{
 
 my $bindir = $ENV{PG_BINDIR} // '';
 my $pgbench = -x "$bindir/pgbench" ? "$bindir/pgbench" : 'pgbench';
-my $base = $node->basedir;
-
-sub script
-{
-	my ($name, $sql) = @_;
-	my $file = "$base/$name.sql";
-	open my $fh, '>', $file or die "cannot write $file: $!";
-	print $fh $sql;
-	close $fh;
-	return $file;
-}
 
 my @ingest = (
-	'-f', script('observe_then_recall', q{
+	'-f', write_script($node, q{ -- observe_then_recall
 \set seed random(1, 1000000000)
 SELECT engram.observe('hot', engram_test.vec(:seed), 'observe ' || :seed) AS oid \gset
 SELECT engram_test.check_own(:oid, :seed);
 }) . '@5',
-	'-f', script('batch', q{
+	'-f', write_script($node, q{ -- batch
 \set seed random(1, 1000000000)
 SELECT engram.observe_batch('hot', (SELECT array_agg(engram_test.vec(:seed + i) ORDER BY i) FROM generate_series(1, 20) i));
 }) . '@3',
-	'-f', script('insert', q{
+	'-f', write_script($node, q{ -- insert
 \set seed random(1, 1000000000)
 INSERT INTO engram.observations (space_id, embedding, content)
 SELECT engram._space_id('hot'), engram_test.vec(:seed + i), 'insert' FROM generate_series(1, 5) i;
 }) . '@2',
-	'-f', script('rolled_back', q{
+	'-f', write_script($node, q{ -- rolled_back
 \set seed random(1, 1000000000)
 BEGIN;
 SELECT engram.observe('hot', engram_test.vec(:seed), 'rolled back');
@@ -124,11 +113,11 @@ ROLLBACK;
 }) . '@1');
 
 my @recall = (
-	'-f', script('recall', q{
+	'-f', write_script($node, q{ -- recall
 \set seed random(1, 1000000000)
 SELECT engram_test.check_recall(engram_test.vec(:seed), 10);
 }) . '@4',
-	'-f', script('recall_wide', q{
+	'-f', write_script($node, q{ -- recall_wide
 \set seed random(1, 1000000000)
 SELECT engram_test.check_recall(engram_test.vec(:seed), 100);
 }) . '@1');
