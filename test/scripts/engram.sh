@@ -12,6 +12,12 @@
 #                                      the same set-up, then the benchmarks recorded in
 #                                      docs/benchmarks.md (all of them without arguments)
 #
+# For developers: ENGRAM_SUITES (e.g. "regress tap") runs only the named
+# suites of `test` (core, asan, tsan, regress, tap), ENGRAM_TAP names the TAP
+# files to run (e.g. "test/t/010_hostile.pl"), ENGRAM_WORK moves the work
+# folder, and ENGRAM_PGROOT installs into a private copy of PostgreSQL under
+# that folder, so that several checkouts can build and test at once.
+#
 # PostgreSQL refuses to run as root, so servers and the PostgreSQL test suites
 # run as the unprivileged user "engram" in a copy of the tree it owns.
 set -euo pipefail
@@ -19,7 +25,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 PGBIN=/usr/lib/postgresql/15/bin
 RUN_USER=engram
-WORK=/tmp/engram-work
+WORK=${ENGRAM_WORK:-/tmp/engram-work}
+PGROOT=${ENGRAM_PGROOT:-}
 SYNTH=/tmp/engram-data # synthetic data sets (deterministic, so kept between runs)
 export ENGRAM_DATA=${ENGRAM_DATA:-$(cd "$ROOT/.." && pwd)/shared/data}
 
@@ -36,6 +43,22 @@ install_packages() {
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 	fi
 	id -u "$RUN_USER" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$RUN_USER"
+	use_private_postgres
+}
+
+# With ENGRAM_PGROOT, a relocated copy of the installed PostgreSQL (its binaries
+# find their libraries and share files relative to themselves), so that
+# `make install` there leaves the system's engram alone.
+use_private_postgres() {
+	[ -n "$PGROOT" ] || return 0
+	if [ ! -x "$PGROOT/usr/lib/postgresql/15/bin/postgres" ]; then
+		mkdir -p "$PGROOT/usr/lib/postgresql" "$PGROOT/usr/share/postgresql" "$PGROOT/usr/include"
+		cp -a /usr/lib/postgresql/15 "$PGROOT/usr/lib/postgresql/"
+		cp -a /usr/share/postgresql/15 "$PGROOT/usr/share/postgresql/"
+		cp -a /usr/include/postgresql "$PGROOT/usr/include/"
+		chmod -R a+rX "$PGROOT"
+	fi
+	PGBIN=$PGROOT/usr/lib/postgresql/15/bin
 }
 
 # Builds the core (CMake) in build/<name> with an optional sanitizer.
@@ -51,8 +74,8 @@ build_extension() {
 	rm -rf "$WORK"
 	mkdir -p "$WORK"
 	tar -C "$ROOT" --exclude=./build --exclude=./.git -cf - . | tar -C "$WORK" -xf -
-	make -C "$WORK" -j 2 >/dev/null
-	make -C "$WORK" install >/dev/null
+	make -C "$WORK" -j 2 PG_CONFIG="$PGBIN/pg_config" >/dev/null
+	make -C "$WORK" install PG_CONFIG="$PGBIN/pg_config" >/dev/null
 	chown -R "$RUN_USER" "$WORK"
 }
 
@@ -239,22 +262,28 @@ run_bench() {
 }
 
 failures=0
+# Runs a suite in a subshell of its own, started outside any `if` or `||` so
+# that `set -e` holds inside it: a failed build fails the suite.
 run_suite() {
-	local name=$1
+	local name=$1 status=0
 	shift
 	say "$name"
-	if "$@"; then echo "$name: ok"; else echo "$name: FAILED"; failures=$((failures + 1)); fi
+	("$@") &
+	wait $! || status=$?
+	if [ $status -eq 0 ]; then echo "$name: ok"; else echo "$name: FAILED"; failures=$((failures + 1)); fi
 }
+
+wanted() { [ -z "${ENGRAM_SUITES:-}" ] || [[ " $ENGRAM_SUITES " == *" $1 "* ]]; }
 
 core_tests() {
 	local name=$1 sanitize=${2:-}
 	build_core "$name" "$sanitize"
-	(cd "$ROOT/build/$name" && ctest --output-on-failure -j 2)
+	(cd "$ROOT/build/$name" && ctest --output-on-failure --no-tests=error -j 2)
 }
 
 pg_regress_tests() {
 	local out status=0
-	out=$(as_user make -C "$WORK" installcheck 2>&1) || status=$?
+	out=$(as_user make -C "$WORK" installcheck PG_CONFIG="$PGBIN/pg_config" 2>&1) || status=$?
 	echo "$out" | grep -E '^(ok|not ok|test |     |\s+[0-9]+ of|=+|All)' || true
 	if [ $status -ne 0 ]; then
 		for diffs in "$WORK/regression.diffs" "$WORK/output_iso/regression.diffs"; do
@@ -269,17 +298,17 @@ pg_regress_tests() {
 }
 
 tap_tests() {
-	as_user make -C "$WORK" check-tap
+	as_user make -C "$WORK" check-tap PG_CONFIG="$PGBIN/pg_config" ${ENGRAM_TAP:+PROVE_TESTS="$ENGRAM_TAP"}
 }
 
 run_tests() {
 	install_packages
-	run_suite "core unit tests" core_tests release
-	run_suite "core unit tests under AddressSanitizer" core_tests asan address
-	run_suite "core unit tests under ThreadSanitizer" core_tests tsan thread
-	build_extension
-	run_suite "pg_regress" pg_regress_tests
-	run_suite "TAP tests" tap_tests
+	if wanted core; then run_suite "core unit tests" core_tests release; fi
+	if wanted asan; then run_suite "core unit tests under AddressSanitizer" core_tests asan address; fi
+	if wanted tsan; then run_suite "core unit tests under ThreadSanitizer" core_tests tsan thread; fi
+	if wanted regress || wanted tap; then run_suite "building the extension" build_extension; fi
+	if wanted regress; then run_suite "pg_regress" pg_regress_tests; fi
+	if wanted tap; then run_suite "TAP tests" tap_tests; fi
 	say "summary"
 	if [ $failures -eq 0 ]; then echo "all suites passed"; else echo "$failures suite(s) failed"; exit 1; fi
 }
