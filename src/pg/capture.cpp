@@ -335,34 +335,38 @@ abort_transaction(void)
 void
 on_xact(XactEvent event, void *)
 {
-	switch (event) {
-		case XACT_EVENT_PRE_COMMIT:
-			pre_commit();
-			break;
-		case XACT_EVENT_COMMIT:
-			commit();
-			break;
-		case XACT_EVENT_ABORT:
-			abort_transaction();
-			break;
-		case XACT_EVENT_PRE_PREPARE:
-			if (pending.observations > 0)
-				ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-								errmsg("cannot prepare a transaction that observed into engram"),
-								errhint("Commit observations with COMMIT rather than PREPARE TRANSACTION.")));
-			break;
-		default:
-			break;
-	}
+	guarded([event] {
+		switch (event) {
+			case XACT_EVENT_PRE_COMMIT:
+				pre_commit();
+				break;
+			case XACT_EVENT_COMMIT:
+				commit();
+				break;
+			case XACT_EVENT_ABORT:
+				abort_transaction();
+				break;
+			case XACT_EVENT_PRE_PREPARE:
+				if (pending.observations > 0)
+					ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+									errmsg("cannot prepare a transaction that observed into engram"),
+									errhint("Commit observations with COMMIT rather than PREPARE TRANSACTION.")));
+				break;
+			default:
+				break;
+		}
+	});
 }
 
 void
 on_subxact(SubXactEvent event, SubTransactionId subid, SubTransactionId parent, void *)
 {
-	if (event == SUBXACT_EVENT_ABORT_SUB)
-		subxact_abort(subid);
-	else if (event == SUBXACT_EVENT_COMMIT_SUB)
-		subxact_commit(subid, parent);
+	guarded([=] {
+		if (event == SUBXACT_EVENT_ABORT_SUB)
+			subxact_abort(subid);
+		else if (event == SUBXACT_EVENT_COMMIT_SUB)
+			subxact_commit(subid, parent);
+	});
 }
 
 struct ObservationColumns {

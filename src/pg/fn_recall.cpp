@@ -17,8 +17,8 @@
 // evaluate policies.
 //
 // Pins. Between pinning the graph and letting it go, nothing here may raise
-// a PostgreSQL error: results go into memory allocated before the pin, and
-// C++ exceptions are caught and turned into errors after the pin is gone.
+// a PostgreSQL error: results go into memory allocated before the pin, and a
+// C++ exception unwinds the pin before the guard (pg/boundary.hpp) raises it.
 #include <algorithm>
 #include <cmath>
 #include <memory>
@@ -224,35 +224,29 @@ ENGRAM_FUNCTION(engram_recall)
 	auto *hits = static_cast<Hit *>(palloc(sizeof(Hit) * k));
 	std::size_t found = 0;
 	engram::core::HnswStatus status = engram::core::HnswStatus::ok;
-	bool out_of_memory = false;
 	LWLockAcquire(shared_directory_lock(), LW_SHARED);
 	const SpaceSlot *slot = directory_find(info.space_id);
 	engram::core::GraphPin pin;
 	if (slot != nullptr)
 		pin = engram::core::pin_current(directory_index(slot));
 	LWLockRelease(shared_directory_lock());
+	// A C++ exception from here on unwinds the pin and reaches the guard.
 	if (pin) {
-		try {
-			const engram::core::HnswGraph graph = pinned_graph(pin);
-			engram::core::SearchParams params;
-			params.k = static_cast<std::uint32_t>(k);
-			params.ef = static_cast<std::uint32_t>(std::max(engram_ef_search, k));
-			params.max_generation = generation;
-			params.min_confidence = min_confidence;
-			const engram::core::SearchResult result = graph.snapshot_search(
-				std::span<const float>(cue, static_cast<std::size_t>(info.dim)), params, *search_context());
-			status = result.status;
-			for (const engram::core::Neighbor &n : result.neighbors)
-				hits[found++] = Hit{graph.label(n.id), n.distance, graph.confidence(n.id), graph.generation(n.id)};
-		} catch (const std::bad_alloc &) {
-			out_of_memory = true;
-		}
+		const engram::core::HnswGraph graph = pinned_graph(pin);
+		engram::core::SearchParams params;
+		params.k = static_cast<std::uint32_t>(k);
+		params.ef = static_cast<std::uint32_t>(std::max(engram_ef_search, k));
+		params.max_generation = generation;
+		params.min_confidence = min_confidence;
+		const engram::core::SearchResult result = graph.snapshot_search(
+			std::span<const float>(cue, static_cast<std::size_t>(info.dim)), params, *search_context());
+		status = result.status;
+		for (const engram::core::Neighbor &n : result.neighbors)
+			hits[found++] = Hit{graph.label(n.id), n.distance, graph.confidence(n.id), graph.generation(n.id)};
 		pin.release();
 	}
-	if (out_of_memory)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory during recall")));
 	if (status != engram::core::HnswStatus::ok)
-		elog(ERROR, "recall in space \"%s\" failed: %s", space, engram::core::to_string(status));
+		raise_status(status, psprintf("recall in space \"%s\"", space));
 
 	InitMaterializedSRF(fcinfo, 0);
 	auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);

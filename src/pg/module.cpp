@@ -21,7 +21,7 @@ engram_shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	shared_request();
+	guarded(shared_request);
 }
 
 static void
@@ -29,14 +29,13 @@ engram_shmem_startup(void)
 {
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
-	shared_startup();
+	guarded(shared_startup);
 }
 
-void
-_PG_init(void)
+// Everything _PG_init sets up, inside the guard.
+static void
+register_engram(void)
 {
-	if (!process_shared_preload_libraries_in_progress)
-		shared_report_not_preloaded();
 	guc_define();
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = engram_shmem_request;
@@ -44,6 +43,14 @@ _PG_init(void)
 	shmem_startup_hook = engram_shmem_startup;
 	worker_register_pool();
 	capture_register_callbacks();
+}
+
+void
+_PG_init(void)
+{
+	if (!process_shared_preload_libraries_in_progress)
+		shared_report_not_preloaded();
+	guarded(register_engram);
 }
 
 // Called by the install script: a library loaded any other way has already

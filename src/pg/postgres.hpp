@@ -34,15 +34,9 @@ extern "C" {
 #include "utils/timestamp.h"
 }
 
-// Every SQL-callable symbol: C linkage, exported (PG 16 hides by default).
-#define ENGRAM_FUNCTION(name)                                                                                          \
-	extern "C" {                                                                                                       \
-	PGDLLEXPORT Datum name(PG_FUNCTION_ARGS);                                                                          \
-	PG_FUNCTION_INFO_V1(name);                                                                                         \
-	}                                                                                                                  \
-	Datum name(PG_FUNCTION_ARGS)
-
 // Our own SQLSTATEs: class 53 (insufficient resources) for backpressure, so
 // clients that retry on resource errors retry this one too; class 22 (data
 // exception) for a sequence gap in a streaming session.
 #define ERRCODE_ENGRAM_OVERLOADED MAKE_SQLSTATE('5', '3', 'E', '0', '1')
+
+#include "pg/boundary.hpp"

@@ -146,19 +146,9 @@ void
 start_link_pool(void)
 {
 	EngramShared *s = shared_state();
-	bool failed = false;
-	char failure[256] = "";
-	try {
-		link_pool = std::make_unique<engram::core::LinkPool>(
-			shared_arena(), std::span<engram::core::IndexSlot>(s->indexes, k_engram_max_spaces), link_threads(),
-			&my_slot().linked_total);
-	} catch (const std::exception &e) {
-		failed = true;
-		strlcpy(failure, e.what(), sizeof failure);
-	}
-	// Raised outside the catch block, so no longjmp leaves a C++ exception behind.
-	if (failed)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("could not start the link threads: %s", failure)));
+	link_pool = std::make_unique<engram::core::LinkPool>(
+		shared_arena(), std::span<engram::core::IndexSlot>(s->indexes, k_engram_max_spaces), link_threads(),
+		&my_slot().linked_total);
 }
 
 // Folds a new measurement into a shared rate (exponential smoothing; the
@@ -305,10 +295,10 @@ worker_register_pool(void)
 	}
 }
 
-void
-engram_worker_main(Datum arg)
+// The worker's life after the guard (see engram_worker_main).
+static void
+worker_main(void)
 {
-	worker_index = DatumGetInt32(arg);
 	// die() exits at the next CHECK_FOR_INTERRUPTS, also inside SPI.
 	pqsignal(SIGTERM, die);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -345,4 +335,11 @@ engram_worker_main(Datum arg)
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 100, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
+}
+
+void
+engram_worker_main(Datum arg)
+{
+	worker_index = DatumGetInt32(arg);
+	guarded(worker_main);
 }
