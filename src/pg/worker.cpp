@@ -219,7 +219,7 @@ drain_once(void)
 		if (record.status != engram::core::PeekStatus::ready)
 			break;
 		const RecordFate fate = record_fate(record);
-		if (fate == RecordFate::check_first)
+		if (fate == RecordFate::later)
 			break;
 		const std::int64_t stored = fate == RecordFate::drop ? 0 : store_record(record);
 		if (stored < 0)

@@ -15,6 +15,8 @@
 // An id-range record is read back from the table by name, so before that the
 // drain makes sure the name still means the record's table: a reinstall the
 // last check has not seen yet would otherwise lend it another table's rows.
+// It never waits for that table's lock: a DROP EXTENSION holding it may be
+// waiting for a lock the drain's transaction already holds.
 #include "pg/worker_instance.hpp"
 
 #include "core/observation_batch.hpp"
@@ -106,15 +108,19 @@ adopt(engram::core::InstanceId next, int worker_index)
 							 worker_index, next.relation, freed, previous.relation)));
 }
 
+enum class TableCheck { same, gone, locked };
+
 // Whether engram.observations is still the table `relation`. Locking the OID
 // first makes the name lookup see any drop that committed before it.
-bool
-table_still_there(Oid relation)
+TableCheck
+check_table(Oid relation)
 {
 	ensure_transaction();
-	LockRelationOid(relation, AccessShareLock);
+	if (!ConditionalLockRelationOid(relation, AccessShareLock))
+		return TableCheck::locked;
 	const Oid schema = get_namespace_oid("engram", true);
-	return OidIsValid(schema) && get_relname_relid("observations", schema) == relation;
+	return OidIsValid(schema) && get_relname_relid("observations", schema) == relation ? TableCheck::same
+																					   : TableCheck::gone;
 }
 
 void
@@ -177,13 +183,19 @@ record_fate(const engram::core::RecordView &record)
 	if (!batch)
 		return RecordFate::store; // store_record reports the damage
 	const engram::core::InstanceId of = batch->header.instance;
-	if (of.valid() && of == directory_instance() &&
-		(batch->header.kind != engram::core::BatchKind::id_ranges || table_still_there(of.relation)))
-		return RecordFate::store;
+	if (of.valid() && of == directory_instance()) {
+		if (batch->header.kind != engram::core::BatchKind::id_ranges)
+			return RecordFate::store;
+		const TableCheck table = check_table(of.relation);
+		if (table == TableCheck::same)
+			return RecordFate::store;
+		if (table == TableCheck::locked)
+			return RecordFate::later; // at the next turn, after this transaction let its locks go
+	}
 	if (of.database == MyDatabaseId && (record.generation > catalog_seen_generation || of == catalog_seen)) {
 		check_wanted = true;
 		SetLatch(MyLatch); // check at once rather than after the idle wait
-		return RecordFate::check_first;
+		return RecordFate::later;
 	}
 	const std::uint64_t observations = engram::core::observation_count(*batch);
 	shared_state()->observations_stored.fetch_add(observations, std::memory_order_relaxed);

@@ -21,9 +21,9 @@ bool instance_current(void);
 
 // What the drain does with a ring record.
 enum class RecordFate {
-	store,		 // of the installation the directory serves
-	drop,		 // of a dropped installation or another database: never to be stored
-	check_first, // of an installation the catalog has not been read for yet
+	store, // of the installation the directory serves
+	drop,  // of a dropped installation or another database: never to be stored
+	later, // not now: the catalog must be read again first, or its table is locked
 };
 // Drops are counted as stored, so that pressure no longer counts them, and logged.
 RecordFate record_fate(const engram::core::RecordView &record);

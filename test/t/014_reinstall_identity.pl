@@ -10,6 +10,10 @@
 # 3. DROP EXTENSION and CREATE EXTENSION at once, then a new space with the
 #    same space id and observation ids that collide with the old ones: its
 #    index holds exactly the new rows, none of the old installation's.
+#    With the workers stopped (SIGSTOP), observations of the old
+#    installation (as id ranges) wait in the ring through a reinstall: they
+#    are dropped, and
+#    the new installation's space with the same id holds only its own rows.
 # 4. DROP EXTENSION (the workers free the indexes and wait), CREATE
 #    EXTENSION, sift5k through COPY: recall@10 >= 0.95, no duplicate ids, and
 #    every hit is the new table's row at its true distance; as_of from the old
@@ -164,12 +168,33 @@ $err = psql_error('postgres', "SELECT * FROM engram.recall('probe', (SELECT cue 
 like($err, qr/ERROR:  22023: generation $old_generation is older than the index can answer/,
 	'as_of from the old installation is refused');
 
-# --- 4. drop, wait, reinstall, sift5k --------------------------------------------------
+# Records of the old installation still in the ring when the new one starts.
+my @workers = worker_pids($node);
+is(scalar @workers, 2, 'two workers run');
 my $offset = -s $node->logfile;
-# Observations just before the drop may still be in the ring when it commits.
+kill 'STOP', @workers;
 $node->safe_psql('postgres', q{
-	INSERT INTO engram.observations (space_id, embedding, content) SELECT 1, cue, 'late' FROM sift_q;
-	DROP EXTENSION engram CASCADE;});
+	INSERT INTO engram.observations (space_id, embedding, content)
+	SELECT 1, cue, 'stale' FROM sift_q, generate_series(1, 30);
+	DROP EXTENSION engram CASCADE;
+	CREATE EXTENSION engram;
+	SELECT engram.create_space('fresh', 128, 'l2');
+	INSERT INTO engram.observations (space_id, embedding, content)
+	SELECT 1, array_prepend(cue[1] + 1, cue[2:128]), 'fresh' FROM sift_q WHERE qid < 10;});
+sleep(2); # longer than the workers' interval between looks at the catalog
+kill 'CONT', @workers;
+# 1.5 MB in one transaction: more than an eighth of the ring, so its record
+# holds id ranges, which must not be read from the new table of that name.
+ok($node->wait_for_log(qr/engram dropped 3000 observations of another installation of engram/, $offset),
+	'the old installation\'s observations in the ring are dropped');
+check_converged($node, 'after a reinstall with records in the ring');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM engram.stored_ids('fresh') s(id)
+	JOIN engram.observations o ON o.id = s.id AND o.content = 'fresh'}), 10,
+	'the new space holds exactly its 10 rows');
+
+# --- 4. drop, wait, reinstall, sift5k --------------------------------------------------
+$offset = -s $node->logfile;
+$node->safe_psql('postgres', 'DROP EXTENSION engram CASCADE');
 ok($node->wait_for_log(qr/freed the indexes of \d+ spaces: the extension was dropped/, $offset),
 	'after DROP EXTENSION the workers free the indexes');
 ok($node->wait_for_log(qr/is waiting for CREATE EXTENSION engram in database "postgres"/, $offset),
