@@ -59,16 +59,20 @@ std::uint32_t
 vectors_per_payload(std::size_t max_bytes, std::uint32_t dim) noexcept
 {
 	const std::size_t per_row = sizeof(std::int64_t) + sizeof(float) + sizeof(float) * std::size_t{dim};
-	if (max_bytes < sizeof(BatchHeader) + 8 + per_row)
+	if (max_bytes < sizeof(BatchHeader))
 		return 0;
-	return static_cast<std::uint32_t>((max_bytes - sizeof(BatchHeader) - 8) / per_row);
+	auto n = static_cast<std::uint32_t>((max_bytes - sizeof(BatchHeader)) / per_row);
+	// Padding the confidences to 8 bytes may cost the last row.
+	while (n > 0 && vectors_layout(n, dim).end > max_bytes)
+		--n;
+	return n;
 }
 
 VectorsSections
 write_vectors_header(std::span<std::byte> payload, std::int32_t space_id, std::uint32_t dim, std::uint32_t count,
-					 std::uint32_t xid) noexcept
+					 std::uint32_t xid, InstanceId instance) noexcept
 {
-	const BatchHeader h{BatchKind::vectors, space_id, dim, count, xid, 0};
+	const BatchHeader h{BatchKind::vectors, space_id, dim, count, xid, 0, instance};
 	std::memcpy(payload.data(), &h, sizeof h);
 	const VectorsLayout l = vectors_layout(count, dim);
 	return {section<std::int64_t>(payload, l.ids, count), section<float>(payload, l.confidences, count),
@@ -77,9 +81,9 @@ write_vectors_header(std::span<std::byte> payload, std::int32_t space_id, std::u
 
 std::span<IdRange>
 write_ranges_header(std::span<std::byte> payload, std::int32_t space_id, std::uint32_t dim, std::uint32_t count,
-					std::uint32_t xid) noexcept
+					std::uint32_t xid, InstanceId instance) noexcept
 {
-	const BatchHeader h{BatchKind::id_ranges, space_id, dim, count, xid, 0};
+	const BatchHeader h{BatchKind::id_ranges, space_id, dim, count, xid, 0, instance};
 	std::memcpy(payload.data(), &h, sizeof h);
 	return section<IdRange>(payload, sizeof(BatchHeader), count);
 }
@@ -108,6 +112,17 @@ parse_batch(std::span<const std::byte> payload) noexcept
 		return v;
 	}
 	return std::nullopt;
+}
+
+std::uint64_t
+observation_count(const BatchView &batch) noexcept
+{
+	if (batch.header.kind == BatchKind::vectors)
+		return batch.header.count;
+	std::uint64_t rows = 0;
+	for (const IdRange &r : batch.ranges)
+		rows += static_cast<std::uint64_t>(r.last - r.first + 1);
+	return rows;
 }
 
 } // namespace engram::core

@@ -8,7 +8,8 @@
 // not fit comfortably in the ring (a bulk COPY), and the worker then reads
 // those rows back from the table. Either way the record also names the
 // committing transaction, so a worker that has just loaded the table can tell
-// which records it already holds.
+// which records it already holds, and the installation whose table the rows
+// are in, so that no worker stores them into another installation's spaces.
 //
 // Layout (all little-endian, 8-byte aligned sections):
 //   BatchHeader | ids int64[count] | confidences float[count] (padded) | vectors float[count*dim]
@@ -20,6 +21,7 @@
 #include <optional>
 #include <span>
 
+#include "core/instance_id.hpp"
 #include "core/no_postgres.hpp"
 
 namespace engram::core {
@@ -33,8 +35,9 @@ struct BatchHeader {
 	std::uint32_t count;
 	std::uint32_t xid;
 	std::uint32_t unused;
+	InstanceId instance;
 };
-static_assert(sizeof(BatchHeader) == 24);
+static_assert(sizeof(BatchHeader) == 32);
 
 struct IdRange {
 	std::int64_t first;
@@ -62,11 +65,14 @@ struct VectorsSections {
 	std::span<float> vectors;
 };
 VectorsSections write_vectors_header(std::span<std::byte> payload, std::int32_t space_id, std::uint32_t dim,
-									 std::uint32_t count, std::uint32_t xid) noexcept;
+									 std::uint32_t count, std::uint32_t xid, InstanceId instance) noexcept;
 std::span<IdRange> write_ranges_header(std::span<std::byte> payload, std::int32_t space_id, std::uint32_t dim,
-									   std::uint32_t count, std::uint32_t xid) noexcept;
+									   std::uint32_t count, std::uint32_t xid, InstanceId instance) noexcept;
 
 // Validates sizes; nullopt for a payload that does not parse.
 std::optional<BatchView> parse_batch(std::span<const std::byte> payload) noexcept;
+
+// How many observations a parsed batch carries (for id ranges, the rows they cover).
+std::uint64_t observation_count(const BatchView &batch) noexcept;
 
 } // namespace engram::core

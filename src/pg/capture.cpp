@@ -15,6 +15,12 @@
 // those rows back from the table. Backend memory is therefore bounded by the
 // ring size plus a few bytes per id range.
 //
+// Each record names the installation whose table its rows are in (the
+// database and the table's OID; core/instance_id.hpp), so that the workers
+// never store rows of a dropped or foreign installation into the spaces of
+// the one they serve. Capture itself refuses in any database other than
+// engram.database.
+//
 // All state is plain data in a memory context of its own, reset at the end
 // of every transaction; nothing here owns C++ resources, so an ereport can
 // unwind through any of it.
@@ -28,6 +34,7 @@
 #include "core/pressure.hpp"
 #include "core/ring.hpp"
 #include "pg/guc.hpp"
+#include "pg/instance.hpp"
 #include "pg/pressure.hpp"
 #include "pg/shared.hpp"
 
@@ -41,6 +48,7 @@ struct PendingRow {
 	std::uint32_t dim;
 	SubTransactionId subid;
 	float confidence;
+	Oid relation; // the table the row is in: one installation's engram.observations
 	std::size_t vector_offset; // into Pending::vectors, in floats
 };
 
@@ -48,6 +56,7 @@ struct PendingRange {
 	std::int32_t space_id;
 	std::uint32_t dim;
 	SubTransactionId subid;
+	Oid relation;
 	std::int64_t first;
 	std::int64_t last;
 };
@@ -104,17 +113,17 @@ spill_threshold_bytes(void)
 }
 
 void
-append_range(std::int32_t space_id, std::uint32_t dim, SubTransactionId subid, std::int64_t id)
+append_range(std::int32_t space_id, std::uint32_t dim, SubTransactionId subid, Oid relation, std::int64_t id)
 {
 	if (pending.range_count > 0) {
 		PendingRange &last = pending.ranges[pending.range_count - 1];
-		if (last.space_id == space_id && last.subid == subid && last.last + 1 == id) {
+		if (last.space_id == space_id && last.subid == subid && last.relation == relation && last.last + 1 == id) {
 			last.last = id;
 			return;
 		}
 	}
 	grow(pending.ranges, pending.range_capacity, pending.range_count + 1);
-	pending.ranges[pending.range_count++] = PendingRange{space_id, dim, subid, id, id};
+	pending.ranges[pending.range_count++] = PendingRange{space_id, dim, subid, relation, id, id};
 }
 
 // Switches the transaction to id ranges once its vectors outgrow the budget.
@@ -123,7 +132,7 @@ spill_rows_to_ranges(void)
 {
 	for (std::size_t i = 0; i < pending.row_count; ++i) {
 		const PendingRow &r = pending.rows[i];
-		append_range(r.space_id, r.dim, r.subid, r.id);
+		append_range(r.space_id, r.dim, r.subid, r.relation, r.id);
 	}
 	pfree(pending.rows);
 	pending.rows = nullptr;
@@ -136,7 +145,7 @@ spill_rows_to_ranges(void)
 }
 
 void
-capture_row(std::int64_t id, std::int32_t space_id, std::span<const float> vector, float confidence)
+capture_row(std::int64_t id, std::int32_t space_id, Oid relation, std::span<const float> vector, float confidence)
 {
 	const SubTransactionId subid = GetCurrentSubTransactionId();
 	const auto dim = static_cast<std::uint32_t>(vector.size());
@@ -144,13 +153,13 @@ capture_row(std::int64_t id, std::int32_t space_id, std::span<const float> vecto
 	if (!pending.spilled && (pending.float_count + dim) * sizeof(float) > spill_threshold_bytes())
 		spill_rows_to_ranges();
 	if (pending.spilled) {
-		append_range(space_id, dim, subid, id);
+		append_range(space_id, dim, subid, relation, id);
 		return;
 	}
 	grow(pending.rows, pending.row_capacity, pending.row_count + 1);
 	grow(pending.vectors, pending.float_capacity, pending.float_count + dim);
 	std::memcpy(pending.vectors + pending.float_count, vector.data(), dim * sizeof(float));
-	pending.rows[pending.row_count++] = PendingRow{id, space_id, dim, subid, confidence, pending.float_count};
+	pending.rows[pending.row_count++] = PendingRow{id, space_id, dim, subid, confidence, relation, pending.float_count};
 	pending.float_count += dim;
 }
 
@@ -238,6 +247,12 @@ remember_reservation(std::uint64_t position)
 	pending.reserved[pending.reserved_count++] = position;
 }
 
+engram::core::InstanceId
+instance_of(Oid relation)
+{
+	return {MyDatabaseId, relation};
+}
+
 // Vector records: consecutive rows of one space, as many as one record holds.
 void
 reserve_vector_records(engram::core::Ring &ring, std::uint32_t xid)
@@ -248,14 +263,16 @@ reserve_vector_records(engram::core::Ring &ring, std::uint32_t xid)
 		const PendingRow &first = pending.rows[i];
 		const std::uint32_t limit = std::max<std::uint32_t>(engram::core::vectors_per_payload(max_payload, first.dim), 1);
 		std::size_t end = i + 1;
-		while (end < pending.row_count && end - i < limit && pending.rows[end].space_id == first.space_id)
+		while (end < pending.row_count && end - i < limit && pending.rows[end].space_id == first.space_id &&
+			   pending.rows[end].relation == first.relation)
 			++end;
 		const auto count = static_cast<std::uint32_t>(end - i);
 		engram::core::Reservation r =
 			reserve_with_backpressure(ring, engram::core::vectors_payload_bytes(count, first.dim));
 		remember_reservation(r.position);
 		engram::core::VectorsSections s =
-			engram::core::write_vectors_header(r.payload, first.space_id, first.dim, count, xid);
+			engram::core::write_vectors_header(r.payload, first.space_id, first.dim, count, xid,
+											   instance_of(first.relation));
 		for (std::uint32_t k = 0; k < count; ++k) {
 			const PendingRow &row = pending.rows[i + k];
 			s.ids[k] = row.id;
@@ -275,13 +292,15 @@ reserve_range_records(engram::core::Ring &ring, std::uint32_t xid)
 	while (i < pending.range_count) {
 		const PendingRange &first = pending.ranges[i];
 		std::size_t end = i + 1;
-		while (end < pending.range_count && end - i < k_ranges_per_record && pending.ranges[end].space_id == first.space_id)
+		while (end < pending.range_count && end - i < k_ranges_per_record &&
+			   pending.ranges[end].space_id == first.space_id && pending.ranges[end].relation == first.relation)
 			++end;
 		const auto count = static_cast<std::uint32_t>(end - i);
 		engram::core::Reservation r = reserve_with_backpressure(ring, engram::core::ranges_payload_bytes(count));
 		remember_reservation(r.position);
 		std::span<engram::core::IdRange> out =
-			engram::core::write_ranges_header(r.payload, first.space_id, first.dim, count, xid);
+			engram::core::write_ranges_header(r.payload, first.space_id, first.dim, count, xid,
+											  instance_of(first.relation));
 		for (std::uint32_t k = 0; k < count; ++k)
 			out[k] = {pending.ranges[i + k].first, pending.ranges[i + k].last};
 		i = end;
@@ -435,6 +454,7 @@ ENGRAM_FUNCTION(engram_capture)
 	if (!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) || !TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
 		elog(ERROR, "engram._capture() must fire for each inserted row");
 	shared_require();
+	instance_require_database();
 	resolve_columns(trigdata->tg_relation);
 	HeapTuple tuple = trigdata->tg_trigtuple;
 	TupleDesc desc = RelationGetDescr(trigdata->tg_relation);
@@ -447,6 +467,7 @@ ENGRAM_FUNCTION(engram_capture)
 		elog(ERROR, "observation %lld has no embedding", static_cast<long long>(id));
 	ArrayType *embedding = DatumGetArrayTypeP(embedding_datum);
 	const auto *values = reinterpret_cast<const float *>(ARR_DATA_PTR(embedding));
-	capture_row(id, space_id, std::span(values, ArrayGetNItems(ARR_NDIM(embedding), ARR_DIMS(embedding))), confidence);
+	capture_row(id, space_id, RelationGetRelid(trigdata->tg_relation),
+				std::span(values, ArrayGetNItems(ARR_NDIM(embedding), ARR_DIMS(embedding))), confidence);
 	return PointerGetDatum(nullptr);
 }

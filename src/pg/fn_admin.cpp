@@ -6,6 +6,7 @@
 #include "core/pressure.hpp"
 #include "pg/capture.hpp"
 #include "pg/guc.hpp"
+#include "pg/instance.hpp"
 #include "pg/pressure.hpp"
 #include "pg/shared.hpp"
 
@@ -70,6 +71,7 @@ ENGRAM_FUNCTION(engram_pressure)
 ENGRAM_FUNCTION(engram_space_state)
 {
 	shared_require();
+	instance_require();
 	InitMaterializedSRF(fcinfo, 0);
 	auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
 	EngramShared *s = shared_state();
@@ -98,6 +100,7 @@ ENGRAM_FUNCTION(engram_space_state)
 ENGRAM_FUNCTION(engram_stored_ids)
 {
 	shared_require();
+	instance_require();
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
 	LWLockAcquire(shared_directory_lock(), LW_SHARED);
@@ -165,6 +168,7 @@ ENGRAM_FUNCTION(engram_published_generation)
 ENGRAM_FUNCTION(engram_wait_stored)
 {
 	shared_require();
+	instance_require();
 	const int timeout_ms = PG_GETARG_INT32(0);
 	engram::core::Ring ring = shared_ring();
 	const std::uint64_t target = ring.last_generation();
@@ -185,6 +189,7 @@ ENGRAM_FUNCTION(engram_wait_stored)
 ENGRAM_FUNCTION(engram_forget_space)
 {
 	shared_require();
+	instance_require();
 	const std::int32_t space_id = PG_GETARG_INT32(0);
 	capture_allow_delete(space_id);
 	const TransactionId xid = GetCurrentTransactionId();

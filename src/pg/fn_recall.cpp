@@ -16,6 +16,11 @@
 // caller subject to row-level security on it is refused, since recall cannot
 // evaluate policies.
 //
+// Installations. Every function here first makes sure that shared memory
+// holds the caller's installation (pg/instance.hpp). Recall does so after
+// looking the space up, whose lock on engram.space_catalog keeps the
+// installation from being dropped until the recall's transaction ends.
+//
 // Pins. Between pinning the graph and letting it go, nothing here may raise
 // a PostgreSQL error: results go into memory allocated before the pin, and a
 // C++ exception unwinds the pin before the guard (pg/boundary.hpp) raises it.
@@ -28,6 +33,7 @@
 #include "core/hnsw_graph.hpp"
 #include "pg/capture.hpp"
 #include "pg/guc.hpp"
+#include "pg/instance.hpp"
 #include "pg/shared.hpp"
 #include "pg/vector_input.hpp"
 
@@ -182,6 +188,26 @@ check_generation(std::int64_t generation)
 	return static_cast<std::uint64_t>(generation);
 }
 
+// A snapshot older than the last load cannot be told apart: every row loaded
+// from the table carries the load's generation (the table keeps no other).
+void
+check_answerable(std::uint64_t as_of)
+{
+	const std::uint64_t oldest = shared_state()->loaded_generation.load(std::memory_order_acquire);
+	if (as_of >= oldest)
+		return;
+	ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					errmsg("generation %llu is older than the index can answer",
+						   static_cast<unsigned long long>(as_of)),
+					errdetail("The oldest answerable generation is %llu. The indexes were loaded from "
+							  "engram.observations at that generation (after a server start, a crash restart or a "
+							  "reinstall), and every row loaded then carries it, so earlier snapshots cannot be told "
+							  "apart.",
+							  static_cast<unsigned long long>(oldest)),
+					errhint("Use as_of => %llu or later, or leave as_of NULL for the latest generation.",
+							static_cast<unsigned long long>(oldest))));
+}
+
 float
 score_of(engram::core::Metric metric, float distance)
 {
@@ -213,12 +239,15 @@ ENGRAM_FUNCTION(engram_recall)
 	const char *space = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	check_recall_privileges(space);
 	const SpaceInfo info = lookup_space(space);
+	instance_require();
 	const float *cue = check_vector(PG_GETARG_ARRAYTYPE_P(1), "cue", space, info.dim,
 									info.metric == engram::core::Metric::cosine);
 
 	const bool pinned_snapshot = !PG_ARGISNULL(3);
 	const std::uint64_t as_of = pinned_snapshot ? check_generation(PG_GETARG_INT64(3)) : 0;
 	require_published(pinned_snapshot ? as_of : capture_last_generation());
+	if (pinned_snapshot)
+		check_answerable(as_of);
 	const std::uint64_t generation = pinned_snapshot ? as_of : shared_ring().published_generation();
 
 	auto *hits = static_cast<Hit *>(palloc(sizeof(Hit) * k));
@@ -265,6 +294,7 @@ ENGRAM_FUNCTION(engram_recall)
 ENGRAM_FUNCTION(engram_current_generation)
 {
 	shared_require();
+	instance_require();
 	require_published(capture_last_generation());
 	PG_RETURN_INT64(static_cast<std::int64_t>(shared_ring().published_generation()));
 }
@@ -275,6 +305,7 @@ ENGRAM_FUNCTION(engram_current_generation)
 ENGRAM_FUNCTION(engram_wait_linked)
 {
 	shared_require();
+	instance_require();
 	const std::int32_t space_id = PG_GETARG_INT32(0);
 	const std::uint64_t target = PG_ARGISNULL(1) ? shared_ring().last_generation() : check_generation(PG_GETARG_INT64(1));
 	const int timeout_ms = PG_ARGISNULL(2) ? 10000 : PG_GETARG_INT32(2);
@@ -317,6 +348,7 @@ ENGRAM_FUNCTION(engram_wait_linked)
 ENGRAM_FUNCTION(engram_rebuild)
 {
 	shared_require();
+	instance_require();
 	const std::int32_t space_id = PG_GETARG_INT32(0);
 	LWLockAcquire(shared_directory_lock(), LW_SHARED);
 	SpaceSlot *slot = directory_find(space_id);

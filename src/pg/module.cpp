@@ -3,6 +3,7 @@
 // the transaction callbacks that publish observations at commit.
 #include "pg/capture.hpp"
 #include "pg/guc.hpp"
+#include "pg/instance.hpp"
 #include "pg/shared.hpp"
 #include "pg/worker.hpp"
 
@@ -53,11 +54,13 @@ _PG_init(void)
 	guarded(register_engram);
 }
 
-// Called by the install script: a library loaded any other way has already
-// failed in _PG_init, but CREATE EXTENSION in a server where engram is not
-// preloaded reaches here only if the library was never loaded at all.
+// Called by the install and upgrade scripts: a library loaded any other way
+// has already failed in _PG_init, but CREATE EXTENSION in a server where
+// engram is not preloaded reaches here only if the library was never loaded
+// at all. The workers serve one database, so engram installs only there.
 ENGRAM_FUNCTION(engram_require_preload)
 {
 	shared_require();
+	instance_require_database();
 	PG_RETURN_VOID();
 }

@@ -11,6 +11,13 @@
 //
 // Lock order: the directory LWLock, then (inside core code) the arena's spin
 // lock. The ring never needs either, and pins are not locks.
+//
+// The installation: the directory belongs to one installation of the
+// extension (core/instance_id.hpp), named in `instance`. The workers change
+// it, holding the ring's consumer token, only after marking the load needed
+// and freeing every space of the previous one (worker_instance.cpp); so a
+// caller that reads its own installation there (acquire) and then a finished
+// load is served from that installation's indexes only (pg/instance.hpp).
 #pragma once
 
 #include <atomic>
@@ -69,6 +76,11 @@ struct EngramShared {
 	std::atomic<std::uint64_t> drain_cells_per_second;
 	// Set while a worker holds a record back because its space cannot grow.
 	std::atomic<std::uint32_t> memory_stalled;
+	// The installation the directory belongs to (InstanceId::packed()), 0 for none.
+	std::atomic<std::uint64_t> instance;
+	// Set by a backend that found another installation's state here, so that
+	// the workers look at the catalog now rather than at their next poll.
+	std::atomic<std::uint32_t> instance_check_requested;
 	WorkerSlot workers[64];
 	SpaceSlot spaces[k_engram_max_spaces];
 	engram::core::IndexSlot indexes[k_engram_max_spaces];

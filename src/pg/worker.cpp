@@ -17,6 +17,11 @@
 // while the table holds every committed observation: the first worker loads
 // every space from it (worker_load.cpp), and the pool links the result.
 //
+// Installations. The workers serve the installation of engram that exists in
+// engram.database now; after DROP EXTENSION, or a drop and a new CREATE
+// EXTENSION, they free the old installation's spaces and load the new one
+// from its table like after a start (worker_instance.cpp).
+//
 // Signals. The LinkPool's threads are started with every signal blocked, so
 // PostgreSQL's handlers only ever run on the main thread.
 #include "pg/worker.hpp"
@@ -34,14 +39,11 @@
 #include "pg/guc.hpp"
 #include "pg/pressure.hpp"
 #include "pg/shared.hpp"
+#include "pg/worker_instance.hpp"
 #include "pg/worker_load.hpp"
 #include "pg/worker_store.hpp"
 
 #include "pg/postgres.hpp"
-
-extern "C" {
-#include "commands/extension.h"
-}
 
 extern "C" PGDLLEXPORT void engram_worker_main(Datum arg);
 
@@ -76,16 +78,6 @@ worker_detach(int, Datum)
 	shared_ring().release_consumer(static_cast<std::uint32_t>(MyProcPid));
 	my_slot().state.store(WORKER_STOPPED, std::memory_order_relaxed);
 	my_slot().pid.store(0, std::memory_order_release);
-}
-
-bool
-extension_present(void)
-{
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	const bool present = OidIsValid(get_extension_oid("engram", true));
-	CommitTransactionCommand();
-	return present;
 }
 
 // Frees the graphs of spaces whose drop has committed.
@@ -216,7 +208,10 @@ drain_once(void)
 			finish_load();
 		if (record.status != engram::core::PeekStatus::ready)
 			break;
-		const std::int64_t stored = store_record(record);
+		const RecordFate fate = record_fate(record);
+		if (fate == RecordFate::later)
+			break;
+		const std::int64_t stored = fate == RecordFate::drop ? 0 : store_record(record);
 		if (stored < 0)
 			break;
 		ring.pop(record);
@@ -246,6 +241,8 @@ loading_in_progress(void)
 	if (s->load_state.load(std::memory_order_acquire) == LOAD_RUNNING && loader != 0 &&
 		engram::core::process_alive(static_cast<std::uint32_t>(loader)))
 		return true;
+	if (!instance_current())
+		return true; // the directory changes hands first (follow_instance)
 	engram::core::Ring ring = shared_ring();
 	const auto token = static_cast<std::uint32_t>(MyProcPid);
 	if (!ring.try_acquire_consumer(token))
@@ -262,8 +259,7 @@ void
 wait_for_extension(void)
 {
 	bool logged = false;
-	while (!extension_present()) {
-		shared_state()->load_state.store(LOAD_NEEDED, std::memory_order_release);
+	while (!follow_instance(worker_index, true)) {
 		set_state(WORKER_WAITING);
 		if (!logged)
 			ereport(LOG, (errmsg("engram worker %d is waiting for CREATE EXTENSION engram in database \"%s\"",
@@ -273,6 +269,7 @@ wait_for_extension(void)
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
+	set_state(WORKER_IDLE);
 }
 
 } // namespace
@@ -319,6 +316,10 @@ worker_main(void)
 		if (ConfigReloadPending) {
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+		}
+		if (!follow_instance(worker_index, false)) {
+			wait_for_extension();
+			continue;
 		}
 		const TimestampTz started = GetCurrentTimestamp();
 		bool progressed = false;

@@ -226,12 +226,15 @@ store_record(const engram::core::RecordView &record)
 	const std::optional<engram::core::BatchView> batch = engram::core::parse_batch(record.payload);
 	if (!batch)
 		elog(ERROR, "malformed ring record at position %llu", static_cast<unsigned long long>(record.position));
+	// Records that need no storing still leave the pipeline: the load already
+	// counted the rows it read, and a dropped space's rows are gone.
 	const int skip = filtered_graphs(record, *batch);
-	if (skip == 2)
+	SpaceSlot *slot = skip == 2 ? nullptr : slot_for(batch->header.space_id);
+	if (slot == nullptr) {
+		shared_state()->observations_stored.fetch_add(engram::core::observation_count(*batch),
+													  std::memory_order_relaxed);
 		return 0;
-	SpaceSlot *slot = slot_for(batch->header.space_id);
-	if (slot == nullptr)
-		return 0;
+	}
 	std::uint32_t stored = batch->header.count;
 	bool ok;
 	if (batch->header.kind == engram::core::BatchKind::vectors) {

@@ -18,7 +18,7 @@ TEST(ObservationBatch, VectorsRoundTrip)
 {
 	const std::uint32_t n = 3, dim = 5;
 	std::vector<std::byte> payload(vectors_payload_bytes(n, dim));
-	VectorsSections s = write_vectors_header(payload, 7, dim, n, 1234);
+	VectorsSections s = write_vectors_header(payload, 7, dim, n, 1234, InstanceId{5, 16384});
 	for (std::uint32_t i = 0; i < n; ++i) {
 		s.ids[i] = 100 + i;
 		s.confidences[i] = 0.1f * i;
@@ -30,6 +30,8 @@ TEST(ObservationBatch, VectorsRoundTrip)
 	EXPECT_EQ(v->header.kind, BatchKind::vectors);
 	EXPECT_EQ(v->header.space_id, 7);
 	EXPECT_EQ(v->header.xid, 1234u);
+	EXPECT_EQ(v->header.instance, (InstanceId{5, 16384}));
+	EXPECT_EQ(observation_count(*v), 3u);
 	EXPECT_EQ(v->ids[2], 102);
 	EXPECT_FLOAT_EQ(v->confidences[1], 0.1f);
 	EXPECT_FLOAT_EQ(v->vectors[2 * dim + 4], 24.0f);
@@ -38,15 +40,28 @@ TEST(ObservationBatch, VectorsRoundTrip)
 TEST(ObservationBatch, RangesRoundTripAndTruncatedPayloadsAreRejected)
 {
 	std::vector<std::byte> payload(ranges_payload_bytes(2));
-	std::span<IdRange> r = write_ranges_header(payload, 3, 768, 2, 99);
+	std::span<IdRange> r = write_ranges_header(payload, 3, 768, 2, 99, InstanceId{1, 4000000000u});
 	r[0] = {1, 10};
 	r[1] = {20, 20};
 	auto v = parse_batch(payload);
 	ASSERT_TRUE(v.has_value());
 	EXPECT_EQ(v->header.kind, BatchKind::id_ranges);
+	EXPECT_EQ(v->header.instance, (InstanceId{1, 4000000000u}));
 	EXPECT_EQ(v->ranges[1].first, 20);
+	EXPECT_EQ(observation_count(*v), 11u);
 	EXPECT_FALSE(parse_batch(std::span(payload).first(payload.size() - 1)).has_value());
 	EXPECT_FALSE(parse_batch(std::span(payload).first(8)).has_value());
+}
+
+TEST(InstanceId, PacksBothHalvesIntoOneWord)
+{
+	// Shared memory publishes an installation as one 64-bit word; OIDs use all 32 bits.
+	const InstanceId id{4294967295u, 16385};
+	EXPECT_EQ(InstanceId::unpacked(id.packed()), id);
+	EXPECT_NE(InstanceId::unpacked(id.packed()), (InstanceId{16385, 4294967295u}));
+	EXPECT_TRUE(id.valid());
+	EXPECT_FALSE(InstanceId::unpacked(0).valid());
+	EXPECT_FALSE((InstanceId{5, 0}).valid());
 }
 
 TEST(ObservationBatch, VectorsPerPayloadFitsTheBudget)
