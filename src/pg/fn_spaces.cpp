@@ -96,6 +96,19 @@ mark_dropped(std::int32_t space_id)
 
 } // namespace
 
+// engram._space_id(name): resolves a space name for the SQL functions, with
+// the error every function gives for unknown ones. In C rather than
+// PL/pgSQL, which would need a search_path of its own that observe() would
+// pay for on every call.
+ENGRAM_FUNCTION(engram_space_id)
+{
+	const char *name = space_name_arg(fcinfo);
+	SpaceEntry space;
+	if (!space_by_name(name, &space))
+		report_unknown_space(name);
+	PG_RETURN_INT32(space.space_id);
+}
+
 // engram.create_space(name, dim, metric, m, ef_construction): the new space's id.
 ENGRAM_FUNCTION(engram_create_space)
 {

@@ -15,11 +15,17 @@ extern "C" {
 
 namespace {
 
+// Runs one of the two lookups, each planned once per backend.
 bool
-space_lookup(const char *sql, Oid argtype, Datum arg, SpaceEntry *out)
+space_lookup(SPIPlanPtr &plan, const char *sql, Oid argtype, Datum arg, SpaceEntry *out)
 {
 	SPI_connect();
-	if (SPI_execute_with_args(sql, 1, &argtype, &arg, nullptr, true, 1) != SPI_OK_SELECT)
+	if (plan == nullptr) {
+		plan = SPI_prepare(sql, 1, &argtype);
+		if (plan == nullptr || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare \"%s\"", sql);
+	}
+	if (SPI_execute_plan(plan, &arg, nullptr, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read engram.space_catalog");
 	const bool found = SPI_processed == 1;
 	if (found) {
@@ -58,16 +64,19 @@ extension_owner(void)
 bool
 space_by_name(const char *name, SpaceEntry *out)
 {
-	return space_lookup("SELECT space_id, owner, name FROM engram.space_catalog WHERE name OPERATOR(pg_catalog.=) $1",
+	static SPIPlanPtr plan = nullptr;
+	return space_lookup(plan,
+						"SELECT space_id, owner, name FROM engram.space_catalog WHERE name OPERATOR(pg_catalog.=) $1",
 						TEXTOID, CStringGetTextDatum(name), out);
 }
 
 bool
 space_by_id(std::int32_t space_id, SpaceEntry *out)
 {
+	static SPIPlanPtr plan = nullptr;
 	return space_lookup(
-		"SELECT space_id, owner, name FROM engram.space_catalog WHERE space_id OPERATOR(pg_catalog.=) $1", INT4OID,
-		Int32GetDatum(space_id), out);
+		plan, "SELECT space_id, owner, name FROM engram.space_catalog WHERE space_id OPERATOR(pg_catalog.=) $1",
+		INT4OID, Int32GetDatum(space_id), out);
 }
 
 void
