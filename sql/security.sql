@@ -318,6 +318,18 @@ SET client_min_messages = warning;
 DROP SCHEMA sec_evil CASCADE;
 RESET client_min_messages;
 
+-- A reinstall starts space ids again: the shapes this session remembers
+-- from the old catalog (sec_space is 3-d) must not judge a new space that
+-- gets the same id.
+BEGIN;
+DROP EXTENSION engram CASCADE;
+CREATE EXTENSION engram;
+SELECT setval('engram.space_catalog_space_id_seq', :sec_id, false) = :sec_id AS same_id_next;
+SELECT engram.create_space('sec_again', 5, 'l2') = :sec_id AS same_id;
+SELECT engram.observe('sec_again', '{1,2,3,4,5}') IS NOT NULL AS observed;
+SELECT sec_try(NULL, $$SELECT engram.observe('sec_again', '{1,2,3}')$$);
+ROLLBACK;
+
 -- The owner's space answers exactly as before, holds exactly its rows, and
 -- keeps its owner and shape.
 SELECT engram.wait_linked('sec_space');
