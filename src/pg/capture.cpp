@@ -15,6 +15,13 @@
 // those rows back from the table. Backend memory is therefore bounded by the
 // ring size plus a few bytes per id range.
 //
+// The trigger is the door to the ring, so it trusts nothing: it fires only
+// AFTER INSERT FOR EACH ROW on engram.observations itself, reads columns of
+// the expected types only, and checks every row again (space, dimension,
+// components, confidence) even though the table's CHECK constraints already
+// did, since ring records are trusted by the workers. A record holds rows of
+// one space and one dimension, each sized by its own rows.
+//
 // Each record names the installation whose table its rows are in (the
 // database and the table's OID; core/instance_id.hpp), so that the workers
 // never store rows of a dropped or foreign installation into the spaces of
@@ -39,6 +46,8 @@
 #include "pg/shared.hpp"
 
 #include "pg/postgres.hpp"
+#include "pg/privileges.hpp"
+#include "pg/vector_input.hpp"
 
 namespace {
 
@@ -117,7 +126,7 @@ append_range(std::int32_t space_id, std::uint32_t dim, SubTransactionId subid, O
 {
 	if (pending.range_count > 0) {
 		PendingRange &last = pending.ranges[pending.range_count - 1];
-		if (last.space_id == space_id && last.subid == subid && last.relation == relation && last.last + 1 == id) {
+		if (last.space_id == space_id && last.subid == subid && last.relation == relation && last.dim == dim && last.last + 1 == id) {
 			last.last = id;
 			return;
 		}
@@ -134,7 +143,8 @@ spill_rows_to_ranges(void)
 		const PendingRow &r = pending.rows[i];
 		append_range(r.space_id, r.dim, r.subid, r.relation, r.id);
 	}
-	pfree(pending.rows);
+	if (pending.rows != nullptr) // nothing kept yet when the first row alone outgrows the budget
+		pfree(pending.rows);
 	pending.rows = nullptr;
 	pending.row_count = pending.row_capacity = 0;
 	if (pending.vectors != nullptr)
@@ -264,7 +274,8 @@ reserve_vector_records(engram::core::Ring &ring, std::uint32_t xid)
 		const std::uint32_t limit = std::max<std::uint32_t>(engram::core::vectors_per_payload(max_payload, first.dim), 1);
 		std::size_t end = i + 1;
 		while (end < pending.row_count && end - i < limit && pending.rows[end].space_id == first.space_id &&
-			   pending.rows[end].relation == first.relation)
+			   pending.rows[end].relation == first.relation &&
+			   pending.rows[end].dim == first.dim)
 			++end;
 		const auto count = static_cast<std::uint32_t>(end - i);
 		engram::core::Reservation r =
@@ -293,7 +304,8 @@ reserve_range_records(engram::core::Ring &ring, std::uint32_t xid)
 		const PendingRange &first = pending.ranges[i];
 		std::size_t end = i + 1;
 		while (end < pending.range_count && end - i < k_ranges_per_record &&
-			   pending.ranges[end].space_id == first.space_id && pending.ranges[end].relation == first.relation)
+			   pending.ranges[end].space_id == first.space_id && pending.ranges[end].relation == first.relation &&
+			   pending.ranges[end].dim == first.dim)
 			++end;
 		const auto count = static_cast<std::uint32_t>(end - i);
 		engram::core::Reservation r = reserve_with_backpressure(ring, engram::core::ranges_payload_bytes(count));
@@ -381,12 +393,15 @@ void
 on_subxact(SubXactEvent event, SubTransactionId subid, SubTransactionId parent, void *)
 {
 	guarded([=] {
-		if (event == SUBXACT_EVENT_ABORT_SUB)
+		if (event == SUBXACT_EVENT_ABORT_SUB) {
 			subxact_abort(subid);
-		else if (event == SUBXACT_EVENT_COMMIT_SUB)
+			pending.delete_allowed_space = 0; // a drop_space that failed allows nothing afterwards
+		} else if (event == SUBXACT_EVENT_COMMIT_SUB)
 			subxact_commit(subid, parent);
 	});
 }
+
+constexpr const char *k_capture = "engram._capture()";
 
 struct ObservationColumns {
 	Oid relid;
@@ -394,28 +409,39 @@ struct ObservationColumns {
 };
 ObservationColumns columns;
 
-void
-resolve_columns(Relation rel)
+bool
+column_is(TupleDesc desc, AttrNumber attno, const char *name, Oid type)
 {
-	if (columns.relid == RelationGetRelid(rel))
+	if (attno < 1 || attno > desc->natts)
+		return false;
+	const Form_pg_attribute att = TupleDescAttr(desc, attno - 1);
+	return !att->attisdropped && att->atttypid == type && strcmp(NameStr(att->attname), name) == 0;
+}
+
+// The columns the trigger reads, found by name and checked for their types
+// (remembered per relation, and checked again on every call).
+void
+resolve_columns(Oid relid, TupleDesc desc)
+{
+	if (columns.relid == relid && column_is(desc, columns.id, "id", INT8OID) &&
+		column_is(desc, columns.space_id, "space_id", INT4OID) &&
+		column_is(desc, columns.embedding, "embedding", FLOAT4ARRAYOID) &&
+		column_is(desc, columns.confidence, "confidence", FLOAT4OID))
 		return;
-	TupleDesc desc = RelationGetDescr(rel);
-	ObservationColumns c{RelationGetRelid(rel), 0, 0, 0, 0};
-	for (int i = 0; i < desc->natts; ++i) {
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-		const char *name = NameStr(att->attname);
-		if (strcmp(name, "id") == 0)
-			c.id = att->attnum;
-		else if (strcmp(name, "space_id") == 0)
-			c.space_id = att->attnum;
-		else if (strcmp(name, "embedding") == 0)
-			c.embedding = att->attnum;
-		else if (strcmp(name, "confidence") == 0)
-			c.confidence = att->attnum;
-	}
-	if (c.id == 0 || c.space_id == 0 || c.embedding == 0 || c.confidence == 0)
-		elog(ERROR, "engram.observations lacks one of the columns id, space_id, embedding, confidence");
-	columns = c;
+	columns = ObservationColumns{relid, require_column(desc, "id", INT8OID, k_capture),
+								 require_column(desc, "space_id", INT4OID, k_capture),
+								 require_column(desc, "embedding", FLOAT4ARRAYOID, k_capture),
+								 require_column(desc, "confidence", FLOAT4OID, k_capture)};
+}
+
+Datum
+required_value(HeapTuple tuple, TupleDesc desc, AttrNumber attno, const char *name)
+{
+	bool isnull = false;
+	const Datum value = heap_getattr(tuple, attno, desc, &isnull);
+	if (isnull)
+		ereport(ERROR, (errcode(ERRCODE_NOT_NULL_VIOLATION), errmsg("observation has no %s", name)));
+	return value;
 }
 
 } // namespace
@@ -448,26 +474,29 @@ capture_delete_allowed(std::int32_t space_id)
 
 ENGRAM_FUNCTION(engram_capture)
 {
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		elog(ERROR, "engram._capture() must be called as a trigger");
-	auto *trigdata = reinterpret_cast<TriggerData *>(fcinfo->context);
-	if (!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) || !TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
-		elog(ERROR, "engram._capture() must fire for each inserted row");
+	TriggerData *trigdata = require_trigger_call(fcinfo, k_capture);
+	require_trigger_relation(trigdata, "observations", k_capture);
+	const TriggerEvent event = trigdata->tg_event;
+	if (!TRIGGER_FIRED_AFTER(event) || !TRIGGER_FIRED_FOR_ROW(event) || !TRIGGER_FIRED_BY_INSERT(event))
+		report_trigger_event(k_capture, "AFTER INSERT FOR EACH ROW");
 	shared_require();
 	instance_require_database();
-	resolve_columns(trigdata->tg_relation);
-	HeapTuple tuple = trigdata->tg_trigtuple;
 	TupleDesc desc = RelationGetDescr(trigdata->tg_relation);
-	bool isnull = false;
-	const std::int64_t id = DatumGetInt64(heap_getattr(tuple, columns.id, desc, &isnull));
-	const std::int32_t space_id = DatumGetInt32(heap_getattr(tuple, columns.space_id, desc, &isnull));
-	const float confidence = DatumGetFloat4(heap_getattr(tuple, columns.confidence, desc, &isnull));
-	const Datum embedding_datum = heap_getattr(tuple, columns.embedding, desc, &isnull);
-	if (isnull)
-		elog(ERROR, "observation %lld has no embedding", static_cast<long long>(id));
-	ArrayType *embedding = DatumGetArrayTypeP(embedding_datum);
-	const auto *values = reinterpret_cast<const float *>(ARR_DATA_PTR(embedding));
-	capture_row(id, space_id, RelationGetRelid(trigdata->tg_relation),
-				std::span(values, ArrayGetNItems(ARR_NDIM(embedding), ARR_DIMS(embedding))), confidence);
+	resolve_columns(RelationGetRelid(trigdata->tg_relation), desc);
+	HeapTuple tuple = trigdata->tg_trigtuple;
+	const std::int64_t id = DatumGetInt64(required_value(tuple, desc, columns.id, "id"));
+	const std::int32_t space_id = DatumGetInt32(required_value(tuple, desc, columns.space_id, "space_id"));
+	const float confidence = DatumGetFloat4(required_value(tuple, desc, columns.confidence, "confidence"));
+	ArrayType *embedding = DatumGetArrayTypeP(required_value(tuple, desc, columns.embedding, "embedding"));
+	if (ARR_ELEMTYPE(embedding) != FLOAT4OID)
+		ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH), errmsg("embedding must be an array of real"),
+						errdetail("Got an array of %s.", format_type_be(ARR_ELEMTYPE(embedding)))));
+	const SpaceShape *shape = space_shape(space_id);
+	const float *values = check_vector(embedding, "embedding", shape->name, shape->dim, shape->cosine);
+	if (!(confidence >= 0.0f && confidence <= 1.0f))
+		ereport(ERROR, (errcode(ERRCODE_CHECK_VIOLATION), errmsg("confidence must be between 0 and 1"),
+						errdetail("Observation %lld has confidence %g.", static_cast<long long>(id),
+								  static_cast<double>(confidence))));
+	capture_row(id, space_id, RelationGetRelid(trigdata->tg_relation), std::span(values, static_cast<std::size_t>(shape->dim)), confidence);
 	return PointerGetDatum(nullptr);
 }

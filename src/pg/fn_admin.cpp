@@ -1,6 +1,11 @@
 // Administration functions: pressure, the state behind engram.spaces and
 // engram.workers, waiting for the workers, and the guards that keep the
 // table of truth append-only.
+//
+// Privileges: pressure() is for every client (it reveals only how full the
+// pipeline is); the state functions answer the readers of the view they
+// feed; the ids a store holds are rows, so listing them takes SELECT on
+// engram.observations; waiting takes INSERT or SELECT on it.
 #include <algorithm>
 
 #include "core/pressure.hpp"
@@ -11,6 +16,7 @@
 #include "pg/shared.hpp"
 
 #include "pg/postgres.hpp"
+#include "pg/privileges.hpp"
 
 namespace {
 
@@ -71,6 +77,7 @@ ENGRAM_FUNCTION(engram_pressure)
 ENGRAM_FUNCTION(engram_space_state)
 {
 	shared_require();
+	require_view_reader("spaces", "engram._space_state()");
 	instance_require();
 	InitMaterializedSRF(fcinfo, 0);
 	auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
@@ -100,6 +107,9 @@ ENGRAM_FUNCTION(engram_space_state)
 ENGRAM_FUNCTION(engram_stored_ids)
 {
 	shared_require();
+	require_observations_readable("engram._stored_ids()",
+								  psprintf("permission denied to list the observations of space %d", PG_GETARG_INT32(0)),
+								  "The ids are");
 	instance_require();
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
@@ -133,6 +143,7 @@ ENGRAM_FUNCTION(engram_stored_ids)
 ENGRAM_FUNCTION(engram_worker_state)
 {
 	EngramShared *s = shared_require();
+	require_view_reader("workers", "engram._worker_state()");
 	InitMaterializedSRF(fcinfo, 0);
 	auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
 	engram::core::Ring ring = shared_ring();
@@ -162,12 +173,14 @@ ENGRAM_FUNCTION(engram_worker_state)
 ENGRAM_FUNCTION(engram_published_generation)
 {
 	shared_require();
+	require_observations_user("engram._published_generation()");
 	PG_RETURN_INT64(static_cast<std::int64_t>(shared_ring().published_generation()));
 }
 
 ENGRAM_FUNCTION(engram_wait_stored)
 {
 	shared_require();
+	require_observations_user("engram.wait_stored()");
 	instance_require();
 	const int timeout_ms = PG_GETARG_INT32(0);
 	engram::core::Ring ring = shared_ring();
@@ -184,33 +197,25 @@ ENGRAM_FUNCTION(engram_wait_stored)
 	PG_RETURN_BOOL(true);
 }
 
-// drop_space: marks the space's store for freeing once this (sub)transaction
-// commits, and lets the same transaction delete the space's rows.
-ENGRAM_FUNCTION(engram_forget_space)
-{
-	shared_require();
-	instance_require();
-	const std::int32_t space_id = PG_GETARG_INT32(0);
-	capture_allow_delete(space_id);
-	const TransactionId xid = GetCurrentTransactionId();
-	LWLockAcquire(shared_directory_lock(), LW_EXCLUSIVE);
-	if (SpaceSlot *slot = directory_find(space_id))
-		slot->drop_xid.store(xid, std::memory_order_release);
-	LWLockRelease(shared_directory_lock());
-	PG_RETURN_VOID();
-}
-
+// BEFORE UPDATE or DELETE (row) and BEFORE TRUNCATE (statement) on
+// engram.observations: refuses all of them but drop_space's own deletes.
 ENGRAM_FUNCTION(engram_guard_immutable)
 {
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		elog(ERROR, "engram._guard_immutable() must be called as a trigger");
-	auto *trigdata = reinterpret_cast<TriggerData *>(fcinfo->context);
-	if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) && TRIGGER_FIRED_FOR_ROW(trigdata->tg_event)) {
+	constexpr const char *function = "engram._guard_immutable()";
+	TriggerData *trigdata = require_trigger_call(fcinfo, function);
+	require_trigger_relation(trigdata, "observations", function);
+	const TriggerEvent event = trigdata->tg_event;
+	const bool row_change =
+		TRIGGER_FIRED_FOR_ROW(event) && (TRIGGER_FIRED_BY_UPDATE(event) || TRIGGER_FIRED_BY_DELETE(event));
+	const bool truncate = TRIGGER_FIRED_FOR_STATEMENT(event) && TRIGGER_FIRED_BY_TRUNCATE(event);
+	if (!TRIGGER_FIRED_BEFORE(event) || !(row_change || truncate))
+		report_trigger_event(function, "BEFORE UPDATE or DELETE FOR EACH ROW, or BEFORE TRUNCATE");
+	if (row_change && TRIGGER_FIRED_BY_DELETE(event)) {
+		TupleDesc desc = RelationGetDescr(trigdata->tg_relation);
 		bool isnull = false;
-		const int attno = SPI_fnumber(RelationGetDescr(trigdata->tg_relation), "space_id");
-		const std::int32_t space_id =
-			DatumGetInt32(heap_getattr(trigdata->tg_trigtuple, attno, RelationGetDescr(trigdata->tg_relation), &isnull));
-		if (capture_delete_allowed(space_id))
+		const Datum space_id =
+			heap_getattr(trigdata->tg_trigtuple, require_column(desc, "space_id", INT4OID, function), desc, &isnull);
+		if (!isnull && capture_delete_allowed(DatumGetInt32(space_id)))
 			return PointerGetDatum(trigdata->tg_trigtuple);
 	}
 	ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("observations cannot be updated or deleted"),

@@ -35,15 +35,11 @@
 #include "pg/guc.hpp"
 #include "pg/instance.hpp"
 #include "pg/shared.hpp"
-#include "pg/vector_input.hpp"
 
 #include "pg/postgres.hpp"
+#include "pg/privileges.hpp"
+#include "pg/vector_input.hpp"
 
-extern "C" {
-#include "catalog/namespace.h"
-#include "utils/acl.h"
-#include "utils/rls.h"
-}
 
 namespace {
 
@@ -72,25 +68,6 @@ search_context(void)
 	return context.get();
 }
 
-void
-check_recall_privileges(const char *space)
-{
-	const Oid relid = get_relname_relid("observations", get_namespace_oid("engram", false));
-	if (pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
-		ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-						errmsg("permission denied to recall from space \"%s\"", space),
-						errdetail("Recall returns rows of engram.observations, which role \"%s\" may not read.",
-								  GetUserNameFromId(GetUserId(), false)),
-						errhint("Grant SELECT on engram.observations to the role.")));
-	if (check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED)
-		ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE), errmsg("recall cannot apply row-level security"),
-						errdetail("Row-level security on engram.observations applies to role \"%s\", and recall reads "
-								  "the index in shared memory, where policies cannot be evaluated.",
-								  GetUserNameFromId(GetUserId(), false)),
-						errhint("Recall as a role that bypasses row-level security, or disable it on "
-								"engram.observations.")));
-}
-
 SpaceInfo
 lookup_space(const char *space)
 {
@@ -98,7 +75,9 @@ lookup_space(const char *space)
 	SPI_connect();
 	if (plan == nullptr) {
 		Oid argtype = TEXTOID;
-		plan = SPI_prepare("SELECT space_id, dim, metric FROM engram.space_catalog WHERE name = $1", 1, &argtype);
+		plan = SPI_prepare(
+			"SELECT space_id, dim, metric FROM engram.space_catalog WHERE name OPERATOR(pg_catalog.=) $1", 1,
+			&argtype);
 		if (plan == nullptr || SPI_keepplan(plan) != 0)
 			elog(ERROR, "could not prepare the space lookup");
 	}
@@ -237,7 +216,8 @@ ENGRAM_FUNCTION(engram_recall)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("min_confidence must be between 0 and 1"),
 						errdetail("min_confidence was %g.", static_cast<double>(min_confidence))));
 	const char *space = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	check_recall_privileges(space);
+	require_observations_readable("recall", psprintf("permission denied to recall from space \"%s\"", space),
+								  "Recall returns");
 	const SpaceInfo info = lookup_space(space);
 	instance_require();
 	const float *cue = check_vector(PG_GETARG_ARRAYTYPE_P(1), "cue", space, info.dim,
@@ -294,6 +274,7 @@ ENGRAM_FUNCTION(engram_recall)
 ENGRAM_FUNCTION(engram_current_generation)
 {
 	shared_require();
+	require_observations_user("engram._current_generation()");
 	instance_require();
 	require_published(capture_last_generation());
 	PG_RETURN_INT64(static_cast<std::int64_t>(shared_ring().published_generation()));
@@ -305,6 +286,7 @@ ENGRAM_FUNCTION(engram_current_generation)
 ENGRAM_FUNCTION(engram_wait_linked)
 {
 	shared_require();
+	require_observations_user("engram._wait_linked()");
 	instance_require();
 	const std::int32_t space_id = PG_GETARG_INT32(0);
 	const std::uint64_t target = PG_ARGISNULL(1) ? shared_ring().last_generation() : check_generation(PG_GETARG_INT64(1));
@@ -344,12 +326,18 @@ ENGRAM_FUNCTION(engram_wait_linked)
 }
 
 // engram._rebuild(space_id): asks the workers to rebuild the space's graph
-// from the table and waits until the new graph serves recalls.
+// from the table and waits until the new graph serves recalls. Only the
+// space's owner (or a member of the owning role) may.
 ENGRAM_FUNCTION(engram_rebuild)
 {
 	shared_require();
 	instance_require();
 	const std::int32_t space_id = PG_GETARG_INT32(0);
+	SpaceEntry space;
+	if (!space_by_id(space_id, &space))
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("space %d does not exist", space_id),
+						errhint("Create it with engram.create_space(), or list spaces in engram.spaces.")));
+	require_space_owner(space, GetUserId(), "Rebuild it as its owner, or as a member of the owning role.");
 	LWLockAcquire(shared_directory_lock(), LW_SHARED);
 	SpaceSlot *slot = directory_find(space_id);
 	LWLockRelease(shared_directory_lock());

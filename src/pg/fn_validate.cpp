@@ -6,36 +6,40 @@
 #include <cstdint>
 #include <cstring>
 
+#include "pg/privileges.hpp"
 #include "pg/vector_input.hpp"
 
 #include "pg/postgres.hpp"
 
 namespace {
 
-struct SpaceShape {
-	std::int32_t space_id;
-	std::int32_t dim;
-	bool cosine;
-	char name[NAMEDATALEN + 16];
-};
-
-// Space ids are never reused and a space's dimension never changes, so a
-// backend may remember them for its whole life.
+// Space ids are never reused within one installation of engram and a space's
+// dimension never changes (the catalog's guard sees to both), so a backend may
+// remember shapes for as long as engram.space_catalog is the same relation.
 constexpr int k_shape_cache_size = 64;
 SpaceShape shape_cache[k_shape_cache_size];
 int shape_cache_next = 0;
+Oid shape_cache_catalog = InvalidOid;
+
+} // namespace
 
 const SpaceShape *
 space_shape(std::int32_t space_id)
 {
+	const Oid catalog = engram_relation("space_catalog");
+	if (catalog != shape_cache_catalog) {
+		std::memset(shape_cache, 0, sizeof shape_cache);
+		shape_cache_catalog = catalog;
+	}
 	for (const SpaceShape &s : shape_cache)
 		if (s.space_id == space_id && s.dim > 0)
 			return &s;
 	Datum arg = Int32GetDatum(space_id);
 	Oid argtype = INT4OID;
 	SPI_connect();
-	const int rc = SPI_execute_with_args("SELECT dim, name, metric FROM engram.space_catalog WHERE space_id = $1", 1, &argtype,
-										 &arg, nullptr, true, 1);
+	const int rc = SPI_execute_with_args(
+		"SELECT dim, name, metric FROM engram.space_catalog WHERE space_id OPERATOR(pg_catalog.=) $1", 1, &argtype,
+		&arg, nullptr, true, 1);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1) {
 		SPI_finish();
 		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("space %d does not exist", space_id),
@@ -51,8 +55,6 @@ space_shape(std::int32_t space_id)
 	SPI_finish();
 	return &slot;
 }
-
-} // namespace
 
 ENGRAM_FUNCTION(engram_check_embedding)
 {

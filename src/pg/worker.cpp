@@ -307,6 +307,11 @@ worker_main(void)
 	slot.pid.store(MyProcPid, std::memory_order_release);
 	set_state(WORKER_IDLE);
 	BackgroundWorkerInitializeConnection(engram_database, nullptr, 0);
+	// The workers run as the bootstrap superuser: a search_path set for the
+	// database (by its owner, who need not be a superuser) must not choose
+	// the functions and operators their SQL runs, so it is overridden here,
+	// and that SQL names everything with its schema as well.
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	pgstat_report_appname("engram worker");
 	wait_for_extension();
 	start_link_pool();

@@ -61,7 +61,8 @@ load_rows(std::int32_t space_id, engram::core::HnswGraph &graph, std::uint64_t g
 {
 	Oid argtype = INT4OID;
 	SPIPlanPtr plan = SPI_prepare(
-		"SELECT id, embedding, confidence FROM engram.observations WHERE space_id = $1 ORDER BY id", 1, &argtype);
+		"SELECT id, embedding, confidence FROM engram.observations WHERE space_id OPERATOR(pg_catalog.=) $1 ORDER BY id",
+		1, &argtype);
 	Datum arg = Int32GetDatum(space_id);
 	Portal portal = SPI_cursor_open(nullptr, plan, &arg, nullptr, true);
 	const std::uint32_t dim = graph.dim();

@@ -92,7 +92,8 @@ read_id_ranges(const engram::core::BatchView &batch, float **vectors, engram::co
 			Datum args[3] = {Int32GetDatum(batch.header.space_id), Int64GetDatum(from),
 							 Int64GetDatum(std::min<std::int64_t>(r.last, from + k_fetch_rows - 1))};
 			if (SPI_execute_with_args("SELECT id, embedding, confidence FROM engram.observations "
-									  "WHERE space_id = $1 AND id BETWEEN $2 AND $3 ORDER BY id",
+									  "WHERE space_id OPERATOR(pg_catalog.=) $1 AND id OPERATOR(pg_catalog.>=) $2 "
+									  "AND id OPERATOR(pg_catalog.<=) $3 ORDER BY id",
 									  3, types, args, nullptr, false, 0) != SPI_OK_SELECT)
 				elog(ERROR, "could not read engram.observations");
 			TupleDesc desc = SPI_tuptable->tupdesc;
@@ -147,7 +148,8 @@ slot_for(std::int32_t space_id)
 	ensure_transaction();
 	Datum arg = Int32GetDatum(space_id);
 	Oid argtype = INT4OID;
-	if (SPI_execute_with_args("SELECT dim, metric, m, ef_construction FROM engram.space_catalog WHERE space_id = $1",
+	if (SPI_execute_with_args("SELECT dim, metric, m, ef_construction FROM engram.space_catalog "
+							  "WHERE space_id OPERATOR(pg_catalog.=) $1",
 							  1, &argtype, &arg, nullptr, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read engram.space_catalog");
 	if (SPI_processed == 0)
@@ -233,6 +235,15 @@ store_record(const engram::core::RecordView &record)
 	if (slot == nullptr) {
 		shared_state()->observations_stored.fetch_add(engram::core::observation_count(*batch),
 													  std::memory_order_relaxed);
+		return 0;
+	}
+	// Capture writes only rows of the space's dimension; anything else would
+	// be read past its end, so it is dropped rather than trusted.
+	if (batch->header.dim != slot->dim) {
+		ereport(WARNING, (errmsg("engram dropped a ring record of %u-dimensional vectors for space %d, which holds "
+								 "%u-dimensional ones",
+								 batch->header.dim, batch->header.space_id, slot->dim),
+						  errhint("engram.rebuild() restores the space's index from engram.observations.")));
 		return 0;
 	}
 	std::uint32_t stored = batch->header.count;
