@@ -339,7 +339,7 @@ core_tests() {
 pg_regress_tests() {
 	local out status=0
 	out=$(as_user make -C "$WORK" installcheck PG_CONFIG="$PGBIN/pg_config" 2>&1) || status=$?
-	echo "$out" | grep -E '^(ok|not ok|test |     |\s+[0-9]+ of|=+|All)' || true
+	echo "$out" | grep -E '^(ok|not ok|test |     |\s*[0-9]+ of|=+|\s*All)' || true
 	if [ $status -ne 0 ]; then
 		for diffs in "$WORK/regression.diffs" "$WORK/output_iso/regression.diffs"; do
 			if [ -f "$diffs" ]; then cat "$diffs"; fi
