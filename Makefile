@@ -20,8 +20,15 @@ ISOLATION_OPTS = --inputdir=test/isolation --outputdir=output_iso --temp-instanc
 PROVE_TESTS = $(sort $(wildcard test/t/*.pl))
 
 PG_CONFIG ?= pg_config
-PG_CPPFLAGS = -Isrc
-PG_CXXFLAGS = -std=c++20 -O2 -Wall -Wextra -Wno-register -Wno-unused-parameter -Wno-missing-field-initializers -fno-strict-aliasing
+# PostgreSQL's headers are included as system headers: their own warnings
+# under C++ (the register keyword, unused parameters of inline functions) stay
+# theirs, and every warning of -Wextra applies to engram's code.
+PG_CPPFLAGS = -Isrc -isystem $(includedir_server)
+PG_CXXFLAGS = -std=c++20 -O2 -Wall -Wextra -fno-strict-aliasing
+# CI builds with `make ENGRAM_WERROR=1`, so that a warning fails the build.
+ifeq ($(ENGRAM_WERROR),1)
+PG_CXXFLAGS += -Werror
+endif
 SHLIB_LINK = -ltbb -lstdc++
 
 # Debian's server build has with_llvm = yes, which would also compile every

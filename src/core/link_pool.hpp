@@ -29,7 +29,7 @@
 #include <tbb/task_arena.h>
 
 #include "core/arena.hpp"
-#include "core/hnsw_batch.hpp"
+#include "core/hnsw_context_pool.hpp"
 #include "core/index_slot.hpp"
 #include "core/no_postgres.hpp"
 

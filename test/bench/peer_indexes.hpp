@@ -20,8 +20,8 @@
 
 #include <tbb/task_arena.h>
 
-#include "core/fvecs.hpp"
-#include "core/hnsw_batch.hpp"
+#include "support/fvecs.hpp"
+#include "support/hnsw_batch.hpp"
 
 #pragma GCC push_options
 #pragma GCC target("sse4.2,avx,avx2,fma,avx512f")

@@ -32,7 +32,7 @@
 #include <vector>
 
 #include "core/distance.hpp"
-#include "core/fvecs.hpp"
+#include "support/fvecs.hpp"
 
 namespace {
 

@@ -8,7 +8,7 @@
 #include <cstring>
 #include <random>
 
-#include "core/fvecs.hpp"
+#include "support/fvecs.hpp"
 
 namespace engram_load {
 

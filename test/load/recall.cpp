@@ -15,7 +15,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "core/fvecs.hpp"
+#include "support/fvecs.hpp"
 #include "pg_client.hpp"
 
 namespace engram_load {

@@ -5,15 +5,18 @@
 #                                      throwaway cluster with engram preloaded, stream
 #                                      observations into it from concurrent clients while
 #                                      another client recalls, and print the figures
-#   bash test/scripts/engram.sh test   the same set-up, then every test suite: core unit
-#                                      tests (plain, AddressSanitizer, ThreadSanitizer),
-#                                      pg_regress and the TAP tests
+#   bash test/scripts/engram.sh test   the same set-up, then every test suite: the code's
+#                                      format (.clang-format), core unit tests (plain,
+#                                      AddressSanitizer, ThreadSanitizer), pg_regress and
+#                                      the TAP tests; everything built with warnings as errors
 #   bash test/scripts/engram.sh bench [ring|ingest|hnsw|indexing|recall]...
 #                                      the same set-up, then the benchmarks recorded in
 #                                      docs/benchmarks.md (all of them without arguments)
+#   bash test/scripts/engram.sh format rewrite every tracked C++ file in the style of
+#                                      .clang-format (the format suite of `test` checks it)
 #
 # For developers: ENGRAM_SUITES (e.g. "regress tap") runs only the named
-# suites of `test` (core, asan, tsan, regress, tap), ENGRAM_TAP names the TAP
+# suites of `test` (format, core, asan, tsan, regress, tap), ENGRAM_TAP names the TAP
 # files to run (e.g. "test/t/010_hostile.pl"), ENGRAM_WORK moves the work
 # folder, and ENGRAM_PGROOT installs into a private copy of PostgreSQL under
 # that folder, so that several checkouts can build and test at once.
@@ -33,17 +36,20 @@ export ENGRAM_DATA=${ENGRAM_DATA:-$(cd "$ROOT/.." && pwd)/shared/data}
 say() { printf '\n== %s\n' "$*"; }
 
 install_packages() {
-	local wanted=(postgresql-15 postgresql-server-dev-15 libpq-dev libtbb-dev libgtest-dev libbenchmark-dev
-		libhnswlib-dev libipc-run-perl cmake g++ make gnuplot-nox)
+	install_missing postgresql-15 postgresql-server-dev-15 libpq-dev libtbb-dev libgtest-dev libbenchmark-dev \
+		libhnswlib-dev libipc-run-perl cmake g++ make gnuplot-nox clang-format
+	id -u "$RUN_USER" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$RUN_USER"
+	use_private_postgres
+}
+
+install_missing() {
 	local missing=()
-	for p in "${wanted[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+	for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 	if ((${#missing[@]})); then
 		say "installing ${missing[*]}"
 		apt-get update -qq
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 	fi
-	id -u "$RUN_USER" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$RUN_USER"
-	use_private_postgres
 }
 
 # With ENGRAM_PGROOT, a relocated copy of the installed PostgreSQL (its binaries
@@ -61,10 +67,14 @@ use_private_postgres() {
 	PGBIN=$PGROOT/usr/lib/postgresql/15/bin
 }
 
+# `test` builds everything with warnings as errors; demo and bench do not.
+WERROR=OFF
+
 # Builds the core (CMake) in build/<name> with an optional sanitizer.
 build_core() {
 	local name=$1 sanitize=${2:-}
-	cmake -S "$ROOT" -B "$ROOT/build/$name" -DENGRAM_SANITIZE="$sanitize" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake -S "$ROOT" -B "$ROOT/build/$name" -DENGRAM_SANITIZE="$sanitize" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+		-DENGRAM_WERROR="$WERROR" >/dev/null
 	cmake --build "$ROOT/build/$name" -j 2 >/dev/null
 }
 
@@ -74,7 +84,7 @@ build_extension() {
 	rm -rf "$WORK"
 	mkdir -p "$WORK"
 	tar -C "$ROOT" --exclude=./build --exclude=./.git -cf - . | tar -C "$WORK" -xf -
-	make -C "$WORK" -j 2 PG_CONFIG="$PGBIN/pg_config" >/dev/null
+	make -C "$WORK" -j 2 PG_CONFIG="$PGBIN/pg_config" ENGRAM_WERROR="$([ "$WERROR" = ON ] && echo 1 || echo 0)" >/dev/null
 	make -C "$WORK" install PG_CONFIG="$PGBIN/pg_config" >/dev/null
 	chown -R "$RUN_USER" "$WORK"
 }
@@ -261,16 +271,61 @@ run_bench() {
 	done
 }
 
-failures=0
+# The C++ files under version control (the format suite and command), or
+# every C++ file of src/ and test/ in a tree that is not a git checkout.
+cpp_files() {
+	if git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1; then
+		git -C "$ROOT" ls-files '*.cpp' '*.hpp' '*.h'
+	else
+		(cd "$ROOT" && find src test -name '*.cpp' -o -name '*.hpp' -o -name '*.h' | sort)
+	fi
+}
+
+# clang-format 14 (Debian 12's): another version may format the same code differently.
+CLANG_FORMAT=clang-format-14
+
+format_check() {
+	local offenders=() f
+	cd "$ROOT"
+	while read -r f; do
+		"$CLANG_FORMAT" --dry-run --Werror "$f" 2>/dev/null || offenders+=("$f")
+	done < <(cpp_files)
+	if ((${#offenders[@]})); then
+		for f in "${offenders[@]}"; do
+			echo "$f: $("$CLANG_FORMAT" "$f" | diff "$f" - | grep -c '^<') lines would change"
+		done
+		echo "${#offenders[@]} file(s) differ from .clang-format; bash test/scripts/engram.sh format rewrites them"
+		return 1
+	fi
+	echo "$(cpp_files | wc -l) files follow .clang-format"
+}
+
+run_format() {
+	install_missing clang-format
+	cd "$ROOT"
+	cpp_files | xargs "$CLANG_FORMAT" -i
+	git -C "$ROOT" diff --stat -- $(cpp_files)
+}
+
+failures=()
 # Runs a suite in a subshell of its own, started outside any `if` or `||` so
-# that `set -e` holds inside it: a failed build fails the suite.
+# that `set -e` holds inside it: a failed build fails the suite. Sets
+# suite_status to the suite's exit status.
 run_suite() {
-	local name=$1 status=0
+	local name=$1
 	shift
 	say "$name"
+	suite_status=0
 	("$@") &
-	wait $! || status=$?
-	if [ $status -eq 0 ]; then echo "$name: ok"; else echo "$name: FAILED"; failures=$((failures + 1)); fi
+	wait $! || suite_status=$?
+	if [ $suite_status -eq 0 ]; then echo "$name: ok"; else echo "$name: FAILED"; failures+=("$name"); fi
+}
+
+# A suite that cannot run (what it tests did not build) counts as failed.
+skip_suite() {
+	say "$1"
+	echo "$1: FAILED (not run: $2)"
+	failures+=("$1")
 }
 
 wanted() { [ -z "${ENGRAM_SUITES:-}" ] || [[ " $ENGRAM_SUITES " == *" $1 "* ]]; }
@@ -284,7 +339,7 @@ core_tests() {
 pg_regress_tests() {
 	local out status=0
 	out=$(as_user make -C "$WORK" installcheck PG_CONFIG="$PGBIN/pg_config" 2>&1) || status=$?
-	echo "$out" | grep -E '^(ok|not ok|test |     |\s+[0-9]+ of|=+|All)' || true
+	echo "$out" | grep -E '^(ok|not ok|test |     |\s*[0-9]+ of|=+|\s*All)' || true
 	if [ $status -ne 0 ]; then
 		for diffs in "$WORK/regression.diffs" "$WORK/output_iso/regression.diffs"; do
 			if [ -f "$diffs" ]; then cat "$diffs"; fi
@@ -303,19 +358,37 @@ tap_tests() {
 
 run_tests() {
 	install_packages
+	WERROR=ON
+	if wanted format; then run_suite "format" format_check; fi
 	if wanted core; then run_suite "core unit tests" core_tests release; fi
 	if wanted asan; then run_suite "core unit tests under AddressSanitizer" core_tests asan address; fi
 	if wanted tsan; then run_suite "core unit tests under ThreadSanitizer" core_tests tsan thread; fi
-	if wanted regress || wanted tap; then run_suite "building the extension" build_extension; fi
-	if wanted regress; then run_suite "pg_regress" pg_regress_tests; fi
-	if wanted tap; then run_suite "TAP tests" tap_tests; fi
+	local built=0
+	if wanted regress || wanted tap; then
+		run_suite "building the extension" build_extension
+		built=$suite_status
+	fi
+	# Without a fresh build, pg_regress and TAP would test whatever engram.so was installed before.
+	if wanted regress; then
+		if [ $built -eq 0 ]; then run_suite "pg_regress" pg_regress_tests; else skip_suite "pg_regress" "no build"; fi
+	fi
+	if wanted tap; then
+		if [ $built -eq 0 ]; then run_suite "TAP tests" tap_tests; else skip_suite "TAP tests" "no build"; fi
+	fi
 	say "summary"
-	if [ $failures -eq 0 ]; then echo "all suites passed"; else echo "$failures suite(s) failed"; exit 1; fi
+	if ((${#failures[@]} == 0)); then
+		echo "all suites passed"
+	else
+		echo "${#failures[@]} suite(s) failed:"
+		printf '  %s\n' "${failures[@]}"
+		exit 1
+	fi
 }
 
 case "${1:-}" in
 	demo) run_demo ;;
 	test) run_tests ;;
 	bench) shift; run_bench "$@" ;;
-	*) echo "usage: $0 demo|test|bench [section...]" >&2; exit 2 ;;
+	format) run_format ;;
+	*) echo "usage: $0 demo|test|bench [section...]|format" >&2; exit 2 ;;
 esac

@@ -211,6 +211,7 @@ TEST(RingProcesses, ForkedProducersAndConsumersShareOneRegion)
 	EXPECT_EQ(errors.load(), 0u);
 	EXPECT_EQ(consumed.load(), committed.load());
 	EXPECT_EQ(committed.load(), producers * (per_producer - per_producer / 5));
+	EXPECT_EQ(ring.published_generation(), ring.last_generation());
 }
 
 TEST(RingProcesses, ProducerKilledMidRecordDoesNotWedgeConsumers)

@@ -114,9 +114,11 @@ TEST(Distance, StartupChoiceIsTheBestSupportedLevel)
 {
 	const SimdLevel chosen = distance_kernels().level;
 	EXPECT_TRUE(simd_level_supported(chosen));
-	for (SimdLevel l : {SimdLevel::avx2, SimdLevel::avx512})
-		if (static_cast<int>(l) > static_cast<int>(chosen))
+	for (SimdLevel l : {SimdLevel::avx2, SimdLevel::avx512}) {
+		if (static_cast<int>(l) > static_cast<int>(chosen)) {
 			EXPECT_FALSE(simd_level_supported(l));
+		}
+	}
 	// Asking again returns the same immutable table.
 	EXPECT_EQ(&distance_kernels(), &distance_kernels());
 }

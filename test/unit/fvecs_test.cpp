@@ -1,7 +1,7 @@
 // The data-set files round-trip: what write_fvecs/write_ivecs write,
 // read_fvecs/read_ivecs read back exactly, and damaged files are refused
 // with a message.
-#include "core/fvecs.hpp"
+#include "support/fvecs.hpp"
 
 #include <gtest/gtest.h>
 

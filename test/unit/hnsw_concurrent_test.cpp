@@ -5,7 +5,7 @@
 // searches that run during insertion and deletion return only nodes that
 // their snapshot may see. Run under ThreadSanitizer these tests also check
 // that readers and writers never race (the suite shrinks its sizes there).
-#include "core/hnsw_batch.hpp"
+#include "support/hnsw_batch.hpp"
 
 #include <gtest/gtest.h>
 

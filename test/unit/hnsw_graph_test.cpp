@@ -445,8 +445,9 @@ TEST(HnswGraph, NeighbourListsRespectBoundsAndLevels)
 			const std::uint32_t count = graph.neighbors(id, l, links);
 			EXPECT_LE(count, l == 0 ? graph.m0() : graph.m());
 			// Only a node alone on its level has nobody to link to.
-			if (population[l] > 1)
+			if (population[l] > 1) {
 				EXPECT_GT(count, 0u) << "node " << id << " level " << l;
+			}
 			for (std::uint32_t i = 0; i < count; ++i)
 				EXPECT_GE(graph.level(links[i]), l);
 		}

@@ -10,7 +10,7 @@
 // neighbour lists reach only about 0.93 with 32 links per node, and 0.95 needs
 // about 40 (see docs/benchmarks.md). Its test pins what engram reaches at ef 64
 // and at ef 128 (0.959).
-#include "core/fvecs.hpp"
+#include "support/fvecs.hpp"
 #include "core/hnsw_context.hpp"
 #include "core/hnsw_graph.hpp"
 

@@ -1,6 +1,6 @@
 // File reading and writing for data sets: whole rows at a time with
 // std::FILE, checking that every row read repeats the first row's dimension.
-#include "core/fvecs.hpp"
+#include "support/fvecs.hpp"
 
 #include <algorithm>
 #include <cstdio>

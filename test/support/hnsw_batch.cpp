@@ -2,21 +2,12 @@
 // threads busy to the end of a batch (one link costs tens of microseconds, far
 // more than a task), and a per-chunk counter keeps the count of linked nodes
 // off the shared cache line for most of the loop.
-#include "core/hnsw_batch.hpp"
+#include "support/hnsw_batch.hpp"
 
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
 namespace engram::core {
-
-std::size_t
-HnswContextPool::memory_bytes() const
-{
-	std::size_t total = 0;
-	for (const SearchContext &c : contexts_)
-		total += c.memory_bytes();
-	return total;
-}
 
 std::uint32_t
 link_range(HnswGraph &graph, std::uint32_t from, std::uint32_t to, HnswContextPool &pool,

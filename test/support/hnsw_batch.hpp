@@ -1,4 +1,6 @@
-// Parallel linking with oneTBB: the worker pool's way to index a batch.
+// Parallel linking of one batch with oneTBB, for tests, benchmarks and tools
+// that build a whole graph at once (the extension links through LinkPool and
+// is not linked with this file).
 //
 // A batch is appended first (one short critical section, see append_batch)
 // and then linked by every thread of the caller's current tbb::task_arena,
@@ -8,7 +10,7 @@
 // tbb::task_arena(n).execute(...) around these calls.
 //
 // Cancellation: link_range() checks an optional flag between nodes, so a
-// worker can stop a batch quickly (for example on shutdown). Nodes left
+// caller can stop a batch quickly (for example on shutdown). Nodes left
 // unlinked stay searchable through snapshot_search's exact tail and can be
 // linked later by calling link_range() again over the same ids: nodes that
 // were already claimed are skipped.
@@ -18,26 +20,10 @@
 #include <cstdint>
 #include <span>
 
-#include <tbb/enumerable_thread_specific.h>
-
-#include "core/hnsw_context.hpp"
+#include "core/hnsw_context_pool.hpp"
 #include "core/hnsw_graph.hpp"
-#include "core/no_postgres.hpp"
 
 namespace engram::core {
-
-// One SearchContext per thread, created on a thread's first use and kept for
-// later batches so their buffers are reused.
-class HnswContextPool {
-public:
-	SearchContext &local() { return contexts_.local(); }
-	std::size_t memory_bytes() const;
-	// Threads that have taken a context (call when no thread is taking one).
-	std::size_t threads() const { return contexts_.size(); }
-
-private:
-	tbb::enumerable_thread_specific<SearchContext> contexts_;
-};
 
 // Links the stored nodes [from, to) in parallel; returns how many this call linked.
 std::uint32_t link_range(HnswGraph &graph, std::uint32_t from, std::uint32_t to, HnswContextPool &pool,

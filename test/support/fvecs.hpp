@@ -3,7 +3,7 @@
 // little-endian), and scoring search results against their ground truth.
 //
 // For tests, benchmarks and offline tools only: the extension never reads
-// these files. Errors come back as a message, never as an exception or a
+// these files, and engram.so is built without this one. Errors come back as a message, never as an exception or a
 // log line.
 #pragma once
 
@@ -13,8 +13,6 @@
 #include <span>
 #include <string>
 #include <vector>
-
-#include "core/no_postgres.hpp"
 
 namespace engram::core {
 
