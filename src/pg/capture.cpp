@@ -29,6 +29,7 @@
 #include "core/ring.hpp"
 #include "pg/guc.hpp"
 #include "pg/pressure.hpp"
+#include "pg/quarantine.hpp"
 #include "pg/shared.hpp"
 
 #include "pg/postgres.hpp"
@@ -251,6 +252,7 @@ reserve_vector_records(engram::core::Ring &ring, std::uint32_t xid)
 		while (end < pending.row_count && end - i < limit && pending.rows[end].space_id == first.space_id)
 			++end;
 		const auto count = static_cast<std::uint32_t>(end - i);
+		space_require_committable(first.space_id);
 		engram::core::Reservation r =
 			reserve_with_backpressure(ring, engram::core::vectors_payload_bytes(count, first.dim));
 		remember_reservation(r.position);
@@ -278,6 +280,7 @@ reserve_range_records(engram::core::Ring &ring, std::uint32_t xid)
 		while (end < pending.range_count && end - i < k_ranges_per_record && pending.ranges[end].space_id == first.space_id)
 			++end;
 		const auto count = static_cast<std::uint32_t>(end - i);
+		space_require_committable(first.space_id);
 		engram::core::Reservation r = reserve_with_backpressure(ring, engram::core::ranges_payload_bytes(count));
 		remember_reservation(r.position);
 		std::span<engram::core::IdRange> out =
