@@ -45,7 +45,8 @@ install(const SpaceDefinition &definition)
 ENGRAM_FUNCTION(engram_register_space)
 {
 	if (!CALLED_AS_TRIGGER(fcinfo))
-		elog(ERROR, "engram._register_space() must be called as a trigger");
+		ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+						errmsg("engram._register_space() must be called as a trigger")));
 	auto *trigdata = reinterpret_cast<TriggerData *>(fcinfo->context);
 	const Oid catalog = get_relname_relid("space_catalog", get_namespace_oid("engram", false));
 	if (RelationGetRelid(trigdata->tg_relation) != catalog || !TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
