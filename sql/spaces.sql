@@ -68,4 +68,7 @@ SELECT engram.wait_stored();
 SELECT name, observations FROM engram.spaces WHERE name = 'gamma';
 
 SELECT engram.current_generation('alpha') > 0 AS has_generation;
+-- once loaded, every space is ready (quarantines and a full directory are
+-- covered by test/t/009_memory_limit.pl and test/t/015_fault_containment.pl)
+SELECT name, state, state_detail FROM engram.spaces ORDER BY space_id;
 SELECT try($$SELECT engram.current_generation('nope')$$);

@@ -1,5 +1,6 @@
 #include "core/link_pool.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <new>
 #include <thread>
@@ -17,9 +18,9 @@ constexpr std::uint32_t k_claim = 8;
 } // namespace
 
 LinkPool::LinkPool(Arena arena, std::span<IndexSlot> slots, unsigned threads,
-				   std::atomic<std::uint64_t> *linked_total)
+				   std::atomic<std::uint64_t> *linked_total, const std::atomic<std::uint32_t> *slots_in_use)
 	: arena_(arena), slots_(slots), threads_(threads == 0 ? 1 : threads), linked_total_(linked_total),
-	  parallelism_(tbb::global_control::max_allowed_parallelism, threads_ + 1), tasks_(static_cast<int>(threads_), 0)
+	  slots_in_use_(slots_in_use), parallelism_(tbb::global_control::max_allowed_parallelism, threads_ + 1), tasks_(static_cast<int>(threads_), 0)
 {
 }
 
@@ -50,10 +51,18 @@ LinkPool::stop() noexcept
 		std::this_thread::sleep_for(std::chrono::microseconds(200));
 }
 
+std::span<IndexSlot>
+LinkPool::used_slots() const noexcept
+{
+	if (slots_in_use_ == nullptr)
+		return slots_;
+	return slots_.first(std::min<std::size_t>(slots_.size(), slots_in_use_->load(std::memory_order_acquire)));
+}
+
 bool
 LinkPool::work_left() const noexcept
 {
-	for (IndexSlot &slot : slots_)
+	for (IndexSlot &slot : used_slots())
 		for (unsigned which = 0; which < 2; ++which)
 			if (slot.graphs[which].load(std::memory_order_relaxed) != 0)
 				if (GraphPin pin(slot, which); pin && HnswGraph(arena_, pin.offset()).has_unclaimed())
@@ -65,10 +74,13 @@ std::uint64_t
 LinkPool::walk(SearchContext &context)
 {
 	std::uint64_t linked = 0;
-	const std::size_t n = slots_.size();
+	const std::span<IndexSlot> slots = used_slots();
+	const std::size_t n = slots.size();
+	if (n == 0)
+		return 0;
 	const std::size_t start = rotation_.fetch_add(1, std::memory_order_relaxed) % n;
 	for (std::size_t i = 0; i < n && !stopping_.load(std::memory_order_relaxed); ++i) {
-		IndexSlot &slot = slots_[(start + i) % n];
+		IndexSlot &slot = slots[(start + i) % n];
 		for (unsigned which = 0; which < 2; ++which) {
 			// A plain read first: most slots are empty, and pinning writes.
 			if (slot.graphs[which].load(std::memory_order_relaxed) == 0)

@@ -38,8 +38,11 @@ namespace engram::core {
 class LinkPool {
 public:
 	// linked_total, if given, is raised by every node this pool links.
+	// slots_in_use, if given, bounds the walk to slots[0, *slots_in_use): a
+	// directory sized for many spaces is walked only as far as it is used.
 	LinkPool(Arena arena, std::span<IndexSlot> slots, unsigned threads,
-			 std::atomic<std::uint64_t> *linked_total = nullptr);
+			 std::atomic<std::uint64_t> *linked_total = nullptr,
+			 const std::atomic<std::uint32_t> *slots_in_use = nullptr);
 	~LinkPool();
 	LinkPool(const LinkPool &) = delete;
 	LinkPool &operator=(const LinkPool &) = delete;
@@ -60,11 +63,13 @@ private:
 	// One walk over every graph; returns how many nodes it linked.
 	std::uint64_t walk(SearchContext &context);
 	bool work_left() const noexcept;
+	std::span<IndexSlot> used_slots() const noexcept;
 
 	Arena arena_;
 	std::span<IndexSlot> slots_;
 	unsigned threads_;
 	std::atomic<std::uint64_t> *linked_total_;
+	const std::atomic<std::uint32_t> *slots_in_use_;
 	std::atomic<unsigned> running_{0};
 	std::atomic<bool> stopping_{false};
 	std::atomic<std::uint32_t> rotation_{0};

@@ -43,6 +43,7 @@
 #include "pg/guc.hpp"
 #include "pg/instance.hpp"
 #include "pg/pressure.hpp"
+#include "pg/quarantine.hpp"
 #include "pg/shared.hpp"
 
 #include "pg/postgres.hpp"
@@ -278,6 +279,7 @@ reserve_vector_records(engram::core::Ring &ring, std::uint32_t xid)
 			   pending.rows[end].dim == first.dim)
 			++end;
 		const auto count = static_cast<std::uint32_t>(end - i);
+		space_require_committable(first.space_id);
 		engram::core::Reservation r =
 			reserve_with_backpressure(ring, engram::core::vectors_payload_bytes(count, first.dim));
 		remember_reservation(r.position);
@@ -308,6 +310,7 @@ reserve_range_records(engram::core::Ring &ring, std::uint32_t xid)
 			   pending.ranges[end].dim == first.dim)
 			++end;
 		const auto count = static_cast<std::uint32_t>(end - i);
+		space_require_committable(first.space_id);
 		engram::core::Reservation r = reserve_with_backpressure(ring, engram::core::ranges_payload_bytes(count));
 		remember_reservation(r.position);
 		std::span<engram::core::IdRange> out =

@@ -46,17 +46,6 @@ worker_state_name(std::uint32_t state)
 	}
 }
 
-// A space whose drop committed but whose memory the workers have not freed yet.
-bool
-committed_drop_pending(void)
-{
-	for (const SpaceSlot &slot : shared_state()->spaces)
-		if (slot.state.load(std::memory_order_acquire) == SPACE_SLOT_LIVE &&
-			directory_drop_outcome(&slot) == DropOutcome::committed)
-			return true;
-	return false;
-}
-
 } // namespace
 
 ENGRAM_FUNCTION(engram_pressure)
@@ -81,16 +70,15 @@ ENGRAM_FUNCTION(engram_space_state)
 	instance_require();
 	InitMaterializedSRF(fcinfo, 0);
 	auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
-	EngramShared *s = shared_state();
-	for (int i = 0; i < k_engram_max_spaces; ++i) {
-		const SpaceSlot &slot = s->spaces[i];
+	for (const SpaceSlot &slot : directory_slots()) {
 		if (slot.state.load(std::memory_order_acquire) != SPACE_SLOT_LIVE)
 			continue;
-		engram::core::GraphPin pin = engram::core::pin_current(s->indexes[i]);
+		engram::core::IndexSlot &index = directory_index(&slot);
+		engram::core::GraphPin pin = engram::core::pin_current(index);
 		if (!pin)
 			continue;
 		std::int64_t memory = 0;
-		if (engram::core::GraphPin other(s->indexes[i], 1 - pin.which()); other)
+		if (engram::core::GraphPin other(index, 1 - pin.which()); other)
 			memory += static_cast<std::int64_t>(pinned_graph(other).memory_bytes());
 		const engram::core::HnswGraph graph = pinned_graph(pin);
 		memory += static_cast<std::int64_t>(graph.memory_bytes());
@@ -150,7 +138,7 @@ ENGRAM_FUNCTION(engram_worker_state)
 	const auto depth = static_cast<std::int64_t>(ring.committed_records() - ring.consumed_records());
 	// Every worker stores and links for every space: no space is pinned to one.
 	std::int32_t spaces = 0;
-	for (const SpaceSlot &slot : s->spaces)
+	for (const SpaceSlot &slot : directory_slots())
 		spaces += slot.state.load(std::memory_order_acquire) == SPACE_SLOT_LIVE ? 1 : 0;
 	for (int i = 0; i < engram_workers; ++i) {
 		const WorkerSlot &w = s->workers[i];
@@ -186,7 +174,7 @@ ENGRAM_FUNCTION(engram_wait_stored)
 	engram::core::Ring ring = shared_ring();
 	const std::uint64_t target = ring.last_generation();
 	const TimestampTz started = GetCurrentTimestamp();
-	while (ring.published_generation() < target || committed_drop_pending()) {
+	while (ring.published_generation() < target || directory_frees_pending()) {
 		if (TimestampDifferenceExceeds(started, GetCurrentTimestamp(), timeout_ms))
 			PG_RETURN_BOOL(false);
 		shared_wake_workers();

@@ -34,6 +34,7 @@
 #include "pg/capture.hpp"
 #include "pg/guc.hpp"
 #include "pg/instance.hpp"
+#include "pg/quarantine.hpp"
 #include "pg/shared.hpp"
 
 #include "pg/postgres.hpp"
@@ -233,12 +234,19 @@ ENGRAM_FUNCTION(engram_recall)
 	auto *hits = static_cast<Hit *>(palloc(sizeof(Hit) * k));
 	std::size_t found = 0;
 	engram::core::HnswStatus status = engram::core::HnswStatus::ok;
+	// The space's health and its graph are read under one lock: a quarantine
+	// turns the health first, so a graph pinned while it read ready stays
+	// whole until the pin is dropped.
 	LWLockAcquire(shared_directory_lock(), LW_SHARED);
 	const SpaceSlot *slot = directory_find(info.space_id);
+	const bool ready = slot != nullptr ? slot->health.load(std::memory_order_acquire) == SPACE_READY
+									   : !directory_homeless(info.space_id);
 	engram::core::GraphPin pin;
-	if (slot != nullptr)
+	if (slot != nullptr && ready)
 		pin = engram::core::pin_current(directory_index(slot));
 	LWLockRelease(shared_directory_lock());
+	if (!ready)
+		space_require_recallable(info.space_id, space); // no pin was taken
 	// A C++ exception from here on unwinds the pin and reaches the guard.
 	if (pin) {
 		const engram::core::HnswGraph graph = pinned_graph(pin);
@@ -296,6 +304,8 @@ ENGRAM_FUNCTION(engram_wait_linked)
 	const TimestampTz started = GetCurrentTimestamp();
 	if (!wait_published(target, timeout_ms))
 		PG_RETURN_BOOL(false);
+	// A quarantined space has no graph to wait for: say so rather than "linked".
+	space_require_recallable(space_id, nullptr);
 	std::uint64_t seen_offset = 0, needed = 0;
 	for (;;) {
 		LWLockAcquire(shared_directory_lock(), LW_SHARED);
@@ -325,9 +335,44 @@ ENGRAM_FUNCTION(engram_wait_linked)
 	}
 }
 
+namespace {
+
+// A slot for a space that was refused one (directory.hpp), to rebuild it
+// into: nullptr if none is free. The slot starts loading, with its rebuild
+// asked for; `finished` and `failed` receive its counters as they were.
+SpaceSlot *
+place_homeless(std::int32_t space_id, std::uint32_t &finished, std::uint32_t &failed)
+{
+	SPI_connect();
+	Datum arg = Int32GetDatum(space_id);
+	Oid argtype = INT4OID;
+	if (SPI_execute_with_args(psprintf("SELECT %s FROM engram.space_catalog WHERE space_id = $1", k_definition_columns),
+							  1, &argtype, &arg, nullptr, true, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1) {
+		SPI_finish();
+		return nullptr;
+	}
+	const SpaceDefinition definition = space_definition(SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
+	SPI_finish();
+	LWLockAcquire(shared_directory_lock(), LW_EXCLUSIVE);
+	SpaceSlot *slot = directory_install(definition, InvalidTransactionId);
+	if (slot != nullptr) {
+		finished = slot->rebuilds_finished.load(std::memory_order_acquire);
+		failed = slot->rebuilds_failed.load(std::memory_order_acquire);
+		slot->health.store(SPACE_LOADING, std::memory_order_release);
+		slot->rebuild_requested.store(1, std::memory_order_release);
+	}
+	LWLockRelease(shared_directory_lock());
+	return slot;
+}
+
+} // namespace
+
 // engram._rebuild(space_id): asks the workers to rebuild the space's graph
 // from the table and waits until the new graph serves recalls. Only the
 // space's owner (or a member of the owning role) may.
+// from the table and waits until the new graph serves recalls. A quarantined
+// space is ready again once it returns.
 ENGRAM_FUNCTION(engram_rebuild)
 {
 	shared_require();
@@ -340,20 +385,34 @@ ENGRAM_FUNCTION(engram_rebuild)
 	require_space_owner(space, GetUserId(), "Rebuild it as its owner, or as a member of the owning role.");
 	LWLockAcquire(shared_directory_lock(), LW_SHARED);
 	SpaceSlot *slot = directory_find(space_id);
+	const bool homeless = slot == nullptr && directory_homeless(space_id);
 	LWLockRelease(shared_directory_lock());
-	if (slot == nullptr)
+	std::uint32_t finished = 0, failed = 0;
+	if (homeless) {
+		slot = place_homeless(space_id, finished, failed);
+		if (slot == nullptr)
+			ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+							errmsg("cannot rebuild space %d: the space directory is full", space_id),
+							errdetail("All %u slots of engram.max_spaces are in use.", directory_capacity()),
+							errhint("Drop unused spaces, or raise engram.max_spaces (takes a restart).")));
+	} else if (slot == nullptr) {
 		PG_RETURN_VOID(); // nothing stored yet: there is no index to rebuild
-	const std::uint32_t finished = slot->rebuilds_finished.load(std::memory_order_acquire);
-	const std::uint32_t failed = slot->rebuilds_failed.load(std::memory_order_acquire);
-	std::uint32_t idle = 0;
-	slot->rebuild_requested.compare_exchange_strong(idle, 1, std::memory_order_acq_rel);
+	} else {
+		finished = slot->rebuilds_finished.load(std::memory_order_acquire);
+		failed = slot->rebuilds_failed.load(std::memory_order_acquire);
+		std::uint32_t idle = 0;
+		slot->rebuild_requested.compare_exchange_strong(idle, 1, std::memory_order_acq_rel);
+	}
 	shared_wake_workers();
 	while (slot->rebuilds_finished.load(std::memory_order_acquire) == finished) {
-		if (slot->rebuilds_failed.load(std::memory_order_acquire) != failed)
+		if (slot->rebuilds_failed.load(std::memory_order_acquire) != failed) {
+			// A quarantined space that still does not fit says why.
+			space_require_recallable(space_id, nullptr);
 			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("rebuild of space %d was abandoned", space_id),
 							errdetail("The replacement index did not fit in engram.memory_limit; the old index "
 									  "still serves recalls."),
 							errhint("Raise engram.memory_limit: a rebuild needs room for a second copy of the index.")));
+		}
 		if (slot->state.load(std::memory_order_acquire) != SPACE_SLOT_LIVE || slot->space_id != space_id)
 			PG_RETURN_VOID(); // dropped meanwhile
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 20, PG_WAIT_EXTENSION);

@@ -20,6 +20,11 @@ int engram_overload_timeout_ms = 5000;
 // a little more time per recall (5,759 against 5,967 queries/s in that run).
 int engram_ef_search = 128;
 int engram_link_threads = 0;
+int engram_max_spaces = 10000;
+// A tenth of the arena is kept from the space holding the most memory, so
+// that when one space fills engram.memory_limit it is that space, and not
+// whichever small one happens to ask next, that is quarantined.
+double engram_memory_reserve = 0.1;
 
 static const struct config_enum_entry overload_policy_options[] = {
 	{"wait", ENGRAM_POLICY_WAIT, false},
@@ -66,5 +71,14 @@ guc_define(void)
 	DefineCustomIntVariable("engram.link_threads", "Threads each engram worker links with.",
 							"0 shares the machine's cores among the workers. Valid range is 0..64.",
 							&engram_link_threads, 0, 0, 64, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+	DefineCustomIntVariable("engram.max_spaces", "Spaces the shared space directory holds.",
+							"Each costs about 360 bytes of shared memory; create_space refuses more. "
+							"Valid range is 1..1000000.",
+							&engram_max_spaces, 10000, 1, 1000000, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+	DefineCustomRealVariable("engram.memory_reserve",
+							 "Share of engram.memory_limit the space holding the most memory may not take.",
+							 "While other spaces exist, the largest one is quarantined rather than grow into the "
+							 "last part of the arena, which stays for the others. A fraction between 0 and 0.5.",
+							 &engram_memory_reserve, 0.1, 0.0, 0.5, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 	MarkGUCPrefixReserved("engram");
 }

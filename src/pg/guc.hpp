@@ -13,6 +13,8 @@ extern int engram_overload_policy;
 extern int engram_overload_timeout_ms;
 extern int engram_ef_search;
 extern int engram_link_threads;
+extern int engram_max_spaces;
+extern double engram_memory_reserve;
 
 enum EngramOverloadPolicy { ENGRAM_POLICY_WAIT, ENGRAM_POLICY_ERROR };
 

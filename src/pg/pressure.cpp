@@ -3,9 +3,9 @@
 // everything accepted but not yet linked: the ring's used bytes plus, for
 // every stored-but-unlinked vector, the bytes its ring record took, as if it
 // were still in the ring (it is still work ahead, and the exact scan every
-// recall makes over it grows with it). A worker that cannot grow a store holds the ring back,
-// so that state counts as full: commits then meet the overload policy instead
-// of waiting on a pipeline that cannot move. The retry hint is the time the
+// recall makes over it grows with it). A space that cannot grow is
+// quarantined (quarantine.hpp) rather than holding the ring back, so memory
+// counts here only through the arena's fill. The retry hint is the time the
 // workers need, at their measured drain and link rates, to bring the fill
 // back to the warning threshold (core/pressure.hpp).
 #include "pg/pressure.hpp"
@@ -20,15 +20,15 @@
 UnlinkedVectors
 unlinked_vectors(void)
 {
-	EngramShared *s = shared_state();
 	UnlinkedVectors total{0, 0};
-	for (int i = 0; i < k_engram_max_spaces; ++i) {
-		if (s->spaces[i].state.load(std::memory_order_acquire) != SPACE_SLOT_LIVE)
+	for (const SpaceSlot &slot : directory_slots()) {
+		if (slot.state.load(std::memory_order_acquire) != SPACE_SLOT_LIVE)
 			continue;
+		engram::core::IndexSlot &index = directory_index(&slot);
 		for (unsigned which = 0; which < 2; ++which) {
-			if (s->indexes[i].graphs[which].load(std::memory_order_relaxed) == 0)
+			if (index.graphs[which].load(std::memory_order_relaxed) == 0)
 				continue;
-			const engram::core::GraphPin pin(s->indexes[i], which);
+			const engram::core::GraphPin pin(index, which);
 			if (!pin)
 				continue;
 			const engram::core::HnswGraph graph = pinned_graph(pin);
@@ -60,9 +60,8 @@ pressure_now(bool *memory_bound)
 		static_cast<double>(unlinked.count), linked_per_s};
 	engram::core::Arena arena = shared_arena();
 	const double memory_fill = static_cast<double>(arena.used_bytes()) / static_cast<double>(arena.capacity_bytes());
-	const bool stalled = s->memory_stalled.load(std::memory_order_relaxed) != 0;
 	if (memory_bound != nullptr)
-		*memory_bound = stalled || memory_fill > used / capacity;
-	const double fill = stalled ? 1.0 : std::min(1.0, std::max(used / capacity, memory_fill));
+		*memory_bound = memory_fill > used / capacity;
+	const double fill = std::min(1.0, std::max(used / capacity, memory_fill));
 	return engram::core::assess_pressure(fill, thresholds, backlog, 100);
 }

@@ -38,7 +38,8 @@ std::size_t
 segment_bytes(void)
 {
 	// Slack so the header and regions can be page-aligned inside the segment.
-	return align_up(sizeof(EngramShared)) + align_up(ring_bytes()) + arena_bytes() + 2 * 4096;
+	return align_up(sizeof(EngramShared)) + align_up(directory_bytes(static_cast<std::uint32_t>(engram_max_spaces))) +
+		   align_up(ring_bytes()) + arena_bytes() + 2 * 4096;
 }
 
 std::byte *
@@ -66,10 +67,12 @@ shared_startup(void)
 	if (!found) {
 		auto *s = new (shared) EngramShared{};
 		s->magic = k_shared_magic;
-		s->ring_offset = align_up(sizeof(EngramShared));
+		const std::uint64_t directory_offset = align_up(sizeof(EngramShared));
+		s->ring_offset = directory_offset + align_up(directory_bytes(static_cast<std::uint32_t>(engram_max_spaces)));
 		s->arena_offset = s->ring_offset + align_up(ring_bytes());
 		s->arena_bytes = arena_bytes();
 		auto *base = reinterpret_cast<std::byte *>(s);
+		directory_create(s->directory, base, directory_offset, static_cast<std::uint32_t>(engram_max_spaces));
 		engram::core::Ring::create(base + s->ring_offset, static_cast<std::size_t>(engram_ring_size_kb) * 1024);
 		engram::core::Arena::create(base + s->arena_offset, s->arena_bytes);
 	}
@@ -120,85 +123,6 @@ shared_directory_lock(void)
 	if (lock == nullptr)
 		lock = &GetNamedLWLockTranche(k_tranche)->lock;
 	return lock;
-}
-
-SpaceSlot *
-directory_find(std::int32_t space_id)
-{
-	for (SpaceSlot &slot : shared->spaces)
-		if (slot.state.load(std::memory_order_acquire) == SPACE_SLOT_LIVE && slot.space_id == space_id)
-			return &slot;
-	return nullptr;
-}
-
-SpaceSlot *
-directory_install(std::int32_t space_id, const engram::core::HnswConfig &config)
-{
-	if (SpaceSlot *existing = directory_find(space_id))
-		return existing;
-	for (SpaceSlot &slot : shared->spaces) {
-		if (slot.state.load(std::memory_order_acquire) != SPACE_SLOT_FREE)
-			continue;
-		std::uint64_t offset = 0;
-		if (engram::core::HnswGraph::create(shared_arena(), config, offset) != engram::core::HnswStatus::ok)
-			return nullptr;
-		engram::core::IndexSlot &index = directory_index(&slot);
-		engram::core::reset(index);
-		engram::core::install(index, 0, offset);
-		slot.space_id = space_id;
-		slot.dim = config.dim;
-		slot.drop_xid.store(InvalidTransactionId, std::memory_order_relaxed);
-		slot.rebuild_requested.store(0, std::memory_order_relaxed);
-		slot.state.store(SPACE_SLOT_LIVE, std::memory_order_release);
-		return &slot;
-	}
-	return nullptr;
-}
-
-engram::core::IndexSlot &
-directory_index(const SpaceSlot *slot)
-{
-	return shared->indexes[slot - shared->spaces];
-}
-
-engram::core::HnswGraph
-pinned_graph(const engram::core::GraphPin &pin)
-{
-	return engram::core::HnswGraph(shared_arena(), pin.offset());
-}
-
-void
-directory_destroy_graph(engram::core::IndexSlot &index, unsigned which)
-{
-	const std::uint64_t offset = engram::core::retire(index, which);
-	if (offset == 0)
-		return;
-	// Pins are held for one search or a few links, never across a wait.
-	while (!engram::core::drained(index, which))
-		pg_usleep(100);
-	engram::core::HnswGraph(shared_arena(), offset).destroy();
-}
-
-void
-directory_free(SpaceSlot *slot)
-{
-	engram::core::IndexSlot &index = directory_index(slot);
-	directory_destroy_graph(index, 0);
-	directory_destroy_graph(index, 1);
-	LWLockAcquire(shared_directory_lock(), LW_EXCLUSIVE);
-	slot->state.store(SPACE_SLOT_FREE, std::memory_order_release);
-	LWLockRelease(shared_directory_lock());
-}
-
-DropOutcome
-directory_drop_outcome(const SpaceSlot *slot)
-{
-	const TransactionId xid = slot->drop_xid.load(std::memory_order_acquire);
-	if (xid == InvalidTransactionId)
-		return DropOutcome::none;
-	if (TransactionIdIsInProgress(xid))
-		return DropOutcome::in_progress;
-	return TransactionIdDidCommit(xid) ? DropOutcome::committed : DropOutcome::aborted;
 }
 
 void

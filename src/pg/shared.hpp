@@ -3,11 +3,8 @@
 // spaces' graphs. Everything inside is addressed by offsets from the header,
 // and every field other processes read concurrently is a lock-free atomic.
 //
-// The directory: spaces[i] names a space and indexes[i] finds its graphs
-// (core/index_slot.hpp). A slot changes hands only under the directory
-// LWLock held exclusively, and only after its graphs were retired and every
-// pin on them dropped, so a process that found a slot under the shared lock
-// and pinned a graph can use it after letting the lock go.
+// The space directory (directory.hpp) follows the header, sized by
+// engram.max_spaces; then come the ring and the arena.
 //
 // Lock order: the directory LWLock, then (inside core code) the arena's spin
 // lock. The ring never needs either, and pins are not locks.
@@ -25,28 +22,10 @@
 
 #include "core/arena.hpp"
 #include "core/ring.hpp"
-#include "core/hnsw_graph.hpp"
-#include "core/index_slot.hpp"
+#include "pg/directory.hpp"
 
-inline constexpr int k_engram_max_spaces = 1024;
-
-enum SpaceSlotState : std::uint32_t { SPACE_SLOT_FREE = 0, SPACE_SLOT_LIVE = 1 };
 enum LoadState : std::uint32_t { LOAD_NEEDED = 0, LOAD_RUNNING = 1, LOAD_DONE = 2 };
 enum WorkerState : std::uint32_t { WORKER_STOPPED = 0, WORKER_IDLE, WORKER_LOADING, WORKER_DRAINING, WORKER_WAITING };
-
-struct SpaceSlot {
-	std::atomic<std::uint32_t> state;
-	std::int32_t space_id;
-	std::uint32_t dim;
-	// Transaction (possibly a subtransaction) that ran drop_space on it; the
-	// worker frees the slot once that transaction is known to have committed.
-	std::atomic<std::uint32_t> drop_xid;
-	// engram.rebuild() sets rebuild_requested and waits for one of the
-	// counters to move; a worker builds the replacement graph meanwhile.
-	std::atomic<std::uint32_t> rebuild_requested;
-	std::atomic<std::uint32_t> rebuilds_finished;
-	std::atomic<std::uint32_t> rebuilds_failed;
-};
 
 struct WorkerSlot {
 	std::atomic<std::int32_t> pid;
@@ -74,16 +53,19 @@ struct EngramShared {
 	std::atomic<std::uint64_t> observations_published;
 	std::atomic<std::uint64_t> observations_stored;
 	std::atomic<std::uint64_t> drain_cells_per_second;
-	// Set while a worker holds a record back because its space cannot grow.
-	std::atomic<std::uint32_t> memory_stalled;
 	// The installation the directory belongs to (InstanceId::packed()), 0 for none.
 	std::atomic<std::uint64_t> instance;
 	// Set by a backend that found another installation's state here, so that
 	// the workers look at the catalog now rather than at their next poll.
 	std::atomic<std::uint32_t> instance_check_requested;
+	// The id-range record being stored, when a worker stopped half way
+	// through it: position + 1 (0: none), and the range and id to go on from
+	// (worker_store.cpp).
+	std::atomic<std::uint64_t> partial_position;
+	std::atomic<std::uint32_t> partial_range;
+	std::atomic<std::int64_t> partial_next_id;
 	WorkerSlot workers[64];
-	SpaceSlot spaces[k_engram_max_spaces];
-	engram::core::IndexSlot indexes[k_engram_max_spaces];
+	SpaceDirectory directory;
 };
 
 void shared_request(void);
@@ -97,25 +79,6 @@ EngramShared *shared_require(void);
 [[noreturn]] void shared_report_not_preloaded(void);
 engram::core::Ring shared_ring(void);
 engram::core::Arena shared_arena(void);
-struct LWLock *shared_directory_lock(void);
-
-// Directory of spaces (caller holds the directory lock: shared to find,
-// exclusive to install).
-SpaceSlot *directory_find(std::int32_t space_id);
-// Installs a space with an empty graph; nullptr if no slot or no memory is left.
-SpaceSlot *directory_install(std::int32_t space_id, const engram::core::HnswConfig &config);
-// Retires the space's graphs, waits until no one uses them, frees them and the
-// slot. Takes the directory lock itself; the caller must not hold it.
-void directory_free(SpaceSlot *slot);
-engram::core::IndexSlot &directory_index(const SpaceSlot *slot);
-// A graph of a pinned index slot.
-engram::core::HnswGraph pinned_graph(const engram::core::GraphPin &pin);
-// Retires graphs[which] of the slot, waits for its pins to go, and destroys it.
-void directory_destroy_graph(engram::core::IndexSlot &index, unsigned which);
-
-// What became of the drop_space marked on a slot (no lock needed).
-enum class DropOutcome { none, in_progress, committed, aborted };
-DropOutcome directory_drop_outcome(const SpaceSlot *slot);
 
 // Wakes the workers' latches so they drain now rather than at their next poll.
 void shared_wake_workers(void);

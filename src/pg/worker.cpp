@@ -8,10 +8,11 @@
 // worker points at the same graphs: a hot space is linked by all of them.
 //
 // Draining. One worker at a time holds the ring's consumer token and drains a
-// batch; a record is popped only after all of its rows are stored, and stored
-// only if every graph could first reserve room for all of them, so a record
-// is applied whole or not at all (worker_store.cpp). Graphs are destroyed
-// only by the token holder, so the drain needs no pins.
+// batch; a record is popped only after all of its rows are stored, or after
+// its space was quarantined for not taking them (quarantine.hpp), so no
+// space holds the ring back; a record too large to read at once is stored
+// in chunks whose progress survives the worker (worker_store.cpp). Graphs
+// are destroyed only by the token holder, so the drain needs no pins.
 //
 // Loading. Shared memory is empty after a server start or a crash restart,
 // while the table holds every committed observation: the first worker loads
@@ -80,13 +81,21 @@ worker_detach(int, Datum)
 	my_slot().pid.store(0, std::memory_order_release);
 }
 
-// Frees the graphs of spaces whose drop has committed.
+// Frees the slots of spaces whose drop has committed or whose creation was
+// rolled back.
 void
 resolve_drops(void)
 {
-	for (SpaceSlot &slot : shared_state()->spaces) {
+	for (SpaceSlot &slot : directory_slots()) {
 		if (slot.state.load(std::memory_order_acquire) != SPACE_SLOT_LIVE)
 			continue;
+		const DropOutcome created = directory_create_outcome(&slot);
+		if (created == DropOutcome::aborted) {
+			directory_free(&slot);
+			continue;
+		}
+		if (created == DropOutcome::committed)
+			slot.create_xid.store(InvalidTransactionId, std::memory_order_release);
 		const DropOutcome outcome = directory_drop_outcome(&slot);
 		if (outcome == DropOutcome::committed)
 			directory_free(&slot);
@@ -137,10 +146,8 @@ link_threads(void)
 void
 start_link_pool(void)
 {
-	EngramShared *s = shared_state();
-	link_pool = std::make_unique<engram::core::LinkPool>(
-		shared_arena(), std::span<engram::core::IndexSlot>(s->indexes, k_engram_max_spaces), link_threads(),
-		&my_slot().linked_total);
+	link_pool = std::make_unique<engram::core::LinkPool>(shared_arena(), directory_indexes(), link_threads(),
+														 &my_slot().linked_total, &directory_in_use());
 }
 
 // Folds a new measurement into a shared rate (exponential smoothing; the
@@ -212,8 +219,6 @@ drain_once(void)
 		if (fate == RecordFate::later)
 			break;
 		const std::int64_t stored = fate == RecordFate::drop ? 0 : store_record(record);
-		if (stored < 0)
-			break;
 		ring.pop(record);
 		my_slot().stored_total.fetch_add(static_cast<std::uint64_t>(stored), std::memory_order_relaxed);
 		++taken;

@@ -92,12 +92,13 @@ adopt(engram::core::InstanceId next, int worker_index)
 	const engram::core::InstanceId previous = directory_instance();
 	s->load_state.store(LOAD_NEEDED, std::memory_order_release);
 	int freed = 0;
-	for (SpaceSlot &slot : s->spaces)
+	for (SpaceSlot &slot : directory_slots())
 		if (slot.state.load(std::memory_order_acquire) == SPACE_SLOT_LIVE) {
 			directory_free(&slot);
 			++freed;
 		}
-	s->memory_stalled.store(0, std::memory_order_relaxed);
+	directory_forget_homeless();
+	progress_reset();
 	s->instance.store(next.packed(), std::memory_order_release);
 	if (!next.valid())
 		ereport(LOG, (errmsg("engram worker %d freed the indexes of %d spaces: the extension was dropped", worker_index,

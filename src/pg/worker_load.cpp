@@ -8,6 +8,13 @@
 // committed rows, none twice. The token holder keeps the token until then,
 // because only it knows S.
 //
+// Faults stay local: a space that does not fit (engram.memory_limit, or
+// engram.memory_reserve while it holds the most memory), or whose rows
+// cannot be read, is quarantined and loading goes on with the others; a
+// space beyond engram.max_spaces gets no slot and is quarantined as well.
+// A rebuild of a quarantined space fills its only graph the same way and,
+// once that graph is linked, makes the space ready again.
+//
 // Generations: rows loaded at start-up get the generation the load began at
 // (the originals are not kept in the table). A rebuild copies each row's
 // generation from the graph it replaces, so snapshots (as_of) mean the same
@@ -18,10 +25,12 @@
 #include <algorithm>
 #include <cstring>
 
+#include "pg/quarantine.hpp"
 #include "pg/worker_store.hpp"
 
 extern "C" {
 #include "utils/hsearch.h"
+#include "utils/resowner.h"
 }
 
 namespace {
@@ -53,22 +62,23 @@ generations_of(const engram::core::HnswGraph &graph)
 	return map;
 }
 
-// Appends every row of the space visible to the active snapshot to `graph`.
-// Returns false (having appended a prefix) if the graph cannot grow.
-bool
-load_rows(std::int32_t space_id, engram::core::HnswGraph &graph, std::uint64_t generation, HTAB *generations,
+// Appends every row of the space visible to the active snapshot to `graph`,
+// a graph of `slot`. Stops (having appended a prefix) when the graph cannot
+// grow, or has grown into engram.memory_reserve while holding the most memory.
+AppendResult
+load_rows(const SpaceSlot *slot, engram::core::HnswGraph &graph, std::uint64_t generation, HTAB *generations,
 		  std::uint64_t &loaded)
 {
 	Oid argtype = INT4OID;
 	SPIPlanPtr plan = SPI_prepare(
 		"SELECT id, embedding, confidence FROM engram.observations WHERE space_id OPERATOR(pg_catalog.=) $1 ORDER BY id",
 		1, &argtype);
-	Datum arg = Int32GetDatum(space_id);
+	Datum arg = Int32GetDatum(slot->space_id);
 	Portal portal = SPI_cursor_open(nullptr, plan, &arg, nullptr, true);
 	const std::uint32_t dim = graph.dim();
 	auto *vectors = static_cast<float *>(palloc(sizeof(float) * dim * k_load_rows));
 	auto *rows = static_cast<engram::core::NodeData *>(palloc(sizeof(engram::core::NodeData) * k_load_rows));
-	bool ok = true;
+	AppendResult result = AppendResult::ok;
 	for (;;) {
 		SPI_cursor_fetch(portal, true, k_load_rows);
 		const auto n = static_cast<std::uint32_t>(SPI_processed);
@@ -79,7 +89,13 @@ load_rows(std::int32_t space_id, engram::core::HnswGraph &graph, std::uint64_t g
 			HeapTuple tuple = SPI_tuptable->vals[i];
 			bool isnull = false;
 			const std::int64_t id = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
-			ArrayType *embedding = DatumGetArrayTypeP(SPI_getbinval(tuple, desc, 2, &isnull));
+			const Datum datum = SPI_getbinval(tuple, desc, 2, &isnull);
+			ArrayType *embedding = isnull ? nullptr : DatumGetArrayTypeP(datum);
+			if (embedding == nullptr || ARR_NDIM(embedding) != 1 || ARR_HASNULL(embedding) ||
+				ARR_ELEMTYPE(embedding) != FLOAT4OID ||
+				ArrayGetNItems(ARR_NDIM(embedding), ARR_DIMS(embedding)) != static_cast<int>(dim))
+				elog(ERROR, "observation %lld does not hold a vector of %u dimensions", static_cast<long long>(id),
+					 dim);
 			std::memcpy(vectors + std::size_t{i} * dim, ARR_DATA_PTR(embedding), sizeof(float) * dim);
 			std::uint64_t g = generation;
 			if (generations != nullptr)
@@ -89,7 +105,11 @@ load_rows(std::int32_t space_id, engram::core::HnswGraph &graph, std::uint64_t g
 		}
 		SPI_freetuptable(SPI_tuptable);
 		if (graph.reserve(graph.size() + n) != engram::core::HnswStatus::ok) {
-			ok = false;
+			result = AppendResult::no_memory;
+			break;
+		}
+		if (takes_the_reserve(slot)) {
+			result = AppendResult::reserve;
 			break;
 		}
 		std::uint32_t first = 0;
@@ -102,7 +122,51 @@ load_rows(std::int32_t space_id, engram::core::HnswGraph &graph, std::uint64_t g
 	SPI_freeplan(plan);
 	pfree(vectors);
 	pfree(rows);
-	return ok;
+	return result;
+}
+
+// load_rows() inside a subtransaction, so that a space whose rows cannot be
+// read is quarantined and loading goes on: AppendResult::damaged, with the
+// error's message in `error`. A cancel is passed on.
+AppendResult
+load_rows_guarded(const SpaceSlot *slot, engram::core::HnswGraph &graph, std::uint64_t generation,
+				  HTAB *generations, std::uint64_t &loaded, char *error, std::size_t error_size)
+{
+	MemoryContext context = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile AppendResult result = AppendResult::damaged;
+	BeginInternalSubTransaction(nullptr);
+	MemoryContextSwitchTo(context);
+	PG_TRY();
+	{
+		result = load_rows(slot, graph, generation, generations, loaded);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(context);
+		ErrorData *e = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		CurrentResourceOwner = owner;
+		if (e->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			ReThrowError(e);
+		strlcpy(error, e->message, error_size);
+		FreeErrorData(e);
+		result = AppendResult::damaged;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(context);
+	CurrentResourceOwner = owner;
+	return result;
+}
+
+QuarantineCause
+cause_of(AppendResult result)
+{
+	return result == AppendResult::no_memory ? QUARANTINE_MEMORY_LIMIT
+		   : result == AppendResult::reserve ? QUARANTINE_MEMORY_RESERVE
+											 : QUARANTINE_UNSTORABLE;
 }
 
 // Takes the snapshot a load reads with and arms the filter with it.
@@ -127,6 +191,43 @@ end_load(void)
 	load_filter.active = true;
 }
 
+bool
+in_catalog(const SpaceDefinition *definitions, std::uint64_t count, std::int32_t space_id)
+{
+	const SpaceDefinition *end = definitions + count;
+	const SpaceDefinition *at = std::lower_bound(
+		definitions, end, space_id, [](const SpaceDefinition &d, std::int32_t id) { return d.space_id < id; });
+	return at != end && at->space_id == space_id;
+}
+
+// Every graph goes, since the table is the truth. A slot stays for each space
+// the snapshot holds (keeping a drop or a rebuild it was asked for) and for a
+// space whose creation the snapshot does not see yet; the others are freed.
+void
+reset_directory(const SpaceDefinition *definitions, std::uint64_t count)
+{
+	for (SpaceSlot &slot : directory_slots()) {
+		if (slot.state.load(std::memory_order_acquire) != SPACE_SLOT_LIVE)
+			continue;
+		engram::core::IndexSlot &index = directory_index(&slot);
+		directory_destroy_graph(index, 0);
+		directory_destroy_graph(index, 1);
+		const TransactionId created = slot.create_xid.load(std::memory_order_acquire);
+		if (!in_catalog(definitions, count, slot.space_id) && (created == InvalidTransactionId || filter_sees(created))) {
+			directory_free(&slot);
+			continue;
+		}
+		LWLockAcquire(shared_directory_lock(), LW_EXCLUSIVE);
+		engram::core::reset(index);
+		slot.health.store(SPACE_READY, std::memory_order_release);
+		slot.cause = QUARANTINE_NONE;
+		slot.dropped_observations.store(0, std::memory_order_relaxed);
+		if (slot.rebuild_requested.load(std::memory_order_acquire) == 2)
+			slot.rebuild_requested.store(1, std::memory_order_release);
+		LWLockRelease(shared_directory_lock());
+	}
+}
+
 } // namespace
 
 void
@@ -136,37 +237,68 @@ load_spaces(int worker_index)
 	begin_load(-1, 0);
 	ring.seed_generation(GetXLogInsertRecPtr());
 	const std::uint64_t generation = ring.last_generation();
+	progress_reset();
 
-	for (SpaceSlot &slot : shared_state()->spaces)
-		if (slot.state.load(std::memory_order_acquire) == SPACE_SLOT_LIVE)
-			directory_free(&slot);
-
-	if (SPI_execute("SELECT space_id FROM engram.space_catalog ORDER BY space_id", true, 0) != SPI_OK_SELECT)
+	if (SPI_execute(psprintf("SELECT %s FROM engram.space_catalog ORDER BY space_id", k_definition_columns), true, 0) !=
+		SPI_OK_SELECT)
 		elog(ERROR, "could not read engram.space_catalog");
 	const std::uint64_t spaces = SPI_processed;
-	auto *ids = static_cast<std::int32_t *>(palloc(sizeof(std::int32_t) * std::max<std::uint64_t>(spaces, 1)));
-	for (std::uint64_t i = 0; i < spaces; ++i) {
-		bool isnull = false;
-		ids[i] = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-	}
-	std::uint64_t loaded = 0;
-	for (std::uint64_t i = 0; i < spaces; ++i) {
-		SpaceSlot *slot = slot_for(ids[i]);
-		if (slot == nullptr)
+	auto *definitions =
+		static_cast<SpaceDefinition *>(palloc(sizeof(SpaceDefinition) * std::max<std::uint64_t>(spaces, 1)));
+	for (std::uint64_t i = 0; i < spaces; ++i)
+		definitions[i] = space_definition(SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
+	reset_directory(definitions, spaces);
+
+	// Slots in id order; those that find none are quarantined (directory.hpp).
+	std::uint64_t homeless = 0;
+	LWLockAcquire(shared_directory_lock(), LW_EXCLUSIVE);
+	directory_forget_homeless();
+	for (std::uint64_t i = 0; i < spaces; ++i)
+		if (directory_install(definitions[i], InvalidTransactionId) == nullptr) {
+			directory_mark_homeless(definitions[i].space_id);
+			homeless++;
+		}
+	LWLockRelease(shared_directory_lock());
+	if (homeless > 0)
+		ereport(WARNING, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						  errmsg("%llu spaces are quarantined: engram.max_spaces is %u and engram.space_catalog "
+								 "holds %llu spaces",
+								 static_cast<unsigned long long>(homeless), directory_capacity(),
+								 static_cast<unsigned long long>(spaces)),
+						  errdetail("The spaces from id %d on have no slot in the space directory: their observations "
+									"stay in engram.observations but are not indexed, and recalls and commits are "
+									"refused. The other spaces are loaded.",
+									definitions[spaces - homeless].space_id),
+						  errhint("Raise engram.max_spaces and restart the server, or drop unused spaces and run "
+								  "engram.rebuild() on the others.")));
+
+	std::uint64_t loaded = 0, quarantined = 0;
+	for (std::uint64_t i = 0; i < spaces - homeless; ++i) {
+		LWLockAcquire(shared_directory_lock(), LW_SHARED);
+		SpaceSlot *slot = directory_find(definitions[i].space_id);
+		LWLockRelease(shared_directory_lock());
+		if (slot == nullptr || !space_takes_rows(slot)) {
+			quarantined++;
 			continue;
-		engram::core::HnswGraph graph(shared_arena(), directory_index(slot).graphs[0].load());
-		if (!load_rows(ids[i], graph, generation, nullptr, loaded))
-			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("space %d does not fit in engram.memory_limit", ids[i]),
-							errdetail("Loading stopped after %llu observations.",
-									  static_cast<unsigned long long>(graph.size())),
-							errhint("Raise engram.memory_limit and restart the server.")));
+		}
+		engram::core::IndexSlot &index = directory_index(slot);
+		engram::core::HnswGraph graph(shared_arena(),
+									  index.graphs[index.current.load(std::memory_order_acquire)].load());
+		char error[k_cause_text_bytes] = "while loading after a start";
+		const AppendResult result = load_rows_guarded(slot, graph, generation, nullptr, loaded, error, sizeof error);
+		if (result != AppendResult::ok) {
+			quarantine_space(slot, cause_of(result), graph.size(), error);
+			quarantined++;
+		}
 	}
+	pfree(definitions);
 	shared_state()->loaded_generation.store(generation, std::memory_order_release);
 	end_load();
 	shared_state()->observations_published.fetch_add(loaded, std::memory_order_relaxed);
 	shared_state()->observations_stored.fetch_add(loaded, std::memory_order_relaxed);
-	ereport(LOG, (errmsg("engram worker %d loaded %llu observations of %llu spaces; linking them now", worker_index,
-						 static_cast<unsigned long long>(loaded), static_cast<unsigned long long>(spaces))));
+	ereport(LOG, (errmsg("engram worker %d loaded %llu observations of %llu spaces (%llu quarantined); linking them now",
+						 worker_index, static_cast<unsigned long long>(loaded), static_cast<unsigned long long>(spaces),
+						 static_cast<unsigned long long>(quarantined + homeless))));
 }
 
 void
@@ -174,7 +306,7 @@ start_rebuilds(void)
 {
 	if (load_filter.active)
 		return; // one load at a time: the filter holds one snapshot
-	for (SpaceSlot &slot : shared_state()->spaces) {
+	for (SpaceSlot &slot : directory_slots()) {
 		if (slot.state.load(std::memory_order_acquire) != SPACE_SLOT_LIVE ||
 			slot.rebuild_requested.load(std::memory_order_acquire) != 1)
 			continue;
@@ -183,42 +315,57 @@ start_rebuilds(void)
 		const unsigned replacement = 1 - current;
 		if (index.graphs[replacement].load(std::memory_order_acquire) != 0)
 			continue; // already running
-		engram::core::Arena arena = shared_arena();
-		engram::core::HnswGraph old_graph(arena, index.graphs[current].load(std::memory_order_acquire));
-		engram::core::HnswConfig config;
-		config.dim = old_graph.dim();
-		config.metric = old_graph.metric();
-		config.encoding = old_graph.encoding();
-		config.m = old_graph.m();
-		config.ef_construction = old_graph.ef_construction();
-		config.seed = static_cast<std::uint64_t>(slot.space_id);
-		std::uint64_t offset = 0;
-		if (engram::core::HnswGraph::create(arena, config, offset) != engram::core::HnswStatus::ok) {
+		// A quarantined space has no graph: its replacement is all it will have.
+		const bool after_quarantine = slot.health.load(std::memory_order_acquire) != SPACE_READY;
+		const std::uint64_t old_offset = index.graphs[current].load(std::memory_order_acquire);
+		if (!after_quarantine && old_offset == 0) {
+			// Nothing stored yet: there is nothing to rebuild.
 			slot.rebuild_requested.store(0, std::memory_order_release);
-			slot.rebuilds_failed.fetch_add(1, std::memory_order_acq_rel);
+			slot.rebuilds_finished.fetch_add(1, std::memory_order_acq_rel);
 			continue;
 		}
+		engram::core::Arena arena = shared_arena();
+		std::uint64_t offset = 0;
+		if (engram::core::HnswGraph::create(arena, directory_config(&slot), offset) != engram::core::HnswStatus::ok) {
+			if (after_quarantine) {
+				quarantine_space(&slot, QUARANTINE_MEMORY_LIMIT, 0, "while rebuilding");
+				continue;
+			}
+			abandon_rebuild(&slot, "engram.memory_limit is exhausted");
+			continue;
+		}
+		if (after_quarantine) {
+			LWLockAcquire(shared_directory_lock(), LW_EXCLUSIVE);
+			slot.health.store(SPACE_LOADING, std::memory_order_release);
+			slot.cause = QUARANTINE_NONE;
+			LWLockRelease(shared_directory_lock());
+		}
 		begin_load(slot.space_id, replacement);
+		engram::core::install(index, replacement, offset);
 		engram::core::HnswGraph graph(arena, offset);
-		HTAB *generations = generations_of(old_graph);
+		HTAB *generations = old_offset != 0 ? generations_of(engram::core::HnswGraph(arena, old_offset)) : nullptr;
 		std::uint64_t loaded = 0;
-		const bool ok = load_rows(slot.space_id, graph, shared_ring().last_generation(), generations, loaded);
-		hash_destroy(generations);
-		if (!ok) {
-			graph.destroy();
+		char error[k_cause_text_bytes] = "while rebuilding";
+		const AppendResult result =
+			load_rows_guarded(&slot, graph, shared_ring().last_generation(), generations, loaded, error, sizeof error);
+		if (generations != nullptr)
+			hash_destroy(generations);
+		if (result != AppendResult::ok) {
 			filter_clear();
 			PopActiveSnapshot();
 			end_transaction();
-			slot.rebuild_requested.store(0, std::memory_order_release);
-			slot.rebuilds_failed.fetch_add(1, std::memory_order_acq_rel);
-			ereport(WARNING, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("rebuild of space %d abandoned: engram.memory_limit is exhausted", slot.space_id),
-							  errhint("Raise engram.memory_limit: a rebuild needs room for a second copy of the index.")));
+			if (after_quarantine)
+				quarantine_space(&slot, cause_of(result), graph.size(), error);
+			else
+				abandon_rebuild(&slot, result == AppendResult::damaged ? error
+									   : result == AppendResult::reserve
+										   ? "the replacement index would take engram.memory_reserve"
+										   : "engram.memory_limit is exhausted");
 			continue;
 		}
-		engram::core::install(index, replacement, offset);
 		slot.rebuild_requested.store(2, std::memory_order_release);
 		end_load();
-		ereport(LOG, (errmsg("engram is rebuilding space %d from %llu observations", slot.space_id,
+		ereport(LOG, (errmsg("engram is rebuilding space \"%s\" from %llu observations", slot.name,
 							 static_cast<unsigned long long>(loaded))));
 		return;
 	}
@@ -228,7 +375,7 @@ void
 finish_rebuilds(void)
 {
 	engram::core::Arena arena = shared_arena();
-	for (SpaceSlot &slot : shared_state()->spaces) {
+	for (SpaceSlot &slot : directory_slots()) {
 		if (slot.state.load(std::memory_order_acquire) != SPACE_SLOT_LIVE ||
 			slot.rebuild_requested.load(std::memory_order_acquire) != 2)
 			continue;
@@ -244,8 +391,9 @@ finish_rebuilds(void)
 			continue;
 		engram::core::make_current(index, 1 - current);
 		directory_destroy_graph(index, current);
+		slot.health.store(SPACE_READY, std::memory_order_release);
 		slot.rebuild_requested.store(0, std::memory_order_release);
 		slot.rebuilds_finished.fetch_add(1, std::memory_order_acq_rel);
-		ereport(LOG, (errmsg("engram finished rebuilding space %d", slot.space_id)));
+		ereport(LOG, (errmsg("engram finished rebuilding space \"%s\"", slot.name)));
 	}
 }

@@ -1,10 +1,31 @@
 // Storing observations into the spaces' graphs (see worker_store.hpp).
 //
-// Whole or nothing: every graph is first reserved for all rows of a record
-// (HnswGraph::reserve guarantees the appends that follow), so a record whose
-// space cannot grow is left in the ring untouched and retried later. Rows read
-// back from the table (id-range records) are gathered into palloc'd buffers
-// first, so that an error while reading leaves no graph half-appended.
+// Every ready record is consumed: a space that cannot take it is quarantined
+// (quarantine.hpp) and the record dropped, so no space can hold the ring,
+// and with it every other space, back; the rows stay in the table.
+//
+// Vector records are stored whole or not at all: every graph is first
+// reserved for all rows of the record (HnswGraph::reserve guarantees the
+// appends that follow), then appended to.
+//
+// Id-range records (a transaction too large for the ring, e.g. a bulk COPY)
+// are read back from the table and stored in chunks of at most
+// k_chunk_bytes of vectors, so a worker's memory stays bounded whatever the
+// size of the transaction. Each committed row is still stored exactly once:
+//   - a chunk is read in id order inside a subtransaction, appended to every
+//     graph of the space, and only then is the record's progress (range,
+//     next id) published in shared memory. A worker that stops between two
+//     chunks (SIGTERM, an error) leaves the record in the ring; whoever
+//     stores it next goes on from the published progress. Ring positions
+//     never repeat, so the progress names exactly one record.
+//   - A start-up load destroys every graph and forgets the progress: the
+//     record is then filtered out or stored whole, like any other.
+//   - A rebuild that starts while such a record is half stored takes its
+//     snapshot after the record's commit, so the filter keeps the whole record
+//     from the replacement graph (the snapshot holds its rows), while the
+//     current graph takes the rest from the progress.
+//   - A chunk that cannot be read or stored quarantines the space, which
+//     frees its graphs: the rows stored before it do not matter.
 #include "pg/worker_store.hpp"
 
 #include <algorithm>
@@ -12,43 +33,26 @@
 
 #include "core/observation_batch.hpp"
 #include "pg/guc.hpp"
+#include "pg/quarantine.hpp"
+
+extern "C" {
+#include "utils/resowner.h"
+}
 
 LoadFilter load_filter;
 
 namespace {
 
-constexpr int k_fetch_rows = 2000;
+constexpr std::uint32_t k_fetch_rows = 2000;
+// Vectors read back from the table at a time.
+constexpr std::size_t k_chunk_bytes = std::size_t{4} << 20;
 
 bool in_transaction = false;
 
-engram::core::Metric
-metric_from_name(const char *name)
-{
-	if (strcmp(name, "l2") == 0)
-		return engram::core::Metric::l2;
-	if (strcmp(name, "ip") == 0)
-		return engram::core::Metric::inner_product;
-	return engram::core::Metric::cosine;
-}
-
-void
-warn_memory_exhausted(std::int32_t space_id)
-{
-	shared_state()->memory_stalled.store(1, std::memory_order_relaxed);
-	static TimestampTz last_warning = 0;
-	const TimestampTz now = GetCurrentTimestamp();
-	if (!TimestampDifferenceExceeds(last_warning, now, 10000))
-		return;
-	last_warning = now;
-	ereport(WARNING,
-			(errcode(ERRCODE_OUT_OF_MEMORY), errmsg("space %d cannot grow: engram.memory_limit is exhausted", space_id),
-			 errdetail("%zu of %zu bytes are in use; ingest stalls and backpressure will refuse new observations.",
-					   shared_arena().used_bytes(), shared_arena().capacity_bytes()),
-			 errhint("Raise engram.memory_limit, or drop unused spaces.")));
-}
+} // namespace
 
 bool
-visible_to_filter(TransactionId xid)
+filter_sees(TransactionId xid)
 {
 	if (TransactionIdPrecedes(xid, load_filter.xmin))
 		return true;
@@ -60,55 +64,219 @@ visible_to_filter(TransactionId xid)
 	return true;
 }
 
+namespace {
+
 // Which graph the filter keeps this record from: -1 none, 2 all of them.
 int
 filtered_graphs(const engram::core::RecordView &record, const engram::core::BatchView &batch)
 {
-	if (!load_filter.active || record.position >= load_filter.tail_mark || !visible_to_filter(batch.header.xid))
+	if (!load_filter.active || record.position >= load_filter.tail_mark || !filter_sees(batch.header.xid))
 		return -1;
 	if (load_filter.space_id < 0)
 		return 2;
 	return batch.header.space_id == load_filter.space_id ? static_cast<int>(load_filter.replacement) : -1;
 }
 
-// Reads the rows of an id-range record into palloc'd buffers; returns the row count.
-std::uint32_t
-read_id_ranges(const engram::core::BatchView &batch, float **vectors, engram::core::NodeData **rows,
-			   std::uint64_t generation)
+std::uint64_t
+observations_in(const engram::core::BatchView &batch)
 {
+	if (batch.header.kind == engram::core::BatchKind::vectors)
+		return batch.header.count;
 	std::uint64_t total = 0;
 	for (const engram::core::IdRange &r : batch.ranges)
 		total += static_cast<std::uint64_t>(r.last - r.first + 1);
-	const std::uint32_t dim = batch.header.dim;
-	*vectors = static_cast<float *>(palloc_extended(sizeof(float) * dim * std::max<std::uint64_t>(total, 1),
-													 MCXT_ALLOC_HUGE));
-	*rows = static_cast<engram::core::NodeData *>(
-		palloc_extended(sizeof(engram::core::NodeData) * std::max<std::uint64_t>(total, 1), MCXT_ALLOC_HUGE));
-	ensure_transaction();
-	std::uint32_t n = 0;
-	Oid types[3] = {INT4OID, INT8OID, INT8OID};
-	for (const engram::core::IdRange &r : batch.ranges) {
-		for (std::int64_t from = r.first; from <= r.last; from += k_fetch_rows) {
-			Datum args[3] = {Int32GetDatum(batch.header.space_id), Int64GetDatum(from),
-							 Int64GetDatum(std::min<std::int64_t>(r.last, from + k_fetch_rows - 1))};
-			if (SPI_execute_with_args("SELECT id, embedding, confidence FROM engram.observations "
-									  "WHERE space_id OPERATOR(pg_catalog.=) $1 AND id OPERATOR(pg_catalog.>=) $2 "
-									  "AND id OPERATOR(pg_catalog.<=) $3 ORDER BY id",
-									  3, types, args, nullptr, false, 0) != SPI_OK_SELECT)
-				elog(ERROR, "could not read engram.observations");
-			TupleDesc desc = SPI_tuptable->tupdesc;
-			for (std::uint64_t i = 0; i < SPI_processed && n < total; ++i, ++n) {
-				HeapTuple tuple = SPI_tuptable->vals[i];
-				bool isnull = false;
-				ArrayType *embedding = DatumGetArrayTypeP(SPI_getbinval(tuple, desc, 2, &isnull));
-				std::memcpy(*vectors + std::size_t{n} * dim, ARR_DATA_PTR(embedding), sizeof(float) * dim);
-				(*rows)[n] = engram::core::NodeData{generation, DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull)),
-													DatumGetFloat4(SPI_getbinval(tuple, desc, 3, &isnull))};
-			}
-			SPI_freetuptable(SPI_tuptable);
-		}
+	return total;
+}
+
+std::uint64_t
+space_bytes(const SpaceSlot &slot)
+{
+	const engram::core::IndexSlot &index = directory_index(&slot);
+	std::uint64_t total = 0;
+	for (unsigned which = 0; which < 2; ++which)
+		if (const std::uint64_t offset = index.graphs[which].load(std::memory_order_acquire); offset != 0)
+			total += engram::core::HnswGraph(shared_arena(), offset).used_bytes();
+	return total;
+}
+
+void
+give_up(SpaceSlot *slot, AppendResult result, engram::core::HnswStatus status)
+{
+	const QuarantineCause cause = result == AppendResult::no_memory ? QUARANTINE_MEMORY_LIMIT
+								  : result == AppendResult::reserve ? QUARANTINE_MEMORY_RESERVE
+																	: QUARANTINE_UNSTORABLE;
+	quarantine_space(slot, cause, space_observations(slot),
+					 result == AppendResult::damaged ? engram::core::to_string(status) : nullptr);
+}
+
+// Reads rows [from, to] of a space (at most k_fetch_rows) into the buffers.
+// Raises an error for a row that is not a vector of `dim` components.
+int
+read_rows_unguarded(std::int32_t space_id, std::int64_t from, std::int64_t to, std::uint32_t dim,
+					std::uint64_t generation, float *vectors, engram::core::NodeData *rows)
+{
+	static SPIPlanPtr plan = nullptr;
+	if (plan == nullptr) {
+		Oid types[3] = {INT4OID, INT8OID, INT8OID};
+		SPIPlanPtr prepared = SPI_prepare("SELECT id, embedding, confidence FROM engram.observations "
+										  "WHERE space_id OPERATOR(pg_catalog.=) $1 AND id OPERATOR(pg_catalog.>=) $2 "
+										  "AND id OPERATOR(pg_catalog.<=) $3 ORDER BY id",
+										  3, types);
+		if (prepared == nullptr || SPI_keepplan(prepared) != 0)
+			elog(ERROR, "could not prepare the read of engram.observations");
+		plan = prepared;
 	}
+	Datum args[3] = {Int32GetDatum(space_id), Int64GetDatum(from), Int64GetDatum(to)};
+	if (SPI_execute_plan(plan, args, nullptr, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read engram.observations");
+	TupleDesc desc = SPI_tuptable->tupdesc;
+	const auto n = static_cast<int>(std::min<std::uint64_t>(SPI_processed, k_fetch_rows));
+	for (int i = 0; i < n; ++i) {
+		HeapTuple tuple = SPI_tuptable->vals[i];
+		bool isnull = false;
+		const std::int64_t id = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
+		const Datum datum = SPI_getbinval(tuple, desc, 2, &isnull);
+		ArrayType *embedding = isnull ? nullptr : DatumGetArrayTypeP(datum);
+		if (embedding == nullptr || ARR_NDIM(embedding) != 1 || ARR_HASNULL(embedding) ||
+			ARR_ELEMTYPE(embedding) != FLOAT4OID ||
+			ArrayGetNItems(ARR_NDIM(embedding), ARR_DIMS(embedding)) != static_cast<int>(dim))
+			elog(ERROR, "observation %lld does not hold a vector of %u dimensions", static_cast<long long>(id), dim);
+		std::memcpy(vectors + std::size_t(i) * dim, ARR_DATA_PTR(embedding), sizeof(float) * dim);
+		const float confidence = DatumGetFloat4(SPI_getbinval(tuple, desc, 3, &isnull));
+		rows[i] = engram::core::NodeData{generation, id, isnull ? 0.0f : confidence};
+	}
+	SPI_freetuptable(SPI_tuptable);
 	return n;
+}
+
+// read_rows_unguarded() inside a subtransaction: -1, with the error's message
+// in `error`, when the rows cannot be read, so that one space's unreadable
+// rows quarantine that space instead of restarting the worker. A cancel is
+// passed on (the worker exits and goes on from the record's progress).
+int
+read_rows(std::int32_t space_id, std::int64_t from, std::int64_t to, std::uint32_t dim, std::uint64_t generation,
+		  float *vectors, engram::core::NodeData *rows, char *error, std::size_t error_size)
+{
+	ensure_transaction();
+	MemoryContext context = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile int n = -1;
+	BeginInternalSubTransaction(nullptr);
+	MemoryContextSwitchTo(context);
+	PG_TRY();
+	{
+		n = read_rows_unguarded(space_id, from, to, dim, generation, vectors, rows);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(context);
+		ErrorData *e = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		CurrentResourceOwner = owner;
+		if (e->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			ReThrowError(e);
+		strlcpy(error, e->message, error_size);
+		FreeErrorData(e);
+		n = -1;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(context);
+	CurrentResourceOwner = owner;
+	return n;
+}
+
+void
+save_progress(std::uint64_t position, std::size_t range, std::int64_t next_id)
+{
+	EngramShared *s = shared_state();
+	s->partial_position.store(0, std::memory_order_release);
+	s->partial_range.store(static_cast<std::uint32_t>(range), std::memory_order_relaxed);
+	s->partial_next_id.store(next_id, std::memory_order_relaxed);
+	s->partial_position.store(position + 1, std::memory_order_release);
+}
+
+// Stores the rows of an id-range record chunk by chunk, going on from the
+// record's progress if a worker stored part of it before; returns how many
+// it stored.
+std::uint64_t
+store_id_ranges(const engram::core::RecordView &record, const engram::core::BatchView &batch, SpaceSlot *slot,
+				int skip)
+{
+	EngramShared *s = shared_state();
+	const std::uint32_t dim = batch.header.dim;
+	const auto chunk = static_cast<std::uint32_t>(
+		std::clamp<std::size_t>(k_chunk_bytes / (sizeof(float) * dim), 1, k_fetch_rows));
+	std::size_t range = 0;
+	std::int64_t from = batch.ranges.empty() ? 0 : batch.ranges[0].first;
+	if (s->partial_position.load(std::memory_order_acquire) == record.position + 1) {
+		range = s->partial_range.load(std::memory_order_relaxed);
+		from = s->partial_next_id.load(std::memory_order_relaxed);
+	}
+	auto *vectors = static_cast<float *>(palloc(sizeof(float) * dim * chunk));
+	auto *rows = static_cast<engram::core::NodeData *>(palloc(sizeof(engram::core::NodeData) * chunk));
+	std::uint64_t stored = 0;
+	bool given_up = false;
+	for (; range < batch.ranges.size() && !given_up; ++range) {
+		const engram::core::IdRange r = batch.ranges[range];
+		if (from < r.first)
+			from = r.first;
+		while (from <= r.last) {
+			const std::int64_t to = r.last - from < chunk ? r.last : from + chunk - 1;
+			char error[k_cause_text_bytes];
+			const int n = read_rows(batch.header.space_id, from, to, dim, record.generation, vectors, rows, error,
+									sizeof error);
+			if (n < 0) {
+				quarantine_space(slot, QUARANTINE_UNSTORABLE, space_observations(slot), error);
+				given_up = true;
+				break;
+			}
+			engram::core::HnswStatus status = engram::core::HnswStatus::ok;
+			const AppendResult result = append_rows(slot, vectors, rows, static_cast<std::uint32_t>(n), skip, &status);
+			if (result != AppendResult::ok) {
+				give_up(slot, result, status);
+				given_up = true;
+				break;
+			}
+			stored += static_cast<std::uint64_t>(n);
+			save_progress(record.position, range, to + 1);
+			if (to == r.last)
+				break;
+			from = to + 1;
+			CHECK_FOR_INTERRUPTS();
+		}
+		if (range + 1 < batch.ranges.size())
+			from = batch.ranges[range + 1].first;
+	}
+	pfree(vectors);
+	pfree(rows);
+	return stored;
+}
+
+// A record that does not parse: its space, if the header says which, is
+// quarantined (its index would miss the rows); otherwise the log says so.
+void
+drop_malformed(const engram::core::RecordView &record)
+{
+	engram::core::BatchHeader header{};
+	SpaceSlot *slot = nullptr;
+	if (record.payload.size() >= sizeof header) {
+		std::memcpy(&header, record.payload.data(), sizeof header);
+		LWLockAcquire(shared_directory_lock(), LW_SHARED);
+		slot = directory_find(header.space_id);
+		LWLockRelease(shared_directory_lock());
+	}
+	if (slot != nullptr && slot->health.load(std::memory_order_acquire) != SPACE_QUARANTINED) {
+		quarantine_space(slot, QUARANTINE_UNSTORABLE, space_observations(slot), "the ring record is malformed");
+		return;
+	}
+	if (slot == nullptr)
+		ereport(WARNING, (errmsg("engram dropped a malformed ring record at position %llu",
+								 static_cast<unsigned long long>(record.position)),
+						  errdetail("The record names no space engram knows; its rows, if any, stay in "
+									"engram.observations."),
+						  errhint("Run engram.rebuild() on spaces whose recalls miss rows.")));
 }
 
 } // namespace
@@ -142,36 +310,84 @@ slot_for(std::int32_t space_id)
 {
 	LWLockAcquire(shared_directory_lock(), LW_SHARED);
 	SpaceSlot *slot = directory_find(space_id);
+	const bool homeless = slot == nullptr && directory_homeless(space_id);
 	LWLockRelease(shared_directory_lock());
-	if (slot != nullptr)
+	if (slot != nullptr || homeless)
 		return slot;
 	ensure_transaction();
 	Datum arg = Int32GetDatum(space_id);
 	Oid argtype = INT4OID;
-	if (SPI_execute_with_args("SELECT dim, metric, m, ef_construction FROM engram.space_catalog "
-							  "WHERE space_id OPERATOR(pg_catalog.=) $1",
+	if (SPI_execute_with_args(psprintf("SELECT %s FROM engram.space_catalog WHERE space_id OPERATOR(pg_catalog.=) $1",
+									   k_definition_columns),
 							  1, &argtype, &arg, nullptr, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read engram.space_catalog");
 	if (SPI_processed == 0)
 		return nullptr;
-	HeapTuple tuple = SPI_tuptable->vals[0];
-	TupleDesc desc = SPI_tuptable->tupdesc;
-	bool isnull = false;
-	engram::core::HnswConfig config;
-	config.dim = static_cast<std::uint32_t>(DatumGetInt32(SPI_getbinval(tuple, desc, 1, &isnull)));
-	config.metric = metric_from_name(SPI_getvalue(tuple, desc, 2));
-	config.m = static_cast<std::uint32_t>(DatumGetInt32(SPI_getbinval(tuple, desc, 3, &isnull)));
-	config.ef_construction = static_cast<std::uint32_t>(DatumGetInt32(SPI_getbinval(tuple, desc, 4, &isnull)));
-	config.seed = static_cast<std::uint64_t>(space_id);
+	const SpaceDefinition definition = space_definition(SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
 	LWLockAcquire(shared_directory_lock(), LW_EXCLUSIVE);
-	slot = directory_install(space_id, config);
+	slot = directory_install(definition, InvalidTransactionId);
+	if (slot == nullptr)
+		directory_mark_homeless(space_id);
 	LWLockRelease(shared_directory_lock());
 	if (slot == nullptr)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("no room for the index of space %d", space_id),
-						errdetail("All %d space slots are in use or engram.memory_limit is exhausted.",
-								  k_engram_max_spaces),
-						errhint("Drop unused spaces or raise engram.memory_limit.")));
+		ereport(WARNING, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						  errmsg("space \"%s\" is quarantined", definition.name),
+						  errdetail("It has no slot in the space directory: all %u of engram.max_spaces are in use. "
+									"Its observations stay in engram.observations but are not indexed.",
+									directory_capacity()),
+						  errhint("Raise engram.max_spaces (takes a restart) or drop unused spaces, then run "
+								  "engram.rebuild() on the space.")));
 	return slot;
+}
+
+bool
+space_takes_rows(SpaceSlot *slot)
+{
+	const auto health = slot->health.load(std::memory_order_acquire);
+	if (health == SPACE_QUARANTINED)
+		return false;
+	engram::core::IndexSlot &index = directory_index(slot);
+	if (health == SPACE_LOADING || index.graphs[0].load(std::memory_order_acquire) != 0 ||
+		index.graphs[1].load(std::memory_order_acquire) != 0)
+		return true;
+	std::uint64_t offset = 0;
+	if (engram::core::HnswGraph::create(shared_arena(), directory_config(slot), offset) != engram::core::HnswStatus::ok) {
+		quarantine_space(slot, QUARANTINE_MEMORY_LIMIT, 0, "no room for its first rows");
+		return false;
+	}
+	engram::core::install(index, index.current.load(std::memory_order_acquire), offset);
+	return true;
+}
+
+std::uint64_t
+space_observations(const SpaceSlot *slot)
+{
+	const engram::core::IndexSlot &index = directory_index(slot);
+	std::uint64_t most = 0;
+	for (unsigned which = 0; which < 2; ++which)
+		if (const std::uint64_t offset = index.graphs[which].load(std::memory_order_acquire); offset != 0)
+			most = std::max(most, engram::core::HnswGraph(shared_arena(), offset).size());
+	return most;
+}
+
+bool
+takes_the_reserve(const SpaceSlot *slot)
+{
+	const engram::core::Arena arena = shared_arena();
+	const double capacity = static_cast<double>(arena.capacity_bytes());
+	if (capacity - static_cast<double>(arena.used_bytes()) >= engram_memory_reserve * capacity)
+		return false;
+	const std::uint64_t mine = space_bytes(*slot);
+	bool others = false;
+	for (const SpaceSlot &other : directory_slots()) {
+		if (&other == slot || other.state.load(std::memory_order_acquire) != SPACE_SLOT_LIVE ||
+			other.health.load(std::memory_order_acquire) == SPACE_QUARANTINED)
+			continue;
+		others = true;
+		if (space_bytes(other) > mine)
+			return false;
+	}
+	return others;
 }
 
 void
@@ -184,15 +400,17 @@ abandon_rebuild(SpaceSlot *slot, const char *reason)
 		filter_clear();
 	slot->rebuild_requested.store(0, std::memory_order_release);
 	slot->rebuilds_failed.fetch_add(1, std::memory_order_acq_rel);
-	ereport(WARNING, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("rebuild of space %d abandoned: %s", slot->space_id, reason),
+	ereport(WARNING, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("rebuild of space \"%s\" abandoned: %s", slot->name, reason),
 					  errhint("Raise engram.memory_limit: a rebuild needs room for a second copy of the index.")));
 }
 
-bool
-append_rows(SpaceSlot *slot, const float *vectors, const engram::core::NodeData *rows, std::uint32_t n, int skip)
+AppendResult
+append_rows(SpaceSlot *slot, const float *vectors, const engram::core::NodeData *rows, std::uint32_t n, int skip,
+			engram::core::HnswStatus *status)
 {
 	engram::core::IndexSlot &index = directory_index(slot);
 	const unsigned current = index.current.load(std::memory_order_acquire);
+	const bool only_replacement = slot->health.load(std::memory_order_acquire) == SPACE_LOADING;
 	engram::core::Arena arena = shared_arena();
 	for (const unsigned which : {current, 1 - current}) {
 		const std::uint64_t offset = index.graphs[which].load(std::memory_order_acquire);
@@ -201,9 +419,16 @@ append_rows(SpaceSlot *slot, const float *vectors, const engram::core::NodeData 
 		engram::core::HnswGraph graph(arena, offset);
 		if (graph.reserve(graph.size() + n) == engram::core::HnswStatus::ok)
 			continue;
-		if (which == current)
-			return false;
+		if (which == current || only_replacement)
+			return AppendResult::no_memory;
 		abandon_rebuild(slot, "engram.memory_limit is exhausted");
+	}
+	if (takes_the_reserve(slot)) {
+		if (only_replacement || index.graphs[1 - current].load(std::memory_order_acquire) == 0)
+			return AppendResult::reserve;
+		abandon_rebuild(slot, "the replacement index would take engram.memory_reserve");
+		if (takes_the_reserve(slot))
+			return AppendResult::reserve;
 	}
 	for (const unsigned which : {current, 1 - current}) {
 		const std::uint64_t offset = index.graphs[which].load(std::memory_order_acquire);
@@ -211,64 +436,57 @@ append_rows(SpaceSlot *slot, const float *vectors, const engram::core::NodeData 
 			continue;
 		engram::core::HnswGraph graph(arena, offset);
 		std::uint32_t first = 0;
-		const engram::core::HnswStatus status =
+		const engram::core::HnswStatus appended =
 			graph.append_batch(std::span<const float>(vectors, std::size_t{n} * graph.dim()),
 							   std::span<const engram::core::NodeData>(rows, n), first);
-		// Ingest validates every vector, so this reports damage rather than input.
-		if (status != engram::core::HnswStatus::ok)
-			ereport(WARNING, (errmsg("space %d: %u observations not indexed: %s", slot->space_id, n,
-									 engram::core::to_string(status))));
+		if (appended != engram::core::HnswStatus::ok) {
+			if (status != nullptr)
+				*status = appended;
+			return AppendResult::damaged;
+		}
 	}
-	return true;
+	return AppendResult::ok;
 }
 
 std::int64_t
 store_record(const engram::core::RecordView &record)
 {
 	const std::optional<engram::core::BatchView> batch = engram::core::parse_batch(record.payload);
-	if (!batch)
-		elog(ERROR, "malformed ring record at position %llu", static_cast<unsigned long long>(record.position));
-	// Records that need no storing still leave the pipeline: the load already
-	// counted the rows it read, and a dropped space's rows are gone.
+	if (!batch) {
+		drop_malformed(record);
+		return 0;
+	}
+	const std::uint64_t observations = observations_in(*batch);
+	// Consumed, stored or not: pressure counts what is still ahead.
+	shared_state()->observations_stored.fetch_add(observations, std::memory_order_relaxed);
 	const int skip = filtered_graphs(record, *batch);
 	SpaceSlot *slot = skip == 2 ? nullptr : slot_for(batch->header.space_id);
-	if (slot == nullptr) {
-		shared_state()->observations_stored.fetch_add(engram::core::observation_count(*batch),
-													  std::memory_order_relaxed);
+	if (slot == nullptr)
+		return 0;
+	if (!space_takes_rows(slot)) {
+		slot->dropped_observations.fetch_add(observations, std::memory_order_relaxed);
 		return 0;
 	}
-	// Capture writes only rows of the space's dimension; anything else would
-	// be read past its end, so it is dropped rather than trusted.
 	if (batch->header.dim != slot->dim) {
-		ereport(WARNING, (errmsg("engram dropped a ring record of %u-dimensional vectors for space %d, which holds "
-								 "%u-dimensional ones",
-								 batch->header.dim, batch->header.space_id, slot->dim),
-						  errhint("engram.rebuild() restores the space's index from engram.observations.")));
+		char text[k_cause_text_bytes];
+		snprintf(text, sizeof text, "a ring record holds vectors of %u dimensions", batch->header.dim);
+		quarantine_space(slot, QUARANTINE_UNSTORABLE, space_observations(slot), text);
 		return 0;
 	}
-	std::uint32_t stored = batch->header.count;
-	bool ok;
-	if (batch->header.kind == engram::core::BatchKind::vectors) {
-		auto *rows = static_cast<engram::core::NodeData *>(palloc(sizeof(engram::core::NodeData) * std::max(stored, 1u)));
-		for (std::uint32_t i = 0; i < stored; ++i)
-			rows[i] = engram::core::NodeData{record.generation, batch->ids[i], batch->confidences[i]};
-		ok = append_rows(slot, batch->vectors.data(), rows, stored, skip);
-		pfree(rows);
-	} else {
-		float *vectors = nullptr;
-		engram::core::NodeData *rows = nullptr;
-		stored = read_id_ranges(*batch, &vectors, &rows, record.generation);
-		ok = append_rows(slot, vectors, rows, stored, skip);
-		pfree(vectors);
-		pfree(rows);
+	if (batch->header.kind != engram::core::BatchKind::vectors)
+		return static_cast<std::int64_t>(store_id_ranges(record, *batch, slot, skip));
+	const std::uint32_t n = batch->header.count;
+	auto *rows = static_cast<engram::core::NodeData *>(palloc(sizeof(engram::core::NodeData) * std::max(n, 1u)));
+	for (std::uint32_t i = 0; i < n; ++i)
+		rows[i] = engram::core::NodeData{record.generation, batch->ids[i], batch->confidences[i]};
+	engram::core::HnswStatus status = engram::core::HnswStatus::ok;
+	const AppendResult result = append_rows(slot, batch->vectors.data(), rows, n, skip, &status);
+	pfree(rows);
+	if (result != AppendResult::ok) {
+		give_up(slot, result, status);
+		return 0;
 	}
-	if (!ok) {
-		warn_memory_exhausted(batch->header.space_id);
-		return -1;
-	}
-	shared_state()->memory_stalled.store(0, std::memory_order_relaxed);
-	shared_state()->observations_stored.fetch_add(stored, std::memory_order_relaxed);
-	return stored;
+	return n;
 }
 
 void
@@ -290,4 +508,10 @@ filter_clear(void)
 	if (load_filter.xip != nullptr)
 		pfree(load_filter.xip);
 	load_filter.xip = nullptr;
+}
+
+void
+progress_reset(void)
+{
+	shared_state()->partial_position.store(0, std::memory_order_release);
 }

@@ -1,8 +1,8 @@
 // The store step of the workers: observations into the spaces' graphs, from
 // ring records or from engram.observations. Main thread only, and only while
 // holding the ring's consumer token, which is also what allows destroying a
-// graph (drop, end of a rebuild): so the code here reads graph offsets
-// without pinning them.
+// graph (drop, quarantine, end of a rebuild): so the code here reads graph
+// offsets without pinning them.
 #pragma once
 
 #include <cstdint>
@@ -34,24 +34,50 @@ extern LoadFilter load_filter;
 void ensure_transaction(void);
 void end_transaction(void);
 
-// The space's slot, installed from engram.space_catalog on first use; nullptr
-// if the space no longer exists (its records are then dropped).
+// The space's slot, installed from engram.space_catalog if it has none (a
+// space created by engram 0.1.0's create_space); nullptr if the space no
+// longer exists or has no slot (its records are then dropped).
 SpaceSlot *slot_for(std::int32_t space_id);
 
-// Stores one ready ring record whole and returns how many observations it
-// held; -1 if its space cannot grow now (nothing was stored).
+// Whether the space takes rows now: not quarantined, and with a graph to
+// take them (created on its first rows; a space that cannot have one is
+// quarantined).
+bool space_takes_rows(SpaceSlot *slot);
+
+// Stores one ready ring record, which is then consumed whatever happens:
+// a space that cannot take it is quarantined (quarantine.hpp). Returns how
+// many observations were stored.
 std::int64_t store_record(const engram::core::RecordView &record);
 
+enum class AppendResult {
+	ok,
+	no_memory, // the space's index cannot grow in engram.memory_limit
+	reserve,   // it could, but it holds the most memory and would take engram.memory_reserve
+	damaged,   // the rows were refused (status says why)
+};
+
 // Appends rows to the graphs of a space (all of them but `skip`, which may be
-// -1); false if the current graph cannot grow, in which case nothing was
-// appended. A replacement graph that cannot grow is given up (the rebuild
-// fails) rather than holding the pipeline back.
-bool append_rows(SpaceSlot *slot, const float *vectors, const engram::core::NodeData *rows, std::uint32_t n,
-				 int skip);
+// -1); anything but ok leaves the space to be quarantined. A replacement
+// graph that cannot grow is given up (the rebuild fails) rather than holding
+// the space back, unless it is the only graph (a space rebuilt after a
+// quarantine).
+AppendResult append_rows(SpaceSlot *slot, const float *vectors, const engram::core::NodeData *rows, std::uint32_t n,
+						 int skip, engram::core::HnswStatus *status = nullptr);
+
+// Whether the space, having just grown, now holds the most memory while the
+// arena's free part is below engram.memory_reserve and other spaces exist.
+bool takes_the_reserve(const SpaceSlot *slot);
+
+// Observations the space's index holds (the larger of its graphs).
+std::uint64_t space_observations(const SpaceSlot *slot);
 
 // Gives up a rebuild in progress: its graph is destroyed, the old one stays.
 void abandon_rebuild(SpaceSlot *slot, const char *reason);
 
+// Whether the filter's snapshot saw the transaction.
+bool filter_sees(TransactionId xid);
 // Copies a snapshot into load_filter (the caller sets the other fields).
 void filter_from_snapshot(Snapshot snapshot);
 void filter_clear(void);
+// Forgets the progress of a half-stored id-range record (its graphs are gone).
+void progress_reset(void);

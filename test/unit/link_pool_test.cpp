@@ -83,6 +83,33 @@ TEST(LinkPool, LinksEverySpaceAndCountsIt)
 	EXPECT_EQ(pool.failures(), 0u);
 }
 
+// A directory sized for many spaces is walked only as far as it is in use.
+TEST(LinkPool, WalksOnlyTheSlotsInUse)
+{
+	SKIP_UNDER_TSAN_WITH_TBB();
+	Region region(64 << 20);
+	std::vector<IndexSlot> slots(4);
+	for (IndexSlot &s : slots)
+		reset(s);
+	std::atomic<std::uint32_t> in_use{1};
+	std::atomic<std::uint64_t> linked{0};
+	LinkPool pool(region.arena, slots, 2, &linked, &in_use);
+	const auto vectors = random_vectors(200, k_dim, 9);
+	install(slots[0], 0, new_graph(region.arena));
+	install(slots[3], 0, new_graph(region.arena));
+	HnswGraph first(region.arena, slots[0].graphs[0].load());
+	HnswGraph last(region.arena, slots[3].graphs[0].load());
+	append(first, vectors, 0, 100);
+	append(last, vectors, 100, 100);
+	pool.wake();
+	ASSERT_TRUE(wait_for([&] { return first.linked_count() == 100 && pool.running() == 0; }));
+	EXPECT_EQ(last.linked_count(), 0u) << "a slot beyond the ones in use is not walked";
+	in_use.store(4);
+	pool.wake();
+	ASSERT_TRUE(wait_for([&] { return last.linked_count() == 100; }));
+	EXPECT_EQ(linked.load(), 200u);
+}
+
 TEST(LinkPool, OneHotGraphKeepsEveryThreadBusy)
 {
 	// The pool's tasks are enqueued and nobody joins the arena, so each one

@@ -1,0 +1,280 @@
+// The space directory in shared memory (see directory.hpp).
+#include "pg/directory.hpp"
+
+#include <climits>
+#include <cstring>
+#include <new>
+
+#include "pg/shared.hpp"
+
+#include "pg/postgres.hpp"
+
+namespace {
+
+template <typename T>
+T *
+at(std::uint64_t offset)
+{
+	return reinterpret_cast<T *>(reinterpret_cast<std::byte *>(shared_state()) + offset);
+}
+
+SpaceDirectory &
+directory(void)
+{
+	return shared_state()->directory;
+}
+
+SpaceSlot *
+slots(void)
+{
+	return at<SpaceSlot>(directory().slots_offset);
+}
+
+std::int32_t *
+free_list(void)
+{
+	return at<std::int32_t>(directory().free_offset);
+}
+
+engram::core::SpaceTable
+table(void)
+{
+	return engram::core::SpaceTable(std::span<engram::core::SpaceTableBucket>(
+		at<engram::core::SpaceTableBucket>(directory().buckets_offset), directory().bucket_count));
+}
+
+std::size_t
+aligned(std::size_t n)
+{
+	return (n + 63) & ~std::size_t{63};
+}
+
+DropOutcome
+outcome_of(TransactionId xid)
+{
+	if (xid == InvalidTransactionId)
+		return DropOutcome::none;
+	if (TransactionIdIsInProgress(xid))
+		return DropOutcome::in_progress;
+	return TransactionIdDidCommit(xid) ? DropOutcome::committed : DropOutcome::aborted;
+}
+
+engram::core::Metric
+metric_from_name(const char *name)
+{
+	if (strcmp(name, "l2") == 0)
+		return engram::core::Metric::l2;
+	if (strcmp(name, "ip") == 0)
+		return engram::core::Metric::inner_product;
+	return engram::core::Metric::cosine;
+}
+
+} // namespace
+
+SpaceDefinition
+space_definition(HeapTuple tuple, TupleDesc desc)
+{
+	SpaceDefinition d{};
+	bool isnull = false;
+	d.space_id = DatumGetInt32(SPI_getbinval(tuple, desc, 1, &isnull));
+	const char *name = SPI_getvalue(tuple, desc, 2);
+	strlcpy(d.name, name != nullptr ? name : "", sizeof d.name);
+	d.dim = static_cast<std::uint32_t>(DatumGetInt32(SPI_getbinval(tuple, desc, 3, &isnull)));
+	const char *metric = SPI_getvalue(tuple, desc, 4);
+	d.metric = metric_from_name(metric != nullptr ? metric : "");
+	d.m = static_cast<std::uint32_t>(DatumGetInt32(SPI_getbinval(tuple, desc, 5, &isnull)));
+	d.ef_construction = static_cast<std::uint32_t>(DatumGetInt32(SPI_getbinval(tuple, desc, 6, &isnull)));
+	return d;
+}
+
+std::size_t
+directory_bytes(std::uint32_t capacity)
+{
+	return aligned(sizeof(SpaceSlot) * capacity) + aligned(sizeof(engram::core::IndexSlot) * capacity) +
+		   aligned(sizeof(engram::core::SpaceTableBucket) * engram::core::SpaceTable::buckets_for(capacity)) +
+		   aligned(sizeof(std::int32_t) * capacity);
+}
+
+void
+directory_create(SpaceDirectory &d, std::byte *base, std::uint64_t offset, std::uint32_t capacity)
+{
+	d.capacity = capacity;
+	d.bucket_count = static_cast<std::uint32_t>(engram::core::SpaceTable::buckets_for(capacity));
+	d.in_use.store(0, std::memory_order_relaxed);
+	d.homeless_from.store(INT32_MAX, std::memory_order_relaxed);
+	d.slots_offset = offset;
+	d.indexes_offset = d.slots_offset + aligned(sizeof(SpaceSlot) * capacity);
+	d.buckets_offset = d.indexes_offset + aligned(sizeof(engram::core::IndexSlot) * capacity);
+	d.free_offset = d.buckets_offset + aligned(sizeof(engram::core::SpaceTableBucket) * d.bucket_count);
+	auto *slot_array = reinterpret_cast<SpaceSlot *>(base + d.slots_offset);
+	auto *index_array = reinterpret_cast<engram::core::IndexSlot *>(base + d.indexes_offset);
+	for (std::uint32_t i = 0; i < capacity; ++i) {
+		new (&slot_array[i]) SpaceSlot{};
+		new (&index_array[i]) engram::core::IndexSlot{};
+	}
+	engram::core::SpaceTable::clear(std::span<engram::core::SpaceTableBucket>(
+		reinterpret_cast<engram::core::SpaceTableBucket *>(base + d.buckets_offset), d.bucket_count));
+	// A stack whose top is slot 0: the lowest free slot is handed out first.
+	auto *stack = reinterpret_cast<std::int32_t *>(base + d.free_offset);
+	for (std::uint32_t i = 0; i < capacity; ++i)
+		stack[i] = static_cast<std::int32_t>(capacity - 1 - i);
+	d.free_count = capacity;
+}
+
+std::span<SpaceSlot>
+directory_slots(void)
+{
+	return std::span<SpaceSlot>(slots(), directory().in_use.load(std::memory_order_acquire));
+}
+
+std::span<engram::core::IndexSlot>
+directory_indexes(void)
+{
+	return std::span<engram::core::IndexSlot>(at<engram::core::IndexSlot>(directory().indexes_offset),
+											  directory().capacity);
+}
+
+const std::atomic<std::uint32_t> &
+directory_in_use(void)
+{
+	return directory().in_use;
+}
+
+std::uint32_t
+directory_capacity(void)
+{
+	return directory().capacity;
+}
+
+SpaceSlot *
+directory_find(std::int32_t space_id)
+{
+	const std::int32_t value = table().find(space_id);
+	return value == 0 ? nullptr : &slots()[value - 1];
+}
+
+bool
+directory_homeless(std::int32_t space_id)
+{
+	return space_id >= directory().homeless_from.load(std::memory_order_acquire) && directory_find(space_id) == nullptr;
+}
+
+SpaceSlot *
+directory_install(const SpaceDefinition &definition, std::uint32_t create_xid)
+{
+	if (SpaceSlot *existing = directory_find(definition.space_id))
+		return existing;
+	SpaceDirectory &d = directory();
+	if (d.free_count == 0)
+		return nullptr;
+	const std::int32_t index = free_list()[d.free_count - 1];
+	if (!table().insert(definition.space_id, index + 1))
+		return nullptr;
+	d.free_count--;
+	SpaceSlot &slot = slots()[index];
+	engram::core::reset(directory_index(&slot));
+	slot.space_id = definition.space_id;
+	slot.dim = definition.dim;
+	slot.metric = static_cast<std::uint32_t>(definition.metric);
+	slot.m = definition.m;
+	slot.ef_construction = definition.ef_construction;
+	strlcpy(slot.name, definition.name, sizeof slot.name);
+	slot.create_xid.store(create_xid, std::memory_order_relaxed);
+	slot.drop_xid.store(InvalidTransactionId, std::memory_order_relaxed);
+	slot.rebuild_requested.store(0, std::memory_order_relaxed);
+	slot.health.store(SPACE_READY, std::memory_order_relaxed);
+	slot.cause = QUARANTINE_NONE;
+	slot.cause_text[0] = '\0';
+	slot.dropped_observations.store(0, std::memory_order_relaxed);
+	slot.state.store(SPACE_SLOT_LIVE, std::memory_order_release);
+	if (static_cast<std::uint32_t>(index) >= d.in_use.load(std::memory_order_relaxed))
+		d.in_use.store(static_cast<std::uint32_t>(index) + 1, std::memory_order_release);
+	return &slot;
+}
+
+void
+directory_mark_homeless(std::int32_t space_id)
+{
+	std::atomic<std::int32_t> &from = directory().homeless_from;
+	if (space_id < from.load(std::memory_order_relaxed))
+		from.store(space_id, std::memory_order_release);
+}
+
+void
+directory_forget_homeless(void)
+{
+	directory().homeless_from.store(INT32_MAX, std::memory_order_release);
+}
+
+engram::core::IndexSlot &
+directory_index(const SpaceSlot *slot)
+{
+	return directory_indexes()[static_cast<std::size_t>(slot - slots())];
+}
+
+engram::core::HnswConfig
+directory_config(const SpaceSlot *slot)
+{
+	engram::core::HnswConfig config;
+	config.dim = slot->dim;
+	config.metric = static_cast<engram::core::Metric>(slot->metric);
+	config.m = slot->m;
+	config.ef_construction = slot->ef_construction;
+	config.seed = static_cast<std::uint64_t>(slot->space_id);
+	return config;
+}
+
+engram::core::HnswGraph
+pinned_graph(const engram::core::GraphPin &pin)
+{
+	return engram::core::HnswGraph(shared_arena(), pin.offset());
+}
+
+void
+directory_destroy_graph(engram::core::IndexSlot &index, unsigned which)
+{
+	const std::uint64_t offset = engram::core::retire(index, which);
+	if (offset == 0)
+		return;
+	// Pins are held for one search or a few links, never across a wait.
+	while (!engram::core::drained(index, which))
+		pg_usleep(100);
+	engram::core::HnswGraph(shared_arena(), offset).destroy();
+}
+
+void
+directory_free(SpaceSlot *slot)
+{
+	engram::core::IndexSlot &index = directory_index(slot);
+	directory_destroy_graph(index, 0);
+	directory_destroy_graph(index, 1);
+	LWLockAcquire(shared_directory_lock(), LW_EXCLUSIVE);
+	SpaceDirectory &d = directory();
+	(void) table().erase(slot->space_id);
+	free_list()[d.free_count++] = static_cast<std::int32_t>(slot - slots());
+	slot->state.store(SPACE_SLOT_FREE, std::memory_order_release);
+	LWLockRelease(shared_directory_lock());
+}
+
+DropOutcome
+directory_drop_outcome(const SpaceSlot *slot)
+{
+	return outcome_of(slot->drop_xid.load(std::memory_order_acquire));
+}
+
+DropOutcome
+directory_create_outcome(const SpaceSlot *slot)
+{
+	return outcome_of(slot->create_xid.load(std::memory_order_acquire));
+}
+
+bool
+directory_frees_pending(void)
+{
+	for (const SpaceSlot &slot : directory_slots())
+		if (slot.state.load(std::memory_order_acquire) == SPACE_SLOT_LIVE &&
+			(directory_drop_outcome(&slot) == DropOutcome::committed ||
+			 directory_create_outcome(&slot) == DropOutcome::aborted))
+			return true;
+	return false;
+}

@@ -1,0 +1,157 @@
+// The space directory: one slot per space in shared memory, found from the
+// space's id in O(1) (core/space_table.hpp), with the space's shape, its
+// graphs (core/index_slot.hpp) and its health.
+//
+// Size. engram.max_spaces slots, fixed at server start; each costs
+// sizeof(SpaceSlot) + sizeof(IndexSlot) + 4 bytes of free list + 16 to 32
+// bytes of table buckets: 348 to 364 bytes (3.6 MB for the default 10,000).
+// create_space takes its slot at once (an insert trigger on
+// engram.space_catalog), so a full directory refuses the new space with a
+// clear error rather than failing later in a worker.
+//
+// Spaces without a slot. After a start, the loader gives slots to the
+// catalog's spaces in id order; if engram.max_spaces was lowered below their
+// number, the rest get none. `homeless_from` remembers the smallest id that
+// was refused: a catalog space with no slot and an id at or above it is
+// quarantined (its rows are not indexed), until engram.rebuild() finds it a
+// slot. Spaces created later always have a slot, so the rule never catches
+// a healthy space.
+//
+// Locking. A slot changes hands, and the table changes, only under the
+// directory LWLock held exclusively, and a slot is freed only after its
+// graphs were retired and every pin on them dropped; so a process that found
+// a slot under the shared lock and pinned a graph can use it after letting
+// the lock go. Slots are handed out lowest first, and `in_use` (the number
+// of slots ever used) bounds every walk over them.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <span>
+
+#include "core/hnsw_graph.hpp"
+#include "core/index_slot.hpp"
+#include "core/space_table.hpp"
+
+enum SpaceSlotState : std::uint32_t { SPACE_SLOT_FREE = 0, SPACE_SLOT_LIVE = 1 };
+
+// What a space's index can do (the `state` column of engram.spaces).
+enum SpaceHealth : std::uint32_t {
+	SPACE_READY = 0,       // stores, links and answers
+	SPACE_LOADING = 1,     // rebuilt from the table after a quarantine; no graph answers yet
+	SPACE_QUARANTINED = 2, // its index was given up; see QuarantineCause
+};
+
+enum QuarantineCause : std::uint32_t {
+	QUARANTINE_NONE = 0,
+	QUARANTINE_MEMORY_LIMIT,   // the arena had no room for its next rows
+	QUARANTINE_MEMORY_RESERVE, // it holds the most memory and would take engram.memory_reserve
+	QUARANTINE_UNSTORABLE,     // a record of it could not be read or stored (cause_text says why)
+};
+
+inline constexpr int k_space_name_bytes = 65;	 // names have at most 64 characters
+inline constexpr int k_cause_text_bytes = 128;
+
+// A space's definition, as engram.space_catalog holds it.
+struct SpaceDefinition {
+	std::int32_t space_id;
+	char name[k_space_name_bytes];
+	std::uint32_t dim;
+	engram::core::Metric metric;
+	std::uint32_t m;
+	std::uint32_t ef_construction;
+};
+
+struct SpaceSlot {
+	std::atomic<std::uint32_t> state;
+	std::int32_t space_id;
+	std::uint32_t dim;
+	std::uint32_t metric; // engram::core::Metric
+	std::uint32_t m;
+	std::uint32_t ef_construction;
+	char name[k_space_name_bytes];
+	// Transaction (possibly a subtransaction) that created the space; the
+	// worker frees the slot if it aborted.
+	std::atomic<std::uint32_t> create_xid;
+	// Transaction (possibly a subtransaction) that ran drop_space on it; the
+	// worker frees the slot once that transaction is known to have committed.
+	std::atomic<std::uint32_t> drop_xid;
+	// engram.rebuild() sets rebuild_requested and waits for one of the
+	// counters to move; a worker builds the replacement graph meanwhile.
+	std::atomic<std::uint32_t> rebuild_requested;
+	std::atomic<std::uint32_t> rebuilds_finished;
+	std::atomic<std::uint32_t> rebuilds_failed;
+	// SpaceHealth. The cause fields below are written under the exclusive
+	// directory lock before health turns QUARANTINED, and read under the
+	// shared lock.
+	std::atomic<std::uint32_t> health;
+	std::uint32_t cause;			  // QuarantineCause
+	std::uint64_t cause_observations; // rows its index held when it was given up
+	std::uint64_t cause_used_bytes, cause_capacity_bytes;
+	std::int64_t cause_time; // TimestampTz
+	char cause_text[k_cause_text_bytes];
+	// Observations committed since the quarantine, consumed and not indexed.
+	std::atomic<std::uint64_t> dropped_observations;
+};
+
+struct SpaceDirectory {
+	std::uint32_t capacity;		// engram.max_spaces
+	std::uint32_t bucket_count; // of the id table
+	std::atomic<std::uint32_t> in_use;
+	std::uint32_t free_count;
+	std::atomic<std::int32_t> homeless_from; // INT32_MAX: every catalog space has a slot
+	std::uint32_t unused;
+	// Offsets from the EngramShared header.
+	std::uint64_t slots_offset, indexes_offset, buckets_offset, free_offset;
+};
+
+// The columns of engram.space_catalog that define a space, in the order
+// space_definition() reads them from an SPI result.
+inline constexpr const char *k_definition_columns = "space_id, name, dim, metric, m, ef_construction";
+SpaceDefinition space_definition(struct HeapTupleData *tuple, struct TupleDescData *desc);
+
+// Shared-memory bytes of a directory of `capacity` slots, and laying it out
+// at `at` (offset `offset` from `base`).
+std::size_t directory_bytes(std::uint32_t capacity);
+void directory_create(SpaceDirectory &directory, std::byte *base, std::uint64_t offset, std::uint32_t capacity);
+
+struct LWLock *shared_directory_lock(void);
+
+// Slots [0, in_use): every slot that was ever live; check `state`.
+std::span<SpaceSlot> directory_slots(void);
+// Every index slot and the count in use, for the link pools.
+std::span<engram::core::IndexSlot> directory_indexes(void);
+const std::atomic<std::uint32_t> &directory_in_use(void);
+std::uint32_t directory_capacity(void);
+
+// Lookups: the caller holds the directory lock (shared or exclusive).
+SpaceSlot *directory_find(std::int32_t space_id);
+// A catalog space that was refused a slot (meaningful once loading is done).
+bool directory_homeless(std::int32_t space_id);
+
+// Changes: the caller holds the directory lock exclusively.
+// A slot for the space, ready and without graphs; nullptr if none is free.
+// An existing slot of the space is returned as it is.
+SpaceSlot *directory_install(const SpaceDefinition &definition, std::uint32_t create_xid);
+// Remembers that the space was refused a slot.
+void directory_mark_homeless(std::int32_t space_id);
+void directory_forget_homeless(void);
+
+// Retires the space's graphs, waits until no one uses them, frees them and the
+// slot. Takes the directory lock itself; the caller must not hold it.
+void directory_free(SpaceSlot *slot);
+engram::core::IndexSlot &directory_index(const SpaceSlot *slot);
+engram::core::HnswConfig directory_config(const SpaceSlot *slot);
+// A graph of a pinned index slot.
+engram::core::HnswGraph pinned_graph(const engram::core::GraphPin &pin);
+// Retires graphs[which] of the slot, waits for its pins to go, and destroys it.
+void directory_destroy_graph(engram::core::IndexSlot &index, unsigned which);
+
+// What became of the drop_space marked on a slot, or of the transaction that
+// created it (no lock needed).
+enum class DropOutcome { none, in_progress, committed, aborted };
+DropOutcome directory_drop_outcome(const SpaceSlot *slot);
+DropOutcome directory_create_outcome(const SpaceSlot *slot);
+// A slot the workers will free but have not yet: its space's drop committed,
+// or its creation rolled back.
+bool directory_frees_pending(void);
