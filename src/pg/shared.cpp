@@ -35,10 +35,17 @@ arena_bytes(void)
 }
 
 std::size_t
+backlog_bytes(void)
+{
+	return engram::core::SpaceBacklog::region_bytes(k_engram_max_spaces);
+}
+
+std::size_t
 segment_bytes(void)
 {
 	// Slack so the header and regions can be page-aligned inside the segment.
-	return align_up(sizeof(EngramShared)) + align_up(ring_bytes()) + arena_bytes() + 2 * 4096;
+	return align_up(sizeof(EngramShared)) + align_up(ring_bytes()) + align_up(backlog_bytes()) + arena_bytes() +
+		   2 * 4096;
 }
 
 std::byte *
@@ -67,10 +74,12 @@ shared_startup(void)
 		auto *s = new (shared) EngramShared{};
 		s->magic = k_shared_magic;
 		s->ring_offset = align_up(sizeof(EngramShared));
-		s->arena_offset = s->ring_offset + align_up(ring_bytes());
+		s->backlog_offset = s->ring_offset + align_up(ring_bytes());
+		s->arena_offset = s->backlog_offset + align_up(backlog_bytes());
 		s->arena_bytes = arena_bytes();
 		auto *base = reinterpret_cast<std::byte *>(s);
 		engram::core::Ring::create(base + s->ring_offset, static_cast<std::size_t>(engram_ring_size_kb) * 1024);
+		engram::core::SpaceBacklog::create(base + s->backlog_offset, k_engram_max_spaces);
 		engram::core::Arena::create(base + s->arena_offset, s->arena_bytes);
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -111,6 +120,12 @@ engram::core::Arena
 shared_arena(void)
 {
 	return engram::core::Arena(reinterpret_cast<std::byte *>(shared) + shared->arena_offset);
+}
+
+engram::core::SpaceBacklog
+shared_backlog(void)
+{
+	return engram::core::SpaceBacklog(reinterpret_cast<std::byte *>(shared) + shared->backlog_offset);
 }
 
 LWLock *

@@ -1,6 +1,6 @@
 // engram's shared memory: one segment from PostgreSQL's main shared memory,
-// requested at preload, holding a header, the ring and the arena for the
-// spaces' graphs. Everything inside is addressed by offsets from the header,
+// requested at preload, holding a header, the ring, the spaces' backlog
+// (core/space_backlog.hpp) and the arena for the spaces' graphs. Everything inside is addressed by offsets from the header,
 // and every field other processes read concurrently is a lock-free atomic.
 //
 // The directory: spaces[i] names a space and indexes[i] finds its graphs
@@ -20,6 +20,7 @@
 #include "core/ring.hpp"
 #include "core/hnsw_graph.hpp"
 #include "core/index_slot.hpp"
+#include "core/space_backlog.hpp"
 
 inline constexpr int k_engram_max_spaces = 1024;
 
@@ -59,6 +60,9 @@ struct EngramShared {
 	std::uint64_t ring_offset;
 	std::uint64_t arena_offset;
 	std::uint64_t arena_bytes;
+	std::uint64_t backlog_offset;
+	// When the workers last measured the spaces' unlinked rows (census).
+	std::atomic<std::int64_t> backlog_census_at;
 	std::atomic<std::uint32_t> load_state;
 	std::atomic<std::int32_t> loader_pid;
 	// Generation the start-up load gave the rows it read; no snapshot below it
@@ -85,6 +89,7 @@ EngramShared *shared_require(void);
 [[noreturn]] void shared_report_not_preloaded(void);
 engram::core::Ring shared_ring(void);
 engram::core::Arena shared_arena(void);
+engram::core::SpaceBacklog shared_backlog(void);
 struct LWLock *shared_directory_lock(void);
 
 // Directory of spaces (caller holds the directory lock: shared to find,
