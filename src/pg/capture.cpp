@@ -145,15 +145,15 @@ transaction_limit_cells(void)
 }
 
 [[noreturn]] void
-report_too_large(std::size_t cells, const char *counted)
+report_too_large(std::uint64_t observations, std::size_t cells, const char *counted)
 {
 	const std::size_t ring_bytes = static_cast<std::size_t>(engram_ring_size_kb) * 1024;
 	ereport(ERROR,
 			(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED), errmsg("transaction is too large for the engram ingest pipeline"),
 			 errdetail("Its %llu observations need %s%zu bytes of ring records, more than half of engram.ring_size "
 					   "(%zu bytes): the most one transaction may hold at once.",
-					   static_cast<unsigned long long>(pending.observations), counted,
-					   cells * engram::core::k_ring_cell_bytes, ring_bytes),
+					   static_cast<unsigned long long>(observations), counted, cells * engram::core::k_ring_cell_bytes,
+					   ring_bytes),
 			 errhint("Split it into smaller transactions, insert each space's rows as runs of consecutive ids, or "
 					 "raise engram.ring_size.")));
 }
@@ -172,7 +172,8 @@ append_range(std::int32_t space_id, std::uint32_t dim, SubTransactionId subid, s
 	// alone cannot fit, rather than after the rest of a long COPY.
 	const std::size_t cells = record_cells(sizeof(engram::core::IdRange) * (pending.range_count + 1));
 	if (cells > transaction_limit_cells())
-		report_too_large(cells, psprintf("at least %zu id ranges, hence ", pending.range_count + 1));
+		report_too_large(pending.observations + 1, cells,
+						 psprintf("at least %zu id ranges, hence ", pending.range_count + 1));
 	grow(pending.ranges, pending.range_capacity, pending.range_count + 1);
 	pending.ranges[pending.range_count++] = PendingRange{space_id, dim, subid, id, id};
 }
@@ -201,20 +202,21 @@ capture_row(std::int64_t id, std::int32_t space_id, std::span<const float> vecto
 {
 	const SubTransactionId subid = GetCurrentSubTransactionId();
 	const auto dim = static_cast<std::uint32_t>(vector.size());
-	pending.observations++;
 	// The budget counts what the rows take in vectors records (vector, id, confidence).
 	if (!pending.spilled && (pending.float_count + dim) * sizeof(float) + (pending.row_count + 1) * 12 >
 								spill_threshold_bytes())
 		spill_rows_to_ranges();
 	if (pending.spilled) {
 		append_range(space_id, dim, subid, id);
-		return;
+	} else {
+		grow(pending.rows, pending.row_capacity, pending.row_count + 1);
+		grow(pending.vectors, pending.float_capacity, pending.float_count + dim);
+		std::memcpy(pending.vectors + pending.float_count, vector.data(), dim * sizeof(float));
+		pending.rows[pending.row_count++] = PendingRow{id, space_id, dim, subid, confidence, pending.float_count};
+		pending.float_count += dim;
 	}
-	grow(pending.rows, pending.row_capacity, pending.row_count + 1);
-	grow(pending.vectors, pending.float_capacity, pending.float_count + dim);
-	std::memcpy(pending.vectors + pending.float_count, vector.data(), dim * sizeof(float));
-	pending.rows[pending.row_count++] = PendingRow{id, space_id, dim, subid, confidence, pending.float_count};
-	pending.float_count += dim;
+	// Counted once held, so a row refused above leaves the count as it was.
+	pending.observations++;
 }
 
 // Rows and ranges of a subtransaction always form the tail of their lists,
@@ -470,7 +472,7 @@ pre_commit(void)
 	for (std::size_t i = 0; i < pending.plan_count; ++i)
 		cells += record_cells(pending.plan[i].payload_bytes);
 	if (cells > transaction_limit_cells())
-		report_too_large(cells, "");
+		report_too_large(pending.observations, cells, "");
 	plan_demands();
 	// The generation continues from the WAL position so it keeps growing
 	// across restarts (every commit writes WAL, so it never overtakes it).

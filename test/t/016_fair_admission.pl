@@ -133,6 +133,12 @@ like($err, qr/HINT:  Split it into smaller transactions.*raise engram\.ring_size
 like($err, qr/ERROR:  54000: transaction is too large/, 'one with more id ranges than the ring holds fails as it inserts');
 like($err, qr/need at least \d+ id ranges/, 'counting its id ranges');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM engram.observations'), $before, 'neither left a row');
+# Refused inside a savepoint, the rest of the transaction still commits.
+($ret, $out, $err) = run("BEGIN;\nSELECT engram.observe('tenant', $vector);\nSAVEPOINT big;\n"
+	  . alternating(140000) . ";\nROLLBACK TO SAVEPOINT big;\nCOMMIT;\n", on_error_stop => 0);
+like($err, qr/ERROR:  54000/, 'a savepoint that grows too large is refused');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM engram.observations'), $before + 1,
+	'and the row observed before it commits');
 ($ret) = run("SET engram.overload_policy = 'error'; SELECT engram.observe('tenant', $vector)");
 is($ret, 0, 'and commits go on');
 check_converged($node, 'after the oversized transactions');
