@@ -91,11 +91,11 @@ SpaceBacklog::find(std::int32_t space_id) const noexcept
 {
 	const std::uint32_t capacity = header()->capacity;
 	SpaceBacklogEntry *table = entries();
-	for (std::uint32_t i = home(space_id, capacity), probes = 0; probes < capacity; i = (i + 1) & (capacity - 1), ++probes) {
-		if (!table[i].occupied)
-			return nullptr;
+	std::uint32_t i = home(space_id, capacity);
+	for (std::uint32_t probes = 0; probes < capacity && table[i].occupied; ++probes) {
 		if (table[i].space_id == space_id)
 			return &table[i];
+		i = (i + 1) & (capacity - 1);
 	}
 	return nullptr;
 }

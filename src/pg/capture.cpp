@@ -380,7 +380,8 @@ report_overload(const engram::core::AdmitVerdict &verdict, Holdback why, bool ti
 									  wait_ms, engram_overload_timeout_ms)
 						   : psprintf("; it did not drain within %d ms", wait_ms);
 	const double fill = engram::core::pipeline_fill(verdict.pipeline);
-	if (why == Holdback::share && pressure_memory_bound(verdict.pipeline)) {
+	// Memory full holds back every space, whatever their shares: say so.
+	if (why == Holdback::share && engram::core::memory_share(verdict.pipeline) >= engram_pressure_overloaded) {
 		const engram::core::Arena arena = shared_arena();
 		const std::size_t used = arena.used_bytes(), capacity = arena.capacity_bytes();
 		ereport(ERROR,

@@ -122,21 +122,13 @@ unlinked_vectors(void)
 	return total;
 }
 
-bool
-pressure_memory_bound(const engram::core::PipelineState &pipeline)
-{
-	return pipeline.memory_stalled || engram::core::memory_share(pipeline) > engram::core::backlog_share(pipeline);
-}
-
 engram::core::PressureReport
-pressure_now(bool *memory_bound)
+pressure_now(void)
 {
 	const engram::core::SpaceBacklog backlog = shared_backlog();
 	const UnlinkedVectors unlinked = unlinked_vectors();
 	engram::core::PipelineState pipeline = pipeline_state();
 	pipeline.backlog = static_cast<double>(backlog.queued_bytes() + unlinked.ring_bytes);
-	if (memory_bound != nullptr)
-		*memory_bound = pressure_memory_bound(pipeline);
 	return report(engram::core::pipeline_fill(pipeline), static_cast<double>(backlog.queued_bytes()),
 				  static_cast<double>(unlinked.count), link_rate());
 }

@@ -11,10 +11,8 @@
 #include "core/ring.hpp"
 #include "core/space_backlog.hpp"
 
-// memory_bound, if given, is set when the indexes' memory (engram.memory_limit)
-// rather than the backlog is what fills the pipeline: a space could not grow,
-// or the arena is fuller than the backlog.
-engram::core::PressureReport pressure_now(bool *memory_bound = nullptr);
+// The whole pipeline (engram.pressure()), measured in the graphs now.
+engram::core::PressureReport pressure_now(void);
 
 // What a commit into the space meets (engram.pressure(space)), and the
 // space's rows accepted but not linked yet.
@@ -30,7 +28,6 @@ engram::core::AdmitVerdict pressure_admit(std::span<const engram::core::BacklogD
 void pressure_withdraw(std::span<const engram::core::BacklogDemand> demands);
 // The report a refused transaction's error shows, for the space that held it back.
 engram::core::PressureReport pressure_refusal_report(const engram::core::AdmitVerdict &verdict);
-bool pressure_memory_bound(const engram::core::PipelineState &pipeline);
 
 // Vectors stored in a graph but not linked yet, over every space, and the
 // ring bytes their records took.

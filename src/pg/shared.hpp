@@ -1,7 +1,8 @@
 // engram's shared memory: one segment from PostgreSQL's main shared memory,
 // requested at preload, holding a header, the ring, the spaces' backlog
-// (core/space_backlog.hpp) and the arena for the spaces' graphs. Everything inside is addressed by offsets from the header,
-// and every field other processes read concurrently is a lock-free atomic.
+// (core/space_backlog.hpp) and the arena for the spaces' graphs. Everything
+// inside is addressed by offsets from the header, and every field other
+// processes read concurrently is a lock-free atomic.
 //
 // The directory: spaces[i] names a space and indexes[i] finds its graphs
 // (core/index_slot.hpp). A slot changes hands only under the directory
