@@ -125,3 +125,11 @@ SELECT c.space_id, c.name, c.dim, c.metric, c.m, c.ef_construction,
 FROM engram.space_catalog c
 LEFT JOIN engram._space_state() s ON s.space_id = c.space_id
 CROSS JOIN LATERAL engram._space_condition(c.space_id) q;
+
+----------------------------------------------------------------------------
+-- Fair admission between spaces: the pressure a commit into one space meets
+-- (a space holding more than its share of the pipeline waits; others go on).
+----------------------------------------------------------------------------
+CREATE FUNCTION engram.pressure(space text, OUT level text, OUT fill real, OUT pending bigint,
+								OUT retry_after_ms int, OUT suggested_batch int)
+RETURNS record AS 'MODULE_PATHNAME', 'engram_space_pressure' LANGUAGE C;

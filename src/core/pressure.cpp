@@ -36,6 +36,36 @@ pressure_level(double fill, PressureThresholds t) noexcept
 	return PressureLevel::normal;
 }
 
+double
+memory_share(const PipelineState &p) noexcept
+{
+	return std::clamp(p.memory_fill, 0.0, 1.0);
+}
+
+double
+backlog_share(const PipelineState &p) noexcept
+{
+	if (p.capacity <= 0)
+		return 1.0;
+	return std::clamp(std::max(p.ring_used, p.backlog) / p.capacity, 0.0, 1.0);
+}
+
+double
+pipeline_fill(const PipelineState &p) noexcept
+{
+	return std::max(memory_share(p), backlog_share(p));
+}
+
+double
+space_fill(const PipelineState &p, double space_backlog) noexcept
+{
+	if (p.capacity <= 0)
+		return 1.0;
+	const double entitlement = p.capacity / std::max<std::uint32_t>(p.active_spaces, 1);
+	const double own = std::clamp(space_backlog / entitlement, 0.0, 1.0);
+	return std::max(memory_share(p), std::min(backlog_share(p), own));
+}
+
 PressureReport
 assess_pressure(double fill, PressureThresholds t, const Backlog &backlog, std::int32_t fallback_ms) noexcept
 {

@@ -5,11 +5,13 @@
 // this backend's pending list, tagged with its subtransaction so a rolled
 // back savepoint takes its rows with it. Nothing reaches shared memory before
 // commit:
-//   PRE_COMMIT  reserve ring records for all pending rows and fill them; this
+//   PRE_COMMIT  plan the transaction's ring records; refuse it at once if they
+//               could never fit the ring; admit its rows by the fair-share
+//               rule and reserve and fill every record, all or nothing. This
 //               is where backpressure acts, so a refusal aborts the
 //               transaction and the client sees the error;
 //   COMMIT      publish every record under one generation (cannot fail);
-//   ABORT       cancel whatever was reserved.
+//   ABORT       cancel whatever was reserved and take back what was admitted.
 // A transaction whose vectors would crowd the ring (over an eighth of it)
 // stops keeping vectors and publishes id ranges instead; the worker reads
 // those rows back from the table. Backend memory is therefore bounded by the
@@ -28,6 +30,10 @@
 // the one they serve. Capture itself refuses in any database other than
 // engram.database.
 //
+// A waiting commit holds no ring record: if the ring has no room for all of
+// its records, it cancels those it got and waits with nothing reserved, so it
+// never blocks the workers (records are consumed in order) while it waits.
+//
 // All state is plain data in a memory context of its own, reset at the end
 // of every transaction; nothing here owns C++ resources, so an ereport can
 // unwind through any of it.
@@ -40,6 +46,7 @@
 #include "core/observation_batch.hpp"
 #include "core/pressure.hpp"
 #include "core/ring.hpp"
+#include "core/space_backlog.hpp"
 #include "pg/guc.hpp"
 #include "pg/instance.hpp"
 #include "pg/pressure.hpp"
@@ -71,6 +78,19 @@ struct PendingRange {
 	std::int64_t last;
 };
 
+// One ring record of the transaction: `count` consecutive rows (vectors) or
+// ranges (id ranges) of one space and dimension, starting at `first`.
+struct PlannedRecord {
+	engram::core::BatchKind kind;
+	std::int32_t space_id;
+	std::uint32_t dim;
+	std::uint32_t count;
+	Oid relation; // engram.observations of the installation the rows are in
+	std::size_t first;
+	std::uint64_t rows;
+	std::size_t payload_bytes;
+};
+
 // Rows while their vectors fit the budget, then ranges of ids only.
 struct Pending {
 	MemoryContext context;
@@ -81,6 +101,11 @@ struct Pending {
 	PendingRange *ranges;
 	std::size_t range_count, range_capacity;
 	bool spilled;
+	PlannedRecord *plan; // made at pre-commit
+	std::size_t plan_count, plan_capacity;
+	engram::core::BacklogDemand *demands; // the plan's rows per space
+	std::size_t demand_count, demand_capacity;
+	bool admitted; // the demands are in the spaces' backlog
 	std::uint64_t *reserved; // ring positions claimed at pre-commit
 	std::size_t reserved_count, reserved_capacity;
 	std::uint64_t observations;
@@ -99,7 +124,7 @@ grow(T *&array, std::size_t &capacity, std::size_t needed)
 	std::size_t next = std::max<std::size_t>(capacity * 2, 64);
 	while (next < needed)
 		next *= 2;
-	array = array == nullptr ? static_cast<T *>(MemoryContextAlloc(pending.context, next * sizeof(T)))
+	array = array == nullptr ? static_cast<T *>(MemoryContextAllocHuge(pending.context, next * sizeof(T)))
 							 : static_cast<T *>(repalloc_huge(array, next * sizeof(T)));
 	capacity = next;
 }
@@ -122,6 +147,37 @@ spill_threshold_bytes(void)
 	return static_cast<std::size_t>(engram_ring_size_kb) * 1024 / 8;
 }
 
+std::size_t
+record_cells(std::size_t payload_bytes)
+{
+	return (engram::core::k_ring_record_header_bytes + payload_bytes + engram::core::k_ring_cell_bytes - 1) /
+		   engram::core::k_ring_cell_bytes;
+}
+
+// The most of the ring one transaction may hold. Its records are reserved
+// together and stay reserved until it commits, while the ring also carries
+// every other transaction's records: more than half of it could only be had
+// by waiting for the ring to empty.
+std::size_t
+transaction_limit_cells(void)
+{
+	return static_cast<std::size_t>(engram_ring_size_kb) * 1024 / engram::core::k_ring_cell_bytes / 2;
+}
+
+[[noreturn]] void
+report_too_large(std::uint64_t observations, std::size_t cells, const char *counted)
+{
+	const std::size_t ring_bytes = static_cast<std::size_t>(engram_ring_size_kb) * 1024;
+	ereport(ERROR,
+			(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED), errmsg("transaction is too large for the engram ingest pipeline"),
+			 errdetail("Its %llu observations need %s%zu bytes of ring records, more than half of engram.ring_size "
+					   "(%zu bytes): the most one transaction may hold at once.",
+					   static_cast<unsigned long long>(observations), counted, cells * engram::core::k_ring_cell_bytes,
+					   ring_bytes),
+			 errhint("Split it into smaller transactions, insert each space's rows as runs of consecutive ids, or "
+					 "raise engram.ring_size.")));
+}
+
 void
 append_range(std::int32_t space_id, std::uint32_t dim, SubTransactionId subid, Oid relation, std::int64_t id)
 {
@@ -132,6 +188,12 @@ append_range(std::int32_t space_id, std::uint32_t dim, SubTransactionId subid, O
 			return;
 		}
 	}
+	// Each range takes 16 bytes of a record: refused as soon as the ranges
+	// alone cannot fit, rather than after the rest of a long COPY.
+	const std::size_t cells = record_cells(sizeof(engram::core::IdRange) * (pending.range_count + 1));
+	if (cells > transaction_limit_cells())
+		report_too_large(pending.observations + 1, cells,
+						 psprintf("at least %zu id ranges, hence ", pending.range_count + 1));
 	grow(pending.ranges, pending.range_capacity, pending.range_count + 1);
 	pending.ranges[pending.range_count++] = PendingRange{space_id, dim, subid, relation, id, id};
 }
@@ -160,18 +222,22 @@ capture_row(std::int64_t id, std::int32_t space_id, Oid relation, std::span<cons
 {
 	const SubTransactionId subid = GetCurrentSubTransactionId();
 	const auto dim = static_cast<std::uint32_t>(vector.size());
-	pending.observations++;
-	if (!pending.spilled && (pending.float_count + dim) * sizeof(float) > spill_threshold_bytes())
+	// The budget counts what the rows take in vectors records (vector, id, confidence).
+	if (!pending.spilled && (pending.float_count + dim) * sizeof(float) + (pending.row_count + 1) * 12 >
+								spill_threshold_bytes())
 		spill_rows_to_ranges();
 	if (pending.spilled) {
 		append_range(space_id, dim, subid, relation, id);
-		return;
+	} else {
+		grow(pending.rows, pending.row_capacity, pending.row_count + 1);
+		grow(pending.vectors, pending.float_capacity, pending.float_count + dim);
+		std::memcpy(pending.vectors + pending.float_count, vector.data(), dim * sizeof(float));
+		pending.rows[pending.row_count++] =
+			PendingRow{id, space_id, dim, subid, confidence, relation, pending.float_count};
+		pending.float_count += dim;
 	}
-	grow(pending.rows, pending.row_capacity, pending.row_count + 1);
-	grow(pending.vectors, pending.float_capacity, pending.float_count + dim);
-	std::memcpy(pending.vectors + pending.float_count, vector.data(), dim * sizeof(float));
-	pending.rows[pending.row_count++] = PendingRow{id, space_id, dim, subid, confidence, relation, pending.float_count};
-	pending.float_count += dim;
+	// Counted once held, so a row refused above leaves the count as it was.
+	pending.observations++;
 }
 
 // Rows and ranges of a subtransaction always form the tail of their lists,
@@ -199,63 +265,70 @@ subxact_commit(SubTransactionId subid, SubTransactionId parent)
 		pending.ranges[i - 1].subid = parent;
 }
 
-[[noreturn]] void
-report_overload(const engram::core::PressureReport &report, bool memory_bound, bool timed_out)
-{
-	if (memory_bound) {
-		const engram::core::Arena arena = shared_arena();
-		const std::size_t used = arena.used_bytes(), capacity = arena.capacity_bytes();
-		ereport(ERROR,
-				(errcode(ERRCODE_ENGRAM_OVERLOADED), errmsg("engram ingest pipeline is overloaded"),
-				 errdetail("The indexes use %.0f%% of engram.memory_limit (%zu of %zu bytes)%s, so the workers cannot "
-						   "store more observations.",
-						   100.0 * static_cast<double>(used) / static_cast<double>(capacity), used, capacity,
-						   timed_out ? psprintf(" and no memory was freed within %d ms", engram_overload_timeout_ms)
-									 : ""),
-				 errhint("Raise engram.memory_limit (takes a restart), or drop spaces that are no longer needed.")));
-	}
-	ereport(ERROR,
-			(errcode(ERRCODE_ENGRAM_OVERLOADED), errmsg("engram ingest pipeline is overloaded"),
-			 errdetail("The pipeline is %.0f%% full (overloaded at %.0f%%)%s.", report.fill * 100.0,
-					   engram_pressure_overloaded * 100.0,
-					   timed_out ? psprintf(" and did not drain within %d ms", engram_overload_timeout_ms) : ""),
-			 errhint("Retry after %d ms with batches of %d, or raise engram.ring_size, engram.workers or "
-					 "engram.overload_timeout.",
-					 report.retry_after_ms, report.suggested_batch)));
-}
-
-// Claims one ring record, applying the overload policy while the pipeline is
-// overloaded or the ring has no room.
-engram::core::Reservation
-reserve_with_backpressure(engram::core::Ring &ring, std::size_t bytes)
-{
-	const TimestampTz started = GetCurrentTimestamp();
-	for (;;) {
-		bool memory_bound = false;
-		const engram::core::PressureReport report = pressure_now(&memory_bound);
-		if (report.level != engram::core::PressureLevel::overloaded) {
-			engram::core::Reservation r = ring.try_reserve(bytes, static_cast<std::uint32_t>(MyProcPid));
-			if (r.status == engram::core::ReserveStatus::ok)
-				return r;
-			if (r.status == engram::core::ReserveStatus::too_large)
-				elog(ERROR, "ring record of %zu bytes exceeds the ring", bytes);
-		}
-		if (engram_overload_policy == ENGRAM_POLICY_ERROR)
-			report_overload(report, memory_bound, false);
-		if (TimestampDifferenceExceeds(started, GetCurrentTimestamp(), engram_overload_timeout_ms))
-			report_overload(report, memory_bound, true);
-		shared_wake_workers();
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 5, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-	}
-}
+// --- pre-commit: plan, check, admit, reserve ----------------------------------
 
 void
-remember_reservation(std::uint64_t position)
+plan_record(const PlannedRecord &record)
 {
-	grow(pending.reserved, pending.reserved_capacity, pending.reserved_count + 1);
-	pending.reserved[pending.reserved_count++] = position;
+	grow(pending.plan, pending.plan_capacity, pending.plan_count + 1);
+	pending.plan[pending.plan_count++] = record;
+}
+
+// Vector records hold consecutive rows of one space and dimension, as many as
+// one record holds; id-range records likewise up to 4096 ranges.
+void
+plan_records(std::size_t max_payload)
+{
+	constexpr std::uint32_t k_ranges_per_record = 4096;
+	for (std::size_t i = 0; i < pending.row_count;) {
+		const PendingRow &first = pending.rows[i];
+		const std::uint32_t limit =
+			std::max<std::uint32_t>(engram::core::vectors_per_payload(max_payload, first.dim), 1);
+		std::size_t end = i + 1;
+		while (end < pending.row_count && end - i < limit && pending.rows[end].space_id == first.space_id &&
+			   pending.rows[end].dim == first.dim && pending.rows[end].relation == first.relation)
+			++end;
+		const auto count = static_cast<std::uint32_t>(end - i);
+		plan_record(PlannedRecord{engram::core::BatchKind::vectors, first.space_id, first.dim, count, first.relation,
+								  i, count, engram::core::vectors_payload_bytes(count, first.dim)});
+		i = end;
+	}
+	for (std::size_t i = 0; i < pending.range_count;) {
+		const PendingRange &first = pending.ranges[i];
+		std::size_t end = i + 1;
+		std::uint64_t rows = static_cast<std::uint64_t>(first.last - first.first + 1);
+		while (end < pending.range_count && end - i < k_ranges_per_record &&
+			   pending.ranges[end].space_id == first.space_id && pending.ranges[end].dim == first.dim &&
+			   pending.ranges[end].relation == first.relation) {
+			rows += static_cast<std::uint64_t>(pending.ranges[end].last - pending.ranges[end].first + 1);
+			++end;
+		}
+		const auto count = static_cast<std::uint32_t>(end - i);
+		plan_record(PlannedRecord{engram::core::BatchKind::id_ranges, first.space_id, first.dim, count,
+								  first.relation, i, rows, engram::core::ranges_payload_bytes(count)});
+		i = end;
+	}
+}
+
+// The plan's rows per space: what admission weighs and the backlog counts.
+void
+plan_demands(void)
+{
+	grow(pending.demands, pending.demand_capacity, pending.plan_count);
+	for (std::size_t i = 0; i < pending.plan_count; ++i) {
+		const PlannedRecord &r = pending.plan[i];
+		pending.demands[i] = engram::core::BacklogDemand{r.space_id, r.dim, r.rows};
+	}
+	auto *begin = pending.demands, *end = pending.demands + pending.plan_count;
+	std::sort(begin, end, [](const auto &a, const auto &b) { return a.space_id < b.space_id; });
+	std::size_t n = 0;
+	for (auto *d = begin; d != end; ++d) {
+		if (n > 0 && pending.demands[n - 1].space_id == d->space_id)
+			pending.demands[n - 1].rows += d->rows;
+		else
+			pending.demands[n++] = *d;
+	}
+	pending.demand_count = n;
 }
 
 engram::core::InstanceId
@@ -264,61 +337,158 @@ instance_of(Oid relation)
 	return {MyDatabaseId, relation};
 }
 
-// Vector records: consecutive rows of one space, as many as one record holds.
 void
-reserve_vector_records(engram::core::Ring &ring, std::uint32_t xid)
+fill_record(const PlannedRecord &record, std::span<std::byte> payload, std::uint32_t xid)
 {
-	const std::size_t max_payload = std::min<std::size_t>(ring.max_payload_bytes(), 1 << 20);
-	std::size_t i = 0;
-	while (i < pending.row_count) {
-		const PendingRow &first = pending.rows[i];
-		const std::uint32_t limit = std::max<std::uint32_t>(engram::core::vectors_per_payload(max_payload, first.dim), 1);
-		std::size_t end = i + 1;
-		while (end < pending.row_count && end - i < limit && pending.rows[end].space_id == first.space_id &&
-			   pending.rows[end].relation == first.relation &&
-			   pending.rows[end].dim == first.dim)
-			++end;
-		const auto count = static_cast<std::uint32_t>(end - i);
-		space_require_committable(first.space_id);
-		engram::core::Reservation r =
-			reserve_with_backpressure(ring, engram::core::vectors_payload_bytes(count, first.dim));
-		remember_reservation(r.position);
-		engram::core::VectorsSections s =
-			engram::core::write_vectors_header(r.payload, first.space_id, first.dim, count, xid,
-											   instance_of(first.relation));
-		for (std::uint32_t k = 0; k < count; ++k) {
-			const PendingRow &row = pending.rows[i + k];
-			s.ids[k] = row.id;
-			s.confidences[k] = row.confidence;
-		}
-		std::memcpy(s.vectors.data(), pending.vectors + first.vector_offset,
-					std::size_t{count} * first.dim * sizeof(float));
-		i = end;
+	if (record.kind == engram::core::BatchKind::id_ranges) {
+		std::span<engram::core::IdRange> out =
+			engram::core::write_ranges_header(payload, record.space_id, record.dim, record.count, xid,
+											  instance_of(record.relation));
+		for (std::uint32_t k = 0; k < record.count; ++k)
+			out[k] = {pending.ranges[record.first + k].first, pending.ranges[record.first + k].last};
+		return;
 	}
+	engram::core::VectorsSections s =
+		engram::core::write_vectors_header(payload, record.space_id, record.dim, record.count, xid,
+										   instance_of(record.relation));
+	for (std::uint32_t k = 0; k < record.count; ++k) {
+		const PendingRow &row = pending.rows[record.first + k];
+		s.ids[k] = row.id;
+		s.confidences[k] = row.confidence;
+	}
+	std::memcpy(s.vectors.data(), pending.vectors + pending.rows[record.first].vector_offset,
+				std::size_t{record.count} * record.dim * sizeof(float));
 }
 
-void
-reserve_range_records(engram::core::Ring &ring, std::uint32_t xid)
+// Reserves and fills every planned record; false, with the records it got
+// still reserved, when the ring has no room for one of them.
+bool
+reserve_planned(engram::core::Ring &ring, std::uint32_t xid)
 {
-	constexpr std::uint32_t k_ranges_per_record = 4096;
-	std::size_t i = 0;
-	while (i < pending.range_count) {
-		const PendingRange &first = pending.ranges[i];
-		std::size_t end = i + 1;
-		while (end < pending.range_count && end - i < k_ranges_per_record &&
-			   pending.ranges[end].space_id == first.space_id && pending.ranges[end].relation == first.relation &&
-			   pending.ranges[end].dim == first.dim)
-			++end;
-		const auto count = static_cast<std::uint32_t>(end - i);
-		space_require_committable(first.space_id);
-		engram::core::Reservation r = reserve_with_backpressure(ring, engram::core::ranges_payload_bytes(count));
-		remember_reservation(r.position);
-		std::span<engram::core::IdRange> out =
-			engram::core::write_ranges_header(r.payload, first.space_id, first.dim, count, xid,
-											  instance_of(first.relation));
-		for (std::uint32_t k = 0; k < count; ++k)
-			out[k] = {pending.ranges[i + k].first, pending.ranges[i + k].last};
-		i = end;
+	// Room for every position first: nothing may fail between a reservation
+	// and remembering it, or the record would stay reserved for good.
+	grow(pending.reserved, pending.reserved_capacity, pending.plan_count);
+	for (std::size_t i = 0; i < pending.plan_count; ++i) {
+		const PlannedRecord &record = pending.plan[i];
+		engram::core::Reservation r = ring.try_reserve(record.payload_bytes, static_cast<std::uint32_t>(MyProcPid));
+		if (r.status == engram::core::ReserveStatus::full)
+			return false;
+		if (r.status == engram::core::ReserveStatus::too_large)
+			elog(ERROR, "ring record of %zu bytes exceeds the ring", record.payload_bytes);
+		pending.reserved[pending.reserved_count++] = r.position;
+		fill_record(record, r.payload, xid);
+	}
+	return true;
+}
+
+// Cancels the records reserved so far and takes the rows out of the backlog.
+void
+release_reservations(void)
+{
+	if (pending.reserved_count > 0) {
+		engram::core::Ring ring = shared_ring();
+		for (std::size_t i = 0; i < pending.reserved_count; ++i)
+			ring.cancel(pending.reserved[i]);
+		pending.reserved_count = 0;
+	}
+	if (pending.admitted)
+		pressure_withdraw(std::span(pending.demands, pending.demand_count));
+	pending.admitted = false;
+}
+
+enum class Holdback { share, ring, room };
+
+[[noreturn]] void
+report_overload(const engram::core::AdmitVerdict &verdict, Holdback why, bool timed_out)
+{
+	const engram::core::PressureReport report = pressure_refusal_report(verdict);
+	const int wait_ms = guc_overload_wait_ms();
+	const char *waited = !timed_out ? ""
+					   : wait_ms < engram_overload_timeout_ms
+						   ? psprintf("; it did not drain within %d ms (engram.overload_timeout, %d ms, is capped by "
+									  "engram.max_overload_timeout)",
+									  wait_ms, engram_overload_timeout_ms)
+						   : psprintf("; it did not drain within %d ms", wait_ms);
+	const double fill = engram::core::pipeline_fill(verdict.pipeline);
+	// Memory full holds back every space, whatever their shares: say so.
+	if (why == Holdback::share && engram::core::memory_share(verdict.pipeline) >= engram_pressure_overloaded) {
+		const engram::core::Arena arena = shared_arena();
+		const std::size_t used = arena.used_bytes(), capacity = arena.capacity_bytes();
+		ereport(ERROR,
+				(errcode(ERRCODE_ENGRAM_OVERLOADED), errmsg("engram ingest pipeline is overloaded"),
+				 errdetail("The indexes use %.0f%% of engram.memory_limit (%zu of %zu bytes), so the workers cannot "
+						   "store more observations%s.",
+						   100.0 * static_cast<double>(used) / static_cast<double>(capacity), used, capacity, waited),
+				 errhint("Raise engram.memory_limit (takes a restart), or drop spaces that are no longer needed.")));
+	}
+	const char *where = "";
+	if (why == Holdback::share) {
+		const engram::core::SpaceLoad load = shared_backlog().space(verdict.space_id);
+		const std::uint32_t spaces = std::max<std::uint32_t>(verdict.pipeline.active_spaces, 1);
+		const double own = static_cast<double>((load.queued_rows + load.unlinked_rows) *
+											   engram::core::row_backlog_bytes(load.dim));
+		where = psprintf(", and space_id %d holds %.0f%% of its share of it (1/%u of the capacity: one share for "
+						 "each space with work waiting)",
+						 verdict.space_id, 100.0 * own * spaces / verdict.pipeline.capacity, spaces);
+	} else if (why == Holdback::ring) {
+		std::size_t bytes = 0;
+		for (std::size_t i = 0; i < pending.plan_count; ++i)
+			bytes += record_cells(pending.plan[i].payload_bytes) * engram::core::k_ring_cell_bytes;
+		where = psprintf(", and the ring has no room for this transaction's %zu bytes of records", bytes);
+	} else {
+		where = psprintf(", and more spaces have work waiting than engram follows at once (%u)",
+						 shared_backlog().capacity() / 4 * 3);
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_ENGRAM_OVERLOADED), errmsg("engram ingest pipeline is overloaded"),
+			 errdetail("The pipeline is %.0f%% full (overloaded at %.0f%%)%s%s.", fill * 100.0,
+					   engram_pressure_overloaded * 100.0, where, waited),
+			 errhint(why == Holdback::share
+						 ? "Retry after %d ms with batches of %d; commits into spaces within their share go on. Or "
+						   "raise engram.ring_size, engram.workers or engram.overload_timeout."
+						 : "Retry after %d ms with batches of %d, or raise engram.ring_size, engram.workers or "
+						   "engram.overload_timeout.",
+					 report.retry_after_ms, report.suggested_batch)));
+}
+
+// statement_timeout is not armed while a transaction commits (PostgreSQL
+// disarms it before committing), so a wait at commit applies it itself.
+void
+check_statement_timeout(TimestampTz now)
+{
+	if (StatementTimeout > 0 && TimestampDifferenceExceeds(GetCurrentStatementStartTimestamp(), now, StatementTimeout))
+		ereport(ERROR, (errcode(ERRCODE_QUERY_CANCELED), errmsg("canceling statement due to statement timeout"),
+						errdetail("The commit was waiting for room in the engram ingest pipeline.")));
+}
+
+// Admits the transaction's rows and reserves its records, applying the
+// overload policy while a space it writes to is over its share, memory is
+// full, or the ring has no room for all of its records.
+void
+admit_and_reserve(engram::core::Ring &ring, std::uint32_t xid)
+{
+	const std::span<const engram::core::BacklogDemand> demands(pending.demands, pending.demand_count);
+	const TimestampTz started = GetCurrentTimestamp();
+	for (;;) {
+		engram::core::AdmitVerdict verdict = pressure_admit(demands);
+		Holdback why = verdict.status == engram::core::AdmitStatus::no_room ? Holdback::room : Holdback::share;
+		if (verdict.status == engram::core::AdmitStatus::admitted) {
+			pending.admitted = true;
+			if (reserve_planned(ring, xid))
+				return;
+			release_reservations();
+			why = Holdback::ring;
+		}
+		if (engram_overload_policy == ENGRAM_POLICY_ERROR)
+			report_overload(verdict, why, false);
+		const TimestampTz now = GetCurrentTimestamp();
+		if (TimestampDifferenceExceeds(started, now, guc_overload_wait_ms()))
+			report_overload(verdict, why, true);
+		check_statement_timeout(now);
+		shared_wake_workers();
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 5, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
 	}
 }
 
@@ -328,13 +498,20 @@ pre_commit(void)
 	if (pending.observations == 0)
 		return;
 	engram::core::Ring ring = shared_ring();
+	plan_records(std::min<std::size_t>(ring.max_payload_bytes(), 1 << 20));
+	std::size_t cells = 0;
+	for (std::size_t i = 0; i < pending.plan_count; ++i)
+		cells += record_cells(pending.plan[i].payload_bytes);
+	if (cells > transaction_limit_cells())
+		report_too_large(pending.observations, cells, "");
+	for (std::size_t i = 0; i < pending.plan_count; ++i)
+		space_require_committable(pending.plan[i].space_id);
+	plan_demands();
 	// The generation continues from the WAL position so it keeps growing
 	// across restarts (every commit writes WAL, so it never overtakes it).
 	if (ring.last_generation() == 0)
 		ring.seed_generation(GetXLogInsertRecPtr());
-	const auto xid = static_cast<std::uint32_t>(GetTopTransactionId());
-	reserve_vector_records(ring, xid);
-	reserve_range_records(ring, xid);
+	admit_and_reserve(ring, static_cast<std::uint32_t>(GetTopTransactionId()));
 }
 
 void
@@ -352,17 +529,15 @@ commit(void)
 		shared_state()->observations_published.fetch_add(pending.observations, std::memory_order_relaxed);
 		shared_wake_workers();
 	}
+	// The admitted rows are the workers' now: they take them off the backlog
+	// as they pop the records.
 	pending_reset();
 }
 
 void
 abort_transaction(void)
 {
-	if (pending.reserved_count > 0) {
-		engram::core::Ring ring = shared_ring();
-		for (std::size_t i = 0; i < pending.reserved_count; ++i)
-			ring.cancel(pending.reserved[i]);
-	}
+	release_reservations();
 	pending_reset();
 }
 
@@ -381,10 +556,21 @@ on_xact(XactEvent event, void *)
 				abort_transaction();
 				break;
 			case XACT_EVENT_PRE_PREPARE:
+				// Observations are published from this backend's memory at commit,
+				// but COMMIT PREPARED may run in any session, after a restart even.
+				// Refused here, the transaction aborts and the abort resets it all.
 				if (pending.observations > 0)
 					ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 									errmsg("cannot prepare a transaction that observed into engram"),
+									errdetail("Its %llu observations would be published by this session at commit, "
+											  "which a prepared transaction leaves to COMMIT PREPARED.",
+											  static_cast<unsigned long long>(pending.observations)),
 									errhint("Commit observations with COMMIT rather than PREPARE TRANSACTION.")));
+				break;
+			case XACT_EVENT_PREPARE:
+				// Prepared without observations: nothing of it (a drop_space's
+				// permission to delete, say) may outlive it in this session.
+				pending_reset();
 				break;
 			default:
 				break;

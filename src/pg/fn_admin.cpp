@@ -20,13 +20,25 @@
 
 namespace {
 
+// Rows in ring records (admitted, not yet stored) and stored but not linked.
 std::int64_t
-pending_observations(EngramShared *s)
+pending_observations(void)
 {
-	const std::uint64_t published = s->observations_published.load(std::memory_order_relaxed);
-	const std::uint64_t stored = s->observations_stored.load(std::memory_order_relaxed);
-	const std::uint64_t in_ring = published > stored ? published - stored : 0;
-	return static_cast<std::int64_t>(in_ring + unlinked_vectors().count);
+	return static_cast<std::int64_t>(shared_backlog().queued_rows() + unlinked_vectors().count);
+}
+
+Datum
+pressure_record(FunctionCallInfo fcinfo, const engram::core::PressureReport &r, std::int64_t pending)
+{
+	TupleDesc desc;
+	if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "engram.pressure() must return a record");
+	desc = BlessTupleDesc(desc);
+	Datum values[5] = {CStringGetTextDatum(engram::core::pressure_level_name(r.level)),
+					   Float4GetDatum(static_cast<float>(r.fill)), Int64GetDatum(pending),
+					   Int32GetDatum(r.retry_after_ms), Int32GetDatum(r.suggested_batch)};
+	bool nulls[5] = {false, false, false, false, false};
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }
 
 const char *
@@ -50,17 +62,29 @@ worker_state_name(std::uint32_t state)
 
 ENGRAM_FUNCTION(engram_pressure)
 {
-	EngramShared *s = shared_require();
+	shared_require();
 	const engram::core::PressureReport r = pressure_now();
-	TupleDesc desc;
-	if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "engram.pressure() must return a record");
-	desc = BlessTupleDesc(desc);
-	Datum values[5] = {CStringGetTextDatum(engram::core::pressure_level_name(r.level)),
-					   Float4GetDatum(static_cast<float>(r.fill)), Int64GetDatum(pending_observations(s)),
-					   Int32GetDatum(r.retry_after_ms), Int32GetDatum(r.suggested_batch)};
-	bool nulls[5] = {false, false, false, false, false};
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+	return pressure_record(fcinfo, r, pending_observations());
+}
+
+// engram.pressure(space): what a commit into that space meets now.
+ENGRAM_FUNCTION(engram_space_pressure)
+{
+	shared_require();
+	// Resolved by engram._space_id, so an unknown or null name gets the error every function gives.
+	Oid argtype = TEXTOID;
+	Datum arg = PG_ARGISNULL(0) ? static_cast<Datum>(0) : PG_GETARG_DATUM(0);
+	const char nulls[1] = {PG_ARGISNULL(0) ? 'n' : ' '};
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args("SELECT engram._space_id($1)", 1, &argtype, &arg, nulls, true, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "could not resolve the space name");
+	bool isnull = false;
+	const std::int32_t space_id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	const SpacePressure p = space_pressure_now(space_id);
+	return pressure_record(fcinfo, p.report, static_cast<std::int64_t>(p.pending));
 }
 
 ENGRAM_FUNCTION(engram_space_state)

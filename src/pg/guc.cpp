@@ -3,6 +3,8 @@
 // at server start, thresholds follow a reload, and policy is per session.
 #include "pg/guc.hpp"
 
+#include <algorithm>
+
 #include "pg/postgres.hpp"
 
 int engram_workers = 2;
@@ -14,6 +16,10 @@ double engram_pressure_critical = 0.8;
 double engram_pressure_overloaded = 0.95;
 int engram_overload_policy = ENGRAM_POLICY_WAIT;
 int engram_overload_timeout_ms = 5000;
+// A ceiling only the server sets: any role may choose its own wait, but a
+// commit holding its locks and its connection must not wait an hour because a
+// client asked it to.
+int engram_max_overload_timeout_ms = 60000;
 // 128 rather than 100: with a space's defaults (m 16, ef_construction 200)
 // it keeps recall@10 on the real glove100 word vectors above 0.95 with a
 // margin (0.965 against 0.952 at 100, measured on a one-thread build), for
@@ -62,8 +68,14 @@ guc_define(void)
 							 &engram_overload_policy, ENGRAM_POLICY_WAIT, overload_policy_options, PGC_USERSET, 0,
 							 nullptr, nullptr, nullptr);
 	DefineCustomIntVariable("engram.overload_timeout", "How long the \"wait\" overload policy waits before failing.",
-							"Valid range is 0..3600000 ms.", &engram_overload_timeout_ms, 5000, 0, 3600000,
-							PGC_USERSET, GUC_UNIT_MS, nullptr, nullptr, nullptr);
+							"Valid range is 0..3600000 ms; the wait never exceeds engram.max_overload_timeout.",
+							&engram_overload_timeout_ms, 5000, 0, 3600000, PGC_USERSET, GUC_UNIT_MS, nullptr, nullptr,
+							nullptr);
+	DefineCustomIntVariable("engram.max_overload_timeout",
+							"Longest wait the \"wait\" overload policy may make, whatever engram.overload_timeout says.",
+							"Set by the server (postgresql.conf, ALTER SYSTEM); valid range is 0..3600000 ms.",
+							&engram_max_overload_timeout_ms, 60000, 0, 3600000, PGC_SIGHUP, GUC_UNIT_MS, nullptr,
+							nullptr, nullptr);
 	DefineCustomIntVariable("engram.ef_search", "Default search breadth (HNSW ef) of engram.recall().",
 							"Larger values find more of the true nearest neighbours and cost time; recall uses at "
 							"least k. Valid range is 1..10000.",
@@ -81,4 +93,10 @@ guc_define(void)
 							 "last part of the arena, which stays for the others. A fraction between 0 and 0.5.",
 							 &engram_memory_reserve, 0.1, 0.0, 0.5, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 	MarkGUCPrefixReserved("engram");
+}
+
+int
+guc_overload_wait_ms(void)
+{
+	return std::min(engram_overload_timeout_ms, engram_max_overload_timeout_ms);
 }

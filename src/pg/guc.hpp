@@ -11,6 +11,7 @@ extern double engram_pressure_critical;
 extern double engram_pressure_overloaded;
 extern int engram_overload_policy;
 extern int engram_overload_timeout_ms;
+extern int engram_max_overload_timeout_ms;
 extern int engram_ef_search;
 extern int engram_link_threads;
 extern int engram_max_spaces;
@@ -22,3 +23,7 @@ inline constexpr int k_engram_max_workers = 64;
 inline constexpr int k_engram_max_k = 10000;
 
 void guc_define(void);
+
+// How long the "wait" policy waits: engram.overload_timeout, at most the
+// server's engram.max_overload_timeout.
+int guc_overload_wait_ms(void);

@@ -35,11 +35,17 @@ arena_bytes(void)
 }
 
 std::size_t
+backlog_bytes(void)
+{
+	return engram::core::SpaceBacklog::region_bytes(static_cast<std::uint32_t>(engram_max_spaces));
+}
+
+std::size_t
 segment_bytes(void)
 {
 	// Slack so the header and regions can be page-aligned inside the segment.
 	return align_up(sizeof(EngramShared)) + align_up(directory_bytes(static_cast<std::uint32_t>(engram_max_spaces))) +
-		   align_up(ring_bytes()) + arena_bytes() + 2 * 4096;
+		   align_up(ring_bytes()) + align_up(backlog_bytes()) + arena_bytes() + 2 * 4096;
 }
 
 std::byte *
@@ -69,11 +75,13 @@ shared_startup(void)
 		s->magic = k_shared_magic;
 		const std::uint64_t directory_offset = align_up(sizeof(EngramShared));
 		s->ring_offset = directory_offset + align_up(directory_bytes(static_cast<std::uint32_t>(engram_max_spaces)));
-		s->arena_offset = s->ring_offset + align_up(ring_bytes());
+		s->backlog_offset = s->ring_offset + align_up(ring_bytes());
+		s->arena_offset = s->backlog_offset + align_up(backlog_bytes());
 		s->arena_bytes = arena_bytes();
 		auto *base = reinterpret_cast<std::byte *>(s);
 		directory_create(s->directory, base, directory_offset, static_cast<std::uint32_t>(engram_max_spaces));
 		engram::core::Ring::create(base + s->ring_offset, static_cast<std::size_t>(engram_ring_size_kb) * 1024);
+		engram::core::SpaceBacklog::create(base + s->backlog_offset, static_cast<std::uint32_t>(engram_max_spaces));
 		engram::core::Arena::create(base + s->arena_offset, s->arena_bytes);
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -114,6 +122,12 @@ engram::core::Arena
 shared_arena(void)
 {
 	return engram::core::Arena(reinterpret_cast<std::byte *>(shared) + shared->arena_offset);
+}
+
+engram::core::SpaceBacklog
+shared_backlog(void)
+{
+	return engram::core::SpaceBacklog(reinterpret_cast<std::byte *>(shared) + shared->backlog_offset);
 }
 
 LWLock *

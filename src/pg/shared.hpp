@@ -1,7 +1,8 @@
 // engram's shared memory: one segment from PostgreSQL's main shared memory,
-// requested at preload, holding a header, the ring and the arena for the
-// spaces' graphs. Everything inside is addressed by offsets from the header,
-// and every field other processes read concurrently is a lock-free atomic.
+// requested at preload, holding a header, the ring, the spaces' backlog
+// (core/space_backlog.hpp) and the arena for the spaces' graphs. Everything
+// inside is addressed by offsets from the header, and every field other
+// processes read concurrently is a lock-free atomic.
 //
 // The space directory (directory.hpp) follows the header, sized by
 // engram.max_spaces; then come the ring and the arena.
@@ -22,6 +23,7 @@
 
 #include "core/arena.hpp"
 #include "core/ring.hpp"
+#include "core/space_backlog.hpp"
 #include "pg/directory.hpp"
 
 enum LoadState : std::uint32_t { LOAD_NEEDED = 0, LOAD_RUNNING = 1, LOAD_DONE = 2 };
@@ -45,6 +47,9 @@ struct EngramShared {
 	std::uint64_t ring_offset;
 	std::uint64_t arena_offset;
 	std::uint64_t arena_bytes;
+	std::uint64_t backlog_offset;
+	// When the workers last measured the spaces' unlinked rows (census).
+	std::atomic<std::int64_t> backlog_census_at;
 	std::atomic<std::uint32_t> load_state;
 	std::atomic<std::int32_t> loader_pid;
 	// Generation the start-up load gave the rows it read; no snapshot below it
@@ -79,6 +84,7 @@ EngramShared *shared_require(void);
 [[noreturn]] void shared_report_not_preloaded(void);
 engram::core::Ring shared_ring(void);
 engram::core::Arena shared_arena(void);
+engram::core::SpaceBacklog shared_backlog(void);
 
 // Wakes the workers' latches so they drain now rather than at their next poll.
 void shared_wake_workers(void);

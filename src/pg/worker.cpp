@@ -191,7 +191,7 @@ update_link_rate(TimestampTz now)
 					static_cast<double>(linked - linked_then) * USECS_PER_SEC / static_cast<double>(now - sampled_at));
 	sampled_at = now;
 	linked_then = linked;
-	work_then = unlinked_vectors().count > 0;
+	work_then = shared_backlog().unlinked_rows() > 0;
 }
 
 // One batch under the consumer token; true if it stored anything.
@@ -219,12 +219,14 @@ drain_once(void)
 		if (fate == RecordFate::later)
 			break;
 		const std::int64_t stored = fate == RecordFate::drop ? 0 : store_record(record);
+		backlog_record_consumed(record, stored);
 		ring.pop(record);
 		my_slot().stored_total.fetch_add(static_cast<std::uint64_t>(stored), std::memory_order_relaxed);
 		++taken;
 	}
 	end_transaction();
 	ring.advance_published();
+	backlog_census_if_due();
 	update_drain_rate(ring.head_position() - head_before, started);
 	if (!load_filter.active)
 		ring.release_consumer(token);
