@@ -10,7 +10,8 @@ use Test::More;
 use Exporter 'import';
 use IPC::Run;
 
-our @EXPORT = qw(engram_node wait_stored check_converged worker_pids write_script start_psql_script);
+our @EXPORT = qw(engram_node wait_stored check_converged worker_pids write_script start_psql_script
+  log_offset server_crashes engram_worker_exits run_as start_bystander bystander_alive wait_serving);
 
 # A started node with engram preloaded and created in database postgres.
 sub engram_node
@@ -94,6 +95,142 @@ sub start_psql_script
 	my $h = IPC::Run::start([ 'psql', '-X', '-q', @options, '-d', $node->connstr('postgres'), '-f', $file ],
 		'>', \$out, '2>', \$err);
 	return ($h, \$err);
+}
+
+# --- crash detection ---------------------------------------------------------
+# The postmaster keeps its pid through crash recovery, so only the server log
+# tells whether some process died: these read it from an offset taken before
+# the step under test.
+
+sub log_offset
+{
+	my ($node) = @_;
+	return -s $node->logfile // 0;
+}
+
+# Lines since $offset that show a server process killed by a signal or the
+# cluster reinitialising after one (any crash recovery).
+sub server_crashes
+{
+	my ($node, $offset) = @_;
+	my $log = slurp_file($node->logfile, $offset);
+	return grep {
+		/LOG:  .*\(PID \d+\) was terminated by (signal|exception)/
+		  || /LOG:  terminating any other active server processes/
+		  || /LOG:  all server processes terminated; reinitializing/
+		  || /PANIC:  /
+	} split /\n/, $log;
+}
+
+# Lines since $offset where an engram worker exited on its own (the
+# postmaster restarts it: a worker that fails on a record or a space keeps
+# doing so, and these lines pile up). Exits while the server shuts down or
+# recovers from a crash (reported by server_crashes) do not count.
+sub engram_worker_exits
+{
+	my ($node, $offset) = @_;
+	my $log = slurp_file($node->logfile, $offset);
+	my ($stopping, @exits) = (0);
+	for my $line (split /\n/, $log)
+	{
+		$stopping = 1
+		  if $line =~ /LOG:  received (smart|fast|immediate) shutdown request|LOG:  terminating any other active server/;
+		$stopping = 0 if $line =~ /LOG:  database system is ready to accept connections/;
+		push @exits, $line
+		  if !$stopping
+		  && $line =~ /LOG:  background worker "engram[^"]*" \(PID \d+\) (exited with exit code [1-9]|was terminated)/;
+	}
+	return @exits;
+}
+
+# Runs SQL as $role over a connection of its own (not SET ROLE, so that
+# session state is the role's own), with ON_ERROR_STOP and verbose errors.
+# Returns a hash: state is the SQLSTATE of the first ERROR, '00000' when every
+# statement succeeded, 'FATAL <code>' when the session was ended, 'LOST' when
+# the connection broke without a message, 'TIMEOUT' when psql did not finish
+# within timeout seconds (its backends are then terminated); out and err are
+# psql's output, error the first ERROR line with its detail.
+sub run_as
+{
+	my ($node, $role, $sql, %opt) = @_;
+	my $db = $opt{dbname} // 'postgres';
+	my $timeout = $opt{timeout} // $PostgreSQL::Test::Utils::timeout_default;
+	my $file = write_script($node, $sql);
+	my ($out, $err) = ('', '');
+	my $h = IPC::Run::start(
+		[
+			'psql', '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-v', 'VERBOSITY=verbose',
+			'-d', $node->connstr($db), '-U', $role, '-f', $file
+		],
+		'<', '/dev/null', '>', \$out, '2>', \$err, IPC::Run::timeout($timeout));
+	my $finished = eval { $h->finish; 1 };
+	my %r = (out => $out, err => $err);
+	chomp $r{out};
+	if (!$finished)
+	{
+		$h->kill_kill;
+		$node->psql('postgres',
+			"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '$role' AND pid <> pg_backend_pid()"
+		);
+		$r{state} = 'TIMEOUT';
+		return \%r;
+	}
+	my $exit = $h->result(0);
+	if ($err =~ /^(?:psql:[^\n]*?: )?ERROR:  ([0-9A-Z]{5}): ([^\n]*(?:\n(?:DETAIL|HINT|CONTEXT|LOCATION):[^\n]*)*)/m)
+	{
+		$r{state} = $1;
+		$r{error} = $2;
+	}
+	elsif ($err =~ /FATAL:  ([0-9A-Z]{5}): ([^\n]*)/)
+	{
+		$r{state} = "FATAL $1";
+		$r{error} = $2;
+	}
+	elsif ($exit == 0)
+	{
+		$r{state} = '00000';
+	}
+	else
+	{
+		$r{state} = 'LOST';
+		$r{error} = $err;
+	}
+	return \%r;
+}
+
+# A long-lived session of $role that must outlive every attack: returns the
+# BackgroundPsql session and its backend's pid.
+sub start_bystander
+{
+	my ($node, $role) = @_;
+	my $session = $node->background_psql('postgres', extra_params => [ '-U', $role ]);
+	$session->set_query_timer_restart;
+	my $pid = $session->query_safe('SELECT pg_backend_pid()');
+	return ($session, $pid);
+}
+
+# True while the bystander's connection is the same backend as at its start.
+sub bystander_alive
+{
+	my ($session, $pid) = @_;
+	my $answer = eval { $session->query('SELECT pg_backend_pid()') };
+	return defined $answer && $answer eq $pid;
+}
+
+# Waits (up to timeout seconds) until a superuser recall from $space answers
+# k rows again, e.g. after crash recovery or a restart; returns whether it did.
+sub wait_serving
+{
+	my ($node, $space, $cue, $k, $timeout) = @_;
+	$timeout //= $PostgreSQL::Test::Utils::timeout_default;
+	my $deadline = time + $timeout;
+	while (time < $deadline)
+	{
+		my ($ret, $out) = $node->psql('postgres', "SELECT count(*) FROM engram.recall('$space', '$cue', $k)");
+		return 1 if $ret == 0 && $out eq $k;
+		sleep 1;
+	}
+	return 0;
 }
 
 1;
