@@ -82,7 +82,8 @@ HnswStatus
 HnswGraph::create(Arena arena, const HnswConfig &config, std::uint64_t &header_offset) noexcept
 {
 	if (config.dim == 0 || config.dim > k_hnsw_max_dim || config.m < 2 || config.m > k_hnsw_max_m ||
-		config.ef_construction == 0 || config.first_chunk_log2 > 24 || !valid_enums(config))
+		config.ef_construction == 0 || config.first_chunk_log2 > 24 || config.max_chunk_log2 > 24 ||
+		(config.max_chunk_log2 != 0 && config.max_chunk_log2 < config.first_chunk_log2) || !valid_enums(config))
 		return HnswStatus::invalid_config;
 	const std::uint64_t offset = arena.allocate(sizeof(HnswHeader));
 	if (offset == 0)
@@ -103,10 +104,11 @@ HnswGraph::create(Arena arena, const HnswConfig &config, std::uint64_t &header_o
 	h->seed = config.seed;
 	h->entry.store(k_no_entry, std::memory_order_relaxed);
 	h->lowest_confidence.store(std::numeric_limits<float>::infinity(), std::memory_order_relaxed);
-	SegmentedArray::init(&h->nodes, h->node_stride, config.first_chunk_log2);
-	SegmentedArray::init(&h->vectors, h->vector_stride, config.first_chunk_log2);
+	SegmentedArray::init(&h->nodes, h->node_stride, config.first_chunk_log2, config.max_chunk_log2);
+	SegmentedArray::init(&h->vectors, h->vector_stride, config.first_chunk_log2, config.max_chunk_log2);
 	// About one node in m - 1 has an upper level, so the upper array starts smaller.
-	SegmentedArray::init(&h->upper, h->upper_stride, config.first_chunk_log2 > 4 ? config.first_chunk_log2 - 4 : 0);
+	SegmentedArray::init(&h->upper, h->upper_stride, config.first_chunk_log2 > 4 ? config.first_chunk_log2 - 4 : 0,
+						 config.max_chunk_log2);
 	h->magic = k_hnsw_magic;
 	header_offset = offset;
 	return HnswStatus::ok;

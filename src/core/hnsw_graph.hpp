@@ -72,6 +72,10 @@ struct HnswConfig {
 	std::uint32_t ef_construction = 64; // beam width while linking
 	std::uint64_t seed = 0x5eed;        // decides node levels
 	std::uint32_t first_chunk_log2 = 10; // nodes in the first chunk of each array, as a power of two
+	// Elements per chunk once chunks stop doubling, as a power of two; 0 lets
+	// chunks grow to about 32 MB (segmented_array.hpp). Small values only make
+	// tests reach the index blocks of a large graph with little memory.
+	std::uint32_t max_chunk_log2 = 0;
 };
 
 struct Neighbor {
