@@ -221,7 +221,7 @@ HnswGraph::append_nodes(std::span<const float> vectors, std::size_t n, const Nod
 		if (s != HnswStatus::ok)
 			return s;
 	}
-	spin_lock(h.append_lock);
+	SpinLockGuard append_lock(h.append_lock);
 	const std::uint64_t start = h.count.load(std::memory_order_relaxed);
 	HnswStatus status = HnswStatus::ok;
 	std::uint64_t upper = h.upper_used.load(std::memory_order_relaxed);
@@ -233,10 +233,8 @@ HnswGraph::append_nodes(std::span<const float> vectors, std::size_t n, const Nod
 	else if (!nodes_.ensure_capacity(start + n) || !vectors_.ensure_capacity(start + n) ||
 			 !upper_.ensure_capacity(upper + upper_needed))
 		status = HnswStatus::out_of_memory;
-	if (status != HnswStatus::ok) {
-		spin_unlock(h.append_lock);
+	if (status != HnswStatus::ok)
 		return status;
-	}
 	std::uint64_t max_generation = h.max_generation.load(std::memory_order_relaxed);
 	float lowest_confidence = h.lowest_confidence.load(std::memory_order_relaxed);
 	for (std::size_t i = 0; i < n; ++i) {
@@ -270,7 +268,7 @@ HnswGraph::append_nodes(std::span<const float> vectors, std::size_t n, const Nod
 	h.max_generation.store(max_generation, std::memory_order_release);
 	h.lowest_confidence.store(lowest_confidence, std::memory_order_release);
 	h.count.store(start + n, std::memory_order_release);
-	spin_unlock(h.append_lock);
+	append_lock.unlock();
 	first = static_cast<std::uint32_t>(start);
 	return HnswStatus::ok;
 }

@@ -153,7 +153,9 @@ public:
 		return header_->link_cursor.load(std::memory_order_acquire) < size();
 	}
 	// Links a stored node into the graph. False if it was already claimed by
-	// another link call (or id is not stored).
+	// another link call (or id is not stored). A link that throws (std::bad_alloc)
+	// releases what it holds and gives the node back: claim_unlinked() hands
+	// it out again, and link() may be called for it again.
 	bool link(std::uint32_t id, SearchContext &context);
 	// append + link.
 	HnswStatus insert(std::span<const float> vector, std::uint64_t generation, SearchContext &context,
@@ -175,6 +177,8 @@ public:
 	std::uint64_t linked_prefix() const noexcept { return header_->linked_prefix.load(std::memory_order_acquire); }
 	// Nodes whose link has finished.
 	std::uint64_t linked_count() const noexcept { return header_->linked.load(std::memory_order_acquire); }
+	// Links that failed (and gave their node back to be linked again).
+	std::uint64_t failed_links() const noexcept { return header_->failed_links.load(std::memory_order_relaxed); }
 	// Highest generation among stored nodes.
 	std::uint64_t max_generation() const noexcept { return header_->max_generation.load(std::memory_order_acquire); }
 	std::uint32_t dim() const noexcept { return header_->dim; }
@@ -265,8 +269,10 @@ private:
 	std::uint32_t adopt_parent(std::span<const Neighbor> candidates, SearchContext &context);
 	void connect(std::uint32_t id, std::uint32_t level, std::span<const std::uint32_t> added, SearchContext &context);
 	void mark_linked(std::uint32_t id) noexcept;
-	void lock_top() noexcept;
-	void unlock_top() noexcept;
+	// link() after its claim; may throw, leaving the node for give_back().
+	void link_claimed(std::uint32_t id, SearchContext &context);
+	// Undoes the claim of a node whose link failed, so it is linked again later.
+	void give_back(std::uint32_t id) noexcept;
 
 	Arena arena_;
 	std::uint64_t header_offset_;

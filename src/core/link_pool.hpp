@@ -9,7 +9,11 @@
 // and links them, until a whole walk finds nothing to claim. Because claims
 // come from a counter inside the graph, one hot space keeps every thread of
 // every worker busy, and spaces never wait for one another: a thread holds a
-// pin, never a lock, and only for a few nodes at a time.
+// pin, never a lock, and only for a few nodes at a time. A link that fails
+// (std::bad_alloc while its context grows, say) releases its locks and gives
+// its node back to the graph's claim cursor, the walk's pin is dropped as the
+// exception leaves it, and the task waits a little before it walks again, so
+// the node is linked later and the graph's linked prefix moves on.
 //
 // The tasks run only core code on shared memory; nothing here calls back
 // into the process that owns the pool.
@@ -52,13 +56,15 @@ public:
 	unsigned running() const noexcept { return running_.load(std::memory_order_acquire); }
 	// How many distinct threads have linked so far.
 	std::size_t threads_used() const { return contexts_.threads(); }
-	// Links that threw (std::bad_alloc); their nodes stay in the exact tail.
+	// Links that threw (std::bad_alloc, or anything else). Each gave its node
+	// back, which stays in the exact tail until a later walk links it.
 	std::uint64_t failures() const noexcept { return failures_.load(std::memory_order_relaxed); }
 
 private:
 	void run() noexcept;
-	// One walk over every graph; returns how many nodes it linked.
-	std::uint64_t walk(SearchContext &context);
+	// One walk over every graph; returns how many nodes it linked. A link
+	// that throws ends the walk early and sets `failed`.
+	std::uint64_t walk(SearchContext &context, bool &failed);
 	bool work_left() const noexcept;
 
 	Arena arena_;
