@@ -74,6 +74,8 @@ to_string(HnswStatus status) noexcept
 		return "too many nodes for 32-bit node ids";
 	case HnswStatus::unknown_node:
 		return "no such node";
+	case HnswStatus::interrupted:
+		return "search interrupted";
 	}
 	return "unknown status";
 }

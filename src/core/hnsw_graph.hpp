@@ -32,6 +32,7 @@
 #pragma once
 
 #include <cstddef>
+#include <csignal>
 #include <cstdint>
 #include <limits>
 #include <span>
@@ -57,6 +58,7 @@ enum class HnswStatus : std::uint8_t {
 	out_of_memory,      // the arena is exhausted
 	too_many_nodes,     // ids would pass 2^31 - 1
 	unknown_node,       // id not below size()
+	interrupted,        // SearchParams::interrupt was raised: the search stopped early
 };
 
 const char *to_string(HnswStatus status) noexcept;
@@ -109,6 +111,10 @@ struct SearchParams {
 	std::uint64_t max_generation = std::numeric_limits<std::uint64_t>::max();
 	float min_confidence = -std::numeric_limits<float>::infinity(); // nodes below it are not returned
 	const VectorSource *rerank = nullptr; // only used when the encoding is not float32
+	// When given, read every few hundred nodes: once it is non-zero the search
+	// stops and returns HnswStatus::interrupted. A volatile sig_atomic_t, as
+	// a signal handler sets it (PostgreSQL passes &InterruptPending).
+	const volatile std::sig_atomic_t *interrupt = nullptr;
 };
 
 struct SearchStats {
@@ -249,11 +255,13 @@ private:
 	void greedy_descend(const float *query, std::uint32_t &current, float &current_distance, std::uint32_t from_level,
 						std::uint32_t to_level, std::uint64_t limit, SearchContext &context,
 						SearchStats &stats) const noexcept;
-	// Beam of width ef on one level; leaves context.results_ sorted, nearest first.
-	void beam_search(const float *query, std::uint32_t entry, float entry_distance, std::uint32_t level,
-					 std::uint32_t ef, std::uint64_t limit, SearchContext &context, SearchStats &stats) const;
+	// Beam of width ef on one level; leaves context.results_ sorted, nearest
+	// first. False if it stopped early because *interrupt was raised.
+	bool beam_search(const float *query, std::uint32_t entry, float entry_distance, std::uint32_t level,
+					 std::uint32_t ef, std::uint64_t limit, const volatile std::sig_atomic_t *interrupt,
+					 SearchContext &context, SearchStats &stats) const;
 	// The same on level 0, returning only nodes visible at max_generation.
-	void filtered_search(const float *query, std::uint32_t entry, float entry_distance, std::uint32_t ef,
+	bool filtered_search(const float *query, std::uint32_t entry, float entry_distance, std::uint32_t ef,
 						 std::uint64_t limit, const SearchParams &params, SearchContext &context,
 						 SearchStats &stats) const;
 	bool visible(std::uint32_t id, const SearchParams &params) const noexcept;

@@ -337,7 +337,7 @@ HnswGraph::link_claimed(std::uint32_t id, SearchContext &context)
 	for (std::uint32_t l = std::min(level, top) + 1; l-- > 0;) {
 		context.visited_.begin(limit);
 		context.visited_.insert(id);
-		beam_search(v, current, current_distance, l, header_->ef_construction, limit, context, stats);
+		beam_search(v, current, current_distance, l, header_->ef_construction, limit, nullptr, context, stats);
 		const std::vector<Neighbor> &found = context.results_;
 		// The next level starts from the nearest node whose link has finished
 		// (see greedy_descend: an unfinished one may have empty lower lists).
