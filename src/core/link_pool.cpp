@@ -37,7 +37,7 @@ LinkPool::~LinkPool()
 void
 LinkPool::wake()
 {
-	if (stopping_.load(std::memory_order_acquire))
+	if (held_back())
 		return;
 	unsigned n = running_.load(std::memory_order_acquire);
 	while (n < threads_) {
@@ -73,7 +73,7 @@ LinkPool::walk(SearchContext &context, bool &failed)
 	std::uint64_t linked = 0;
 	const std::size_t n = slots_.size();
 	const std::size_t start = rotation_.fetch_add(1, std::memory_order_relaxed) % n;
-	for (std::size_t i = 0; i < n && !stopping_.load(std::memory_order_relaxed); ++i) {
+	for (std::size_t i = 0; i < n && !held_back(); ++i) {
 		IndexSlot &slot = slots_[(start + i) % n];
 		for (unsigned which = 0; which < 2; ++which) {
 			// A plain read first: most slots are empty, and pinning writes.
@@ -112,7 +112,7 @@ LinkPool::run() noexcept
 	for (;;) {
 		try {
 			SearchContext &context = contexts_.local();
-			while (!stopping_.load(std::memory_order_acquire)) {
+			while (!held_back()) {
 				bool failed = false;
 				const std::uint64_t linked = walk(context, failed);
 				if (linked_total_ != nullptr && linked != 0)
@@ -133,7 +133,7 @@ LinkPool::run() noexcept
 		running_.fetch_sub(1, std::memory_order_acq_rel);
 		// Work stored after the last walk but before the decrement would
 		// otherwise wait for the next wake(): look once more.
-		if (stopping_.load(std::memory_order_acquire) || !work_left())
+		if (held_back() || !work_left())
 			return;
 		unsigned n = running_.load(std::memory_order_acquire);
 		if (n >= threads_ || !running_.compare_exchange_strong(n, n + 1, std::memory_order_acq_rel))

@@ -52,6 +52,9 @@ public:
 	void wake();
 	// Lets running tasks finish the node they are on, then waits for them.
 	void stop() noexcept;
+	// While paused, tasks finish the ids they claimed and end, and wake()
+	// starts none: stored nodes wait in the graphs' exact tails.
+	void set_paused(bool paused) noexcept { paused_.store(paused, std::memory_order_release); }
 
 	unsigned running() const noexcept { return running_.load(std::memory_order_acquire); }
 	// How many distinct threads have linked so far.
@@ -66,6 +69,10 @@ private:
 	// that throws ends the walk early and sets `failed`.
 	std::uint64_t walk(SearchContext &context, bool &failed);
 	bool work_left() const noexcept;
+	bool held_back() const noexcept
+	{
+		return stopping_.load(std::memory_order_acquire) || paused_.load(std::memory_order_acquire);
+	}
 
 	Arena arena_;
 	std::span<IndexSlot> slots_;
@@ -73,6 +80,7 @@ private:
 	std::atomic<std::uint64_t> *linked_total_;
 	std::atomic<unsigned> running_{0};
 	std::atomic<bool> stopping_{false};
+	std::atomic<bool> paused_{false};
 	std::atomic<std::uint32_t> rotation_{0};
 	std::atomic<std::uint64_t> failures_{0};
 	HnswContextPool contexts_;

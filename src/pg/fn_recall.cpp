@@ -19,6 +19,12 @@
 // Pins. Between pinning the graph and letting it go, nothing here may raise
 // a PostgreSQL error: results go into memory allocated before the pin, and
 // C++ exceptions are caught and turned into errors after the pin is gone.
+//
+// Interrupts. The exact scan over a large unlinked tail can take long, so the
+// search reads InterruptPending as it goes (SearchParams::interrupt) and stops
+// when a signal raised it; the recall lets go of the pin and only then calls
+// CHECK_FOR_INTERRUPTS(), which raises the cancel or timeout error. If the
+// interrupt turns out to need no error (a barrier, say), the search runs again.
 #include <algorithm>
 #include <cmath>
 #include <memory>
@@ -225,13 +231,19 @@ ENGRAM_FUNCTION(engram_recall)
 	std::size_t found = 0;
 	engram::core::HnswStatus status = engram::core::HnswStatus::ok;
 	bool out_of_memory = false;
-	LWLockAcquire(shared_directory_lock(), LW_SHARED);
-	const SpaceSlot *slot = directory_find(info.space_id);
-	engram::core::GraphPin pin;
-	if (slot != nullptr)
-		pin = engram::core::pin_current(directory_index(slot));
-	LWLockRelease(shared_directory_lock());
-	if (pin) {
+	do {
+		if (status == engram::core::HnswStatus::interrupted)
+			CHECK_FOR_INTERRUPTS(); // no pin is held here
+		status = engram::core::HnswStatus::ok;
+		found = 0;
+		LWLockAcquire(shared_directory_lock(), LW_SHARED);
+		const SpaceSlot *slot = directory_find(info.space_id);
+		engram::core::GraphPin pin;
+		if (slot != nullptr)
+			pin = engram::core::pin_current(directory_index(slot));
+		LWLockRelease(shared_directory_lock());
+		if (!pin)
+			break;
 		try {
 			const engram::core::HnswGraph graph = pinned_graph(pin);
 			engram::core::SearchParams params;
@@ -239,6 +251,9 @@ ENGRAM_FUNCTION(engram_recall)
 			params.ef = static_cast<std::uint32_t>(std::max(engram_ef_search, k));
 			params.max_generation = generation;
 			params.min_confidence = min_confidence;
+			// Only where CHECK_FOR_INTERRUPTS() can act on it; otherwise the
+			// flag stays raised and the search would stop again and again.
+			params.interrupt = INTERRUPTS_CAN_BE_PROCESSED() ? &InterruptPending : nullptr;
 			const engram::core::SearchResult result = graph.snapshot_search(
 				std::span<const float>(cue, static_cast<std::size_t>(info.dim)), params, *search_context());
 			status = result.status;
@@ -248,7 +263,7 @@ ENGRAM_FUNCTION(engram_recall)
 			out_of_memory = true;
 		}
 		pin.release();
-	}
+	} while (status == engram::core::HnswStatus::interrupted && !out_of_memory);
 	if (out_of_memory)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory during recall")));
 	if (status != engram::core::HnswStatus::ok)

@@ -20,6 +20,7 @@ int engram_overload_timeout_ms = 5000;
 // a little more time per recall (5,759 against 5,967 queries/s in that run).
 int engram_ef_search = 128;
 int engram_link_threads = 0;
+bool engram_pause_linking = false;
 
 static const struct config_enum_entry overload_policy_options[] = {
 	{"wait", ENGRAM_POLICY_WAIT, false},
@@ -66,5 +67,12 @@ guc_define(void)
 	DefineCustomIntVariable("engram.link_threads", "Threads each engram worker links with.",
 							"0 shares the machine's cores among the workers. Valid range is 0..64.",
 							&engram_link_threads, 0, 0, 64, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+	// A switch for maintenance and tests (a large unlinked tail on demand).
+	// The workers read it, so it is set in the server's configuration (and
+	// reloaded), which only superusers can change.
+	DefineCustomBoolVariable("engram.pause_linking", "Stops the workers from linking stored observations.",
+							 "Stored observations stay in the exact tail that every recall scans until linking "
+							 "resumes; ingest goes on until backpressure stops it.",
+							 &engram_pause_linking, false, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 	MarkGUCPrefixReserved("engram");
 }

@@ -13,6 +13,7 @@ extern int engram_overload_policy;
 extern int engram_overload_timeout_ms;
 extern int engram_ef_search;
 extern int engram_link_threads;
+extern bool engram_pause_linking;
 
 enum EngramOverloadPolicy { ENGRAM_POLICY_WAIT, ENGRAM_POLICY_ERROR };
 

@@ -186,5 +186,28 @@ TEST(LinkPool, LinksWhatFailedLinksGaveBack)
 	EXPECT_GE(found * 100, n * 99);
 }
 
+TEST(LinkPool, PausedPoolLinksNothingUntilResumed)
+{
+	SKIP_UNDER_TSAN_WITH_TBB();
+	Region region(32 << 20);
+	std::vector<IndexSlot> slots(1);
+	reset(slots[0]);
+	std::atomic<std::uint64_t> linked{0};
+	LinkPool pool(region.arena, slots, 2, &linked);
+	install(slots[0], 0, new_graph(region.arena));
+	HnswGraph graph(region.arena, slots[0].graphs[0].load());
+	pool.set_paused(true);
+	append(graph, random_vectors(400, k_dim, 9), 0, 400);
+	pool.wake();
+	EXPECT_EQ(pool.running(), 0u) << "a paused pool starts no task";
+	std::this_thread::sleep_for(std::chrono::milliseconds(50));
+	EXPECT_EQ(graph.linked_count(), 0u);
+	EXPECT_TRUE(graph.has_unclaimed());
+	pool.set_paused(false);
+	pool.wake();
+	ASSERT_TRUE(wait_for([&] { return graph.linked_prefix() == 400; })) << graph.linked_prefix();
+	EXPECT_EQ(linked.load(), 400u);
+}
+
 } // namespace
 } // namespace engram::core
