@@ -33,7 +33,8 @@ for my $b (1 .. $batches)
 		  . "FROM generate_series(1, $rows_per_batch) g))");
 }
 $node->safe_psql('postgres',
-	"SELECT engram.observe_batch('other', (SELECT array_agg(ARRAY[g, g, g, g]::real[]) FROM generate_series(1, 100) g))");
+	    "SELECT engram.observe_batch('other', "
+	  . "(SELECT array_agg(ARRAY[g, g, g, g]::real[]) FROM generate_series(1, 100) g))");
 ok(wait_stored($node, 300000), 'every batch is stored');
 my $tail_rows = $batches * $rows_per_batch;
 is($node->safe_psql('postgres', "SELECT observations, linked FROM engram.spaces WHERE name = 'tail'"),
@@ -45,7 +46,8 @@ is($node->safe_psql('postgres', "SELECT linked FROM engram.spaces WHERE name = '
 my ($bystander, $bystander_err) =
   start_psql_script($node, "SET application_name = 'bystander';\nSELECT pg_sleep(600);\n");
 ok( $node->poll_query_until(
-		'postgres', "SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'bystander' AND state = 'active'"),
+		'postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'bystander' AND state = 'active'"),
 	'the bystander session is connected');
 my $bystander_before = $node->safe_psql('postgres',
 	"SELECT pid, backend_start FROM pg_stat_activity WHERE application_name = 'bystander'");
@@ -109,7 +111,8 @@ ok( $node->poll_query_until(
 		'postgres',
 		"SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'victim' AND query LIKE '%engram.recall%'"),
 	'a session recalls in a loop');
-is($node->safe_psql('postgres', "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'victim'"),
+is( $node->safe_psql(
+		'postgres', "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'victim'"),
 	't', 'it is sent a cancel');
 $victim->finish;
 like($$victim_err, qr/ERROR:  57014: canceling statement due to user request/, 'pg_cancel_backend cancels the recall');
@@ -129,7 +132,8 @@ is( $node->safe_psql('postgres',
 	$bystander_before,
 	'the bystander session survived');
 ok(!$node->log_contains('terminated by signal'), 'no backend was terminated by a signal');
-$node->safe_psql('postgres', "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'bystander'");
+$node->safe_psql('postgres',
+	"SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'bystander'");
 $bystander->finish;
 
 # Linking resumes when the switch is turned off.

@@ -155,8 +155,8 @@ TEST(SegmentedArray, SeveralThreadsGrowItWhileOthersRead)
 					return;
 				}
 				std::uint64_t seen = ensured.load(std::memory_order_relaxed);
-				while (seen < i + 1 &&
-					   !ensured.compare_exchange_weak(seen, i + 1, std::memory_order_release, std::memory_order_relaxed))
+				while (seen < i + 1 && !ensured.compare_exchange_weak(seen, i + 1, std::memory_order_release,
+																	   std::memory_order_relaxed))
 					;
 				store_element(array, i);
 				written.fetch_add(1, std::memory_order_relaxed);
