@@ -9,6 +9,7 @@ SELECT try($$SET engram.database = 'other'$$);
 SELECT try($$SET engram.pressure_warning = 0.3$$);
 SELECT try($$SET engram.overload_policy = 'sometimes'$$);
 SELECT try($$SET engram.overload_timeout = -1$$);
+SELECT try($$SET engram.pause_linking = on$$);
 SELECT try($$SET engram.no_such_setting = 1$$);
 SET engram.overload_policy = 'error';
 SHOW engram.overload_policy;
