@@ -14,6 +14,7 @@ SELECT try($$SET engram.max_overload_timeout = '1h'$$);
 SELECT try($$SET LOCAL engram.max_overload_timeout = 0$$);
 SELECT try($$ALTER ROLE CURRENT_USER SET engram.max_overload_timeout = '1h'$$);
 SELECT try($$SELECT set_config('engram.max_overload_timeout', '3600000', false)$$);
+SELECT try($$SET engram.pause_linking = on$$);
 SELECT try($$SET engram.no_such_setting = 1$$);
 SET engram.overload_policy = 'error';
 SHOW engram.overload_policy;

@@ -8,13 +8,21 @@
 // prefetchers follow it) and keeps the best k in a max-heap; it reads no
 // lists, so it takes no part in the list protocol; node heads and vectors
 // below the count it acquired are immutable except for the flags, which it
-// reads atomically.
+// reads atomically. It reads SearchParams::interrupt every few hundred ids
+// and stops with HnswStatus::interrupted once it is raised.
 #include <algorithm>
 
 #include "core/hnsw_context.hpp"
 #include "core/hnsw_graph.hpp"
 
 namespace engram::core {
+
+namespace {
+
+// Ids scanned between two reads of SearchParams::interrupt.
+constexpr std::uint32_t k_interrupt_every = 256;
+
+} // namespace
 
 SearchResult
 HnswGraph::exact_search(std::span<const float> query, const SearchParams &params, std::uint32_t from,
@@ -33,6 +41,10 @@ HnswGraph::exact_search(std::span<const float> query, const SearchParams &params
 	std::vector<Neighbor> &best = context.results_;
 	best.clear();
 	for (std::uint32_t id = from; id < end; ++id) {
+		if (params.interrupt != nullptr && id % k_interrupt_every == 0 && *params.interrupt != 0) {
+			result.status = HnswStatus::interrupted;
+			return result;
+		}
 		if (!visible(id, params))
 			continue;
 		const float d = from_source ? source_distance(q, params.rerank->vector(params.rerank->self, id))

@@ -74,6 +74,8 @@ to_string(HnswStatus status) noexcept
 		return "too many nodes for 32-bit node ids";
 	case HnswStatus::unknown_node:
 		return "no such node";
+	case HnswStatus::interrupted:
+		return "search interrupted";
 	}
 	return "unknown status";
 }
@@ -82,7 +84,8 @@ HnswStatus
 HnswGraph::create(Arena arena, const HnswConfig &config, std::uint64_t &header_offset) noexcept
 {
 	if (config.dim == 0 || config.dim > k_hnsw_max_dim || config.m < 2 || config.m > k_hnsw_max_m ||
-		config.ef_construction == 0 || config.first_chunk_log2 > 24 || !valid_enums(config))
+		config.ef_construction == 0 || config.first_chunk_log2 > 24 || config.max_chunk_log2 > 24 ||
+		(config.max_chunk_log2 != 0 && config.max_chunk_log2 < config.first_chunk_log2) || !valid_enums(config))
 		return HnswStatus::invalid_config;
 	const std::uint64_t offset = arena.allocate(sizeof(HnswHeader));
 	if (offset == 0)
@@ -103,10 +106,11 @@ HnswGraph::create(Arena arena, const HnswConfig &config, std::uint64_t &header_o
 	h->seed = config.seed;
 	h->entry.store(k_no_entry, std::memory_order_relaxed);
 	h->lowest_confidence.store(std::numeric_limits<float>::infinity(), std::memory_order_relaxed);
-	SegmentedArray::init(&h->nodes, h->node_stride, config.first_chunk_log2);
-	SegmentedArray::init(&h->vectors, h->vector_stride, config.first_chunk_log2);
+	SegmentedArray::init(&h->nodes, h->node_stride, config.first_chunk_log2, config.max_chunk_log2);
+	SegmentedArray::init(&h->vectors, h->vector_stride, config.first_chunk_log2, config.max_chunk_log2);
 	// About one node in m - 1 has an upper level, so the upper array starts smaller.
-	SegmentedArray::init(&h->upper, h->upper_stride, config.first_chunk_log2 > 4 ? config.first_chunk_log2 - 4 : 0);
+	SegmentedArray::init(&h->upper, h->upper_stride, config.first_chunk_log2 > 4 ? config.first_chunk_log2 - 4 : 0,
+						 config.max_chunk_log2);
 	h->magic = k_hnsw_magic;
 	header_offset = offset;
 	return HnswStatus::ok;
@@ -219,7 +223,7 @@ HnswGraph::append_nodes(std::span<const float> vectors, std::size_t n, const Nod
 		if (s != HnswStatus::ok)
 			return s;
 	}
-	spin_lock(h.append_lock);
+	SpinLockGuard append_lock(h.append_lock);
 	const std::uint64_t start = h.count.load(std::memory_order_relaxed);
 	HnswStatus status = HnswStatus::ok;
 	std::uint64_t upper = h.upper_used.load(std::memory_order_relaxed);
@@ -231,10 +235,8 @@ HnswGraph::append_nodes(std::span<const float> vectors, std::size_t n, const Nod
 	else if (!nodes_.ensure_capacity(start + n) || !vectors_.ensure_capacity(start + n) ||
 			 !upper_.ensure_capacity(upper + upper_needed))
 		status = HnswStatus::out_of_memory;
-	if (status != HnswStatus::ok) {
-		spin_unlock(h.append_lock);
+	if (status != HnswStatus::ok)
 		return status;
-	}
 	std::uint64_t max_generation = h.max_generation.load(std::memory_order_relaxed);
 	float lowest_confidence = h.lowest_confidence.load(std::memory_order_relaxed);
 	for (std::size_t i = 0; i < n; ++i) {
@@ -268,7 +270,7 @@ HnswGraph::append_nodes(std::span<const float> vectors, std::size_t n, const Nod
 	h.max_generation.store(max_generation, std::memory_order_release);
 	h.lowest_confidence.store(lowest_confidence, std::memory_order_release);
 	h.count.store(start + n, std::memory_order_release);
-	spin_unlock(h.append_lock);
+	append_lock.unlock();
 	first = static_cast<std::uint32_t>(start);
 	return HnswStatus::ok;
 }

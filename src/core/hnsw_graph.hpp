@@ -32,6 +32,7 @@
 #pragma once
 
 #include <cstddef>
+#include <csignal>
 #include <cstdint>
 #include <limits>
 #include <span>
@@ -57,6 +58,7 @@ enum class HnswStatus : std::uint8_t {
 	out_of_memory,      // the arena is exhausted
 	too_many_nodes,     // ids would pass 2^31 - 1
 	unknown_node,       // id not below size()
+	interrupted,        // SearchParams::interrupt was raised: the search stopped early
 };
 
 const char *to_string(HnswStatus status) noexcept;
@@ -72,6 +74,10 @@ struct HnswConfig {
 	std::uint32_t ef_construction = 64; // beam width while linking
 	std::uint64_t seed = 0x5eed;        // decides node levels
 	std::uint32_t first_chunk_log2 = 10; // nodes in the first chunk of each array, as a power of two
+	// Elements per chunk once chunks stop doubling, as a power of two; 0 lets
+	// chunks grow to about 32 MB (segmented_array.hpp). Small values only make
+	// tests reach the index blocks of a large graph with little memory.
+	std::uint32_t max_chunk_log2 = 0;
 };
 
 struct Neighbor {
@@ -105,6 +111,10 @@ struct SearchParams {
 	std::uint64_t max_generation = std::numeric_limits<std::uint64_t>::max();
 	float min_confidence = -std::numeric_limits<float>::infinity(); // nodes below it are not returned
 	const VectorSource *rerank = nullptr; // only used when the encoding is not float32
+	// When given, read every few hundred nodes: once it is non-zero the search
+	// stops and returns HnswStatus::interrupted. A volatile sig_atomic_t, as
+	// a signal handler sets it (PostgreSQL passes &InterruptPending).
+	const volatile std::sig_atomic_t *interrupt = nullptr;
 };
 
 struct SearchStats {
@@ -149,7 +159,9 @@ public:
 		return header_->link_cursor.load(std::memory_order_acquire) < size();
 	}
 	// Links a stored node into the graph. False if it was already claimed by
-	// another link call (or id is not stored).
+	// another link call (or id is not stored). A link that throws (std::bad_alloc)
+	// releases what it holds and gives the node back: claim_unlinked() hands
+	// it out again, and link() may be called for it again.
 	bool link(std::uint32_t id, SearchContext &context);
 	// append + link.
 	HnswStatus insert(std::span<const float> vector, std::uint64_t generation, SearchContext &context,
@@ -171,6 +183,8 @@ public:
 	std::uint64_t linked_prefix() const noexcept { return header_->linked_prefix.load(std::memory_order_acquire); }
 	// Nodes whose link has finished.
 	std::uint64_t linked_count() const noexcept { return header_->linked.load(std::memory_order_acquire); }
+	// Links that failed (and gave their node back to be linked again).
+	std::uint64_t failed_links() const noexcept { return header_->failed_links.load(std::memory_order_relaxed); }
 	// Highest generation among stored nodes.
 	std::uint64_t max_generation() const noexcept { return header_->max_generation.load(std::memory_order_acquire); }
 	std::uint32_t dim() const noexcept { return header_->dim; }
@@ -241,11 +255,13 @@ private:
 	void greedy_descend(const float *query, std::uint32_t &current, float &current_distance, std::uint32_t from_level,
 						std::uint32_t to_level, std::uint64_t limit, SearchContext &context,
 						SearchStats &stats) const noexcept;
-	// Beam of width ef on one level; leaves context.results_ sorted, nearest first.
-	void beam_search(const float *query, std::uint32_t entry, float entry_distance, std::uint32_t level,
-					 std::uint32_t ef, std::uint64_t limit, SearchContext &context, SearchStats &stats) const;
+	// Beam of width ef on one level; leaves context.results_ sorted, nearest
+	// first. False if it stopped early because *interrupt was raised.
+	bool beam_search(const float *query, std::uint32_t entry, float entry_distance, std::uint32_t level,
+					 std::uint32_t ef, std::uint64_t limit, const volatile std::sig_atomic_t *interrupt,
+					 SearchContext &context, SearchStats &stats) const;
 	// The same on level 0, returning only nodes visible at max_generation.
-	void filtered_search(const float *query, std::uint32_t entry, float entry_distance, std::uint32_t ef,
+	bool filtered_search(const float *query, std::uint32_t entry, float entry_distance, std::uint32_t ef,
 						 std::uint64_t limit, const SearchParams &params, SearchContext &context,
 						 SearchStats &stats) const;
 	bool visible(std::uint32_t id, const SearchParams &params) const noexcept;
@@ -261,8 +277,10 @@ private:
 	std::uint32_t adopt_parent(std::span<const Neighbor> candidates, SearchContext &context);
 	void connect(std::uint32_t id, std::uint32_t level, std::span<const std::uint32_t> added, SearchContext &context);
 	void mark_linked(std::uint32_t id) noexcept;
-	void lock_top() noexcept;
-	void unlock_top() noexcept;
+	// link() after its claim; may throw, leaving the node for give_back().
+	void link_claimed(std::uint32_t id, SearchContext &context);
+	// Undoes the claim of a node whose link failed, so it is linked again later.
+	void give_back(std::uint32_t id) noexcept;
 
 	Arena arena_;
 	std::uint64_t header_offset_;

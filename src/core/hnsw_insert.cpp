@@ -35,8 +35,21 @@
 //
 // linked_prefix advances past every run of finished nodes (CAS), so
 // snapshot_search knows which ids may still be missing from the graph.
+//
+// Failure. A link can throw half-way (std::bad_alloc as its context grows).
+// The top lock is held through a guard, so it is released; list locks are
+// never held across anything that can throw. The node is then given back:
+// its claim flag is cleared and the graph's link cursor rewound to it, so
+// claim_unlinked() hands it out again and linked_prefix, stuck before it,
+// moves on once a retry finishes. Whatever the failed attempt already wrote
+// is kept and is correct as far as it goes: lists that name the node (a
+// search passes through it; descents skip it until it is linked), part of
+// its own lists (the retry's connect merges into them), and its tree parent,
+// which the retry keeps (the parent counted it as a child, and other nodes
+// may have adopted it since).
 #include <algorithm>
 
+#include "core/fault_injection.hpp"
 #include "core/hnsw_context.hpp"
 #include "core/hnsw_graph.hpp"
 
@@ -81,18 +94,6 @@ pruned_capacity(std::uint32_t level, std::uint32_t m, std::uint32_t m0) noexcept
 }
 
 } // namespace
-
-void
-HnswGraph::lock_top() noexcept
-{
-	spin_lock(header_->top_lock);
-}
-
-void
-HnswGraph::unlock_top() noexcept
-{
-	spin_unlock(header_->top_lock);
-}
 
 void
 HnswGraph::select_neighbors(std::span<const Neighbor> candidates, std::uint32_t capacity, Selection selection,
@@ -270,6 +271,18 @@ HnswGraph::mark_linked(std::uint32_t id) noexcept
 	}
 }
 
+void
+HnswGraph::give_back(std::uint32_t id) noexcept
+{
+	head(id).flags.fetch_and(static_cast<std::uint8_t>(~k_node_claimed), std::memory_order_release);
+	// Rewinding the cursor hands the id (and any later one) out again; ids
+	// already claimed meanwhile are skipped by link()'s claim.
+	std::uint64_t cursor = header_->link_cursor.load(std::memory_order_relaxed);
+	while (cursor > id && !header_->link_cursor.compare_exchange_weak(cursor, id, std::memory_order_acq_rel))
+		;
+	header_->failed_links.fetch_add(1, std::memory_order_relaxed);
+}
+
 bool
 HnswGraph::link(std::uint32_t id, SearchContext &context)
 {
@@ -278,27 +291,38 @@ HnswGraph::link(std::uint32_t id, SearchContext &context)
 	NodeHead &node = head(id);
 	if ((node.flags.fetch_or(k_node_claimed, std::memory_order_acq_rel) & k_node_claimed) != 0)
 		return false;
+	try {
+		link_claimed(id, context);
+	} catch (...) {
+		give_back(id);
+		throw;
+	}
+	return true;
+}
+
+void
+HnswGraph::link_claimed(std::uint32_t id, SearchContext &context)
+{
+	NodeHead &node = head(id);
 	context.fit(*this);
 	const float *v = as_float(id, context.query_.data());
 	const std::uint32_t level = node.level;
 
 	std::uint64_t entry = header_->entry.load(std::memory_order_acquire);
-	bool holds_top = false;
+	SpinLockGuard top_lock;
 	if (entry == k_no_entry || level > entry_level(entry)) {
-		lock_top();
+		top_lock.acquire(header_->top_lock);
 		entry = header_->entry.load(std::memory_order_acquire);
 		if (entry == k_no_entry) {
 			header_->root = id;
 			node.parent.store(id, std::memory_order_release);
 			header_->entry.store(pack_entry(id, level), std::memory_order_release);
-			unlock_top();
+			top_lock.unlock();
 			mark_linked(id);
-			return true;
+			return;
 		}
-		if (level > entry_level(entry))
-			holds_top = true;
-		else
-			unlock_top();
+		if (level <= entry_level(entry))
+			top_lock.unlock();
 	}
 
 	const std::uint64_t limit = size();
@@ -313,7 +337,7 @@ HnswGraph::link(std::uint32_t id, SearchContext &context)
 	for (std::uint32_t l = std::min(level, top) + 1; l-- > 0;) {
 		context.visited_.begin(limit);
 		context.visited_.insert(id);
-		beam_search(v, current, current_distance, l, header_->ef_construction, limit, context, stats);
+		beam_search(v, current, current_distance, l, header_->ef_construction, limit, nullptr, context, stats);
 		const std::vector<Neighbor> &found = context.results_;
 		// The next level starts from the nearest node whose link has finished
 		// (see greedy_descend: an unfinished one may have empty lower lists).
@@ -328,22 +352,26 @@ HnswGraph::link(std::uint32_t id, SearchContext &context)
 		for (std::uint32_t i = 0; i < count; ++i)
 			chosen[i] = context.selected_[i].id;
 		if (l == 0) {
-			const std::uint32_t parent = adopt_parent(found, context);
-			node.parent.store(parent, std::memory_order_release);
+			// A link that failed after adopting a parent keeps it on its retry:
+			// the parent counted the child, and other nodes may already have
+			// adopted this one.
+			std::uint32_t parent = node.parent.load(std::memory_order_acquire);
+			if (parent == k_no_node) {
+				parent = adopt_parent(found, context);
+				node.parent.store(parent, std::memory_order_release);
+			}
 			if (std::find(chosen, chosen + count, parent) == chosen + count)
 				chosen[count++] = parent;
 		}
+		fault::at_link_level(id, l);
 		connect(id, l, std::span<const std::uint32_t>(chosen, count), context);
 		for (std::uint32_t i = 0; i < count; ++i)
 			connect(chosen[i], l, std::span<const std::uint32_t>(&id, 1), context);
 	}
 
 	mark_linked(id);
-	if (holds_top) {
+	if (top_lock.held())
 		header_->entry.store(pack_entry(id, level), std::memory_order_release);
-		unlock_top();
-	}
-	return true;
 }
 
 } // namespace engram::core

@@ -37,7 +37,9 @@
 // is no lock order to respect and no deadlock. The graph-wide `top_lock` is
 // taken only by an insert whose level exceeds the current max level (and by
 // the first insert); it is held for that whole insert and never taken while
-// holding a list lock.
+// holding a list lock. The append and top locks are held through a
+// SpinLockGuard, so an insert that fails half-way (std::bad_alloc) releases
+// them; a list lock is held only while ids are stored, which cannot fail.
 #pragma once
 
 #include <atomic>
@@ -52,7 +54,7 @@
 namespace engram::core {
 
 inline constexpr std::uint64_t k_hnsw_magic = 0x454e4752414d484eULL; // "ENGRAMHN"
-inline constexpr std::uint32_t k_hnsw_layout_version = 3;
+inline constexpr std::uint32_t k_hnsw_layout_version = 4;
 inline constexpr std::uint32_t k_no_node = 0xFFFFFFFFu;
 // Node ids stay below 2^31: the search beam keeps an "expanded" mark in the top
 // bit, and stored lists a "checked" mark (k_list_checked).
@@ -104,6 +106,7 @@ struct HnswHeader {
 	alignas(64) std::atomic<std::uint64_t> linked_prefix; // every id below it is linked
 	std::atomic<std::uint64_t> linked;                    // nodes whose link has finished
 	std::atomic<std::uint64_t> link_cursor;               // ids below it were handed out to link
+	std::atomic<std::uint64_t> failed_links;              // links that failed and gave their node back
 
 	SegmentedArrayHeader nodes;
 	SegmentedArrayHeader vectors;
@@ -171,6 +174,34 @@ spin_unlock(std::atomic<std::uint32_t> &lock) noexcept
 {
 	lock.store(0, std::memory_order_release);
 }
+
+// Holds an append or top lock until unlock() or the end of its scope, so no
+// way out of a critical section (an exception included) leaves it held.
+class SpinLockGuard {
+public:
+	SpinLockGuard() noexcept = default;
+	explicit SpinLockGuard(std::atomic<std::uint32_t> &lock) noexcept { acquire(lock); }
+	SpinLockGuard(const SpinLockGuard &) = delete;
+	SpinLockGuard &operator=(const SpinLockGuard &) = delete;
+	~SpinLockGuard() { unlock(); }
+
+	void acquire(std::atomic<std::uint32_t> &lock) noexcept
+	{
+		unlock();
+		spin_lock(lock);
+		lock_ = &lock;
+	}
+	void unlock() noexcept
+	{
+		if (lock_ != nullptr)
+			spin_unlock(*lock_);
+		lock_ = nullptr;
+	}
+	bool held() const noexcept { return lock_ != nullptr; }
+
+private:
+	std::atomic<std::uint32_t> *lock_ = nullptr;
+};
 
 // Copies a consistent snapshot of the list into out (room for its capacity)
 // and returns the word it belongs to; the count is list_count(word). Ids come

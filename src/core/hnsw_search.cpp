@@ -17,6 +17,11 @@
 // because a node's append releases the count before its link can publish it
 // as the entry.
 //
+// A search given SearchParams::interrupt reads it every few expansions and,
+// once it is raised, stops and returns HnswStatus::interrupted with no
+// neighbours (the exact scan of hnsw_exact.cpp does the same every few
+// hundred ids), so a recall over a large unlinked tail can be cancelled.
+//
 // Level 0 has two searches. filtered_search checks every candidate that
 // would enter the results against the snapshot (generation bound, deleted
 // flag) and keeps invisible nodes only as stepping stones; it stops only once
@@ -43,6 +48,16 @@ namespace engram::core {
 namespace {
 
 constexpr float k_infinity = std::numeric_limits<float>::infinity();
+
+// Expansions between two reads of SearchParams::interrupt: each reads one list
+// of up to 2m ids, so a raised flag is seen within a few hundred nodes.
+constexpr std::uint64_t k_interrupt_every = 8;
+
+bool
+interrupted(const volatile std::sig_atomic_t *interrupt, std::uint64_t expanded) noexcept
+{
+	return interrupt != nullptr && expanded % k_interrupt_every == 0 && *interrupt != 0;
+}
 
 // Heap orders as function objects, so the heap operations inline them.
 struct Farther {
@@ -102,9 +117,10 @@ HnswGraph::greedy_descend(const float *query, std::uint32_t &current, float &cur
 	}
 }
 
-void
+bool
 HnswGraph::beam_search(const float *query, std::uint32_t entry, float entry_distance, std::uint32_t level,
-					   std::uint32_t ef, std::uint64_t limit, SearchContext &context, SearchStats &stats) const
+					   std::uint32_t ef, std::uint64_t limit, const volatile std::sig_atomic_t *interrupt,
+					   SearchContext &context, SearchStats &stats) const
 {
 	// The beam is one array sorted by distance, at most ef long; an entry's
 	// top id bit marks it expanded. The next node to expand is the nearest
@@ -123,6 +139,8 @@ HnswGraph::beam_search(const float *query, std::uint32_t entry, float entry_dist
 	beam.push_back({entry_distance, entry});
 	const std::byte *vectors[256];
 	for (std::size_t next = 0; next < beam.size();) {
+		if (interrupted(interrupt, stats.expanded))
+			return false;
 		const std::uint32_t id = beam[next].id;
 		beam[next].id = id | expanded;
 		++stats.expanded;
@@ -163,9 +181,10 @@ HnswGraph::beam_search(const float *query, std::uint32_t entry, float entry_dist
 	}
 	for (Neighbor &b : beam)
 		b.id &= ~expanded;
+	return true;
 }
 
-void
+bool
 HnswGraph::filtered_search(const float *query, std::uint32_t entry, float entry_distance, std::uint32_t ef,
 						   std::uint64_t limit, const SearchParams &params, SearchContext &context,
 						   SearchStats &stats) const
@@ -195,6 +214,8 @@ HnswGraph::filtered_search(const float *query, std::uint32_t entry, float entry_
 		const Neighbor nearest = candidates.front();
 		if (nearest.distance > bound)
 			break;
+		if (interrupted(params.interrupt, stats.expanded))
+			return false;
 		std::pop_heap(candidates.begin(), candidates.end(), Farther{});
 		candidates.pop_back();
 		++stats.expanded;
@@ -236,6 +257,7 @@ HnswGraph::filtered_search(const float *query, std::uint32_t entry, float entry_
 		stats.distances += fresh;
 	}
 	std::sort_heap(results.begin(), results.end(), Nearer{});
+	return true;
 }
 
 void
@@ -276,10 +298,14 @@ HnswGraph::search(std::span<const float> query, const SearchParams &params, Sear
 	greedy_descend(q, current, current_distance, entry_level(entry), 0, limit, context, result.stats);
 	const std::uint32_t ef = std::max(params.ef, params.k);
 	context.visited_.begin(limit);
-	if (everything_visible)
-		beam_search(q, current, current_distance, 0, ef, limit, context, result.stats);
-	else
-		filtered_search(q, current, current_distance, ef, limit, params, context, result.stats);
+	const bool finished =
+		everything_visible
+			? beam_search(q, current, current_distance, 0, ef, limit, params.interrupt, context, result.stats)
+			: filtered_search(q, current, current_distance, ef, limit, params, context, result.stats);
+	if (!finished) {
+		result.status = HnswStatus::interrupted;
+		return result;
+	}
 	finish_results(q, params, context);
 	result.neighbors = context.out_;
 	return result;
@@ -297,6 +323,8 @@ HnswGraph::snapshot_search(std::span<const float> query, const SearchParams &par
 		return graph;
 	context.graph_out_.assign(graph.neighbors.begin(), graph.neighbors.end());
 	SearchResult exact = exact_search(query, params, prefix, k_no_node, context);
+	if (exact.status != HnswStatus::ok)
+		return exact;
 	std::vector<Neighbor> &merged = context.results_;
 	merged.assign(context.graph_out_.begin(), context.graph_out_.end());
 	merged.insert(merged.end(), exact.neighbors.begin(), exact.neighbors.end());

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <new>
 #include <thread>
 
 #include "core/hnsw_graph.hpp"
@@ -14,6 +13,12 @@ namespace {
 // Ids claimed at a time: enough to amortise the pin and the claim, few
 // enough that two threads on one small batch still share it.
 constexpr std::uint32_t k_claim = 8;
+
+// After a failed link a task waits before it walks again (the node it gave
+// back is at once claimable), doubling the wait while walks fail without
+// linking anything, so a lasting shortage of memory costs little CPU.
+constexpr std::chrono::milliseconds k_first_backoff{1};
+constexpr std::chrono::milliseconds k_longest_backoff{200};
 
 } // namespace
 
@@ -32,7 +37,7 @@ LinkPool::~LinkPool()
 void
 LinkPool::wake()
 {
-	if (stopping_.load(std::memory_order_acquire))
+	if (held_back())
 		return;
 	unsigned n = running_.load(std::memory_order_acquire);
 	while (n < threads_) {
@@ -71,7 +76,7 @@ LinkPool::work_left() const noexcept
 }
 
 std::uint64_t
-LinkPool::walk(SearchContext &context)
+LinkPool::walk(SearchContext &context, bool &failed)
 {
 	std::uint64_t linked = 0;
 	const std::span<IndexSlot> slots = used_slots();
@@ -79,7 +84,7 @@ LinkPool::walk(SearchContext &context)
 	if (n == 0)
 		return 0;
 	const std::size_t start = rotation_.fetch_add(1, std::memory_order_relaxed) % n;
-	for (std::size_t i = 0; i < n && !stopping_.load(std::memory_order_relaxed); ++i) {
+	for (std::size_t i = 0; i < n && !held_back(); ++i) {
 		IndexSlot &slot = slots[(start + i) % n];
 		for (unsigned which = 0; which < 2; ++which) {
 			// A plain read first: most slots are empty, and pinning writes.
@@ -91,8 +96,17 @@ LinkPool::walk(SearchContext &context)
 			HnswGraph graph(arena_, pin.offset());
 			std::uint32_t first = 0;
 			const std::uint32_t claimed = graph.claim_unlinked(k_claim, first);
-			for (std::uint32_t id = first; id < first + claimed; ++id)
-				linked += graph.link(id, context) ? 1 : 0;
+			for (std::uint32_t id = first; id < first + claimed; ++id) {
+				try {
+					linked += graph.link(id, context) ? 1 : 0;
+				} catch (...) {
+					// The node, and with it the rest of this claim, went back
+					// to the graph; the pin is dropped on the way out.
+					failures_.fetch_add(1, std::memory_order_relaxed);
+					failed = true;
+					return linked;
+				}
+			}
 		}
 	}
 	return linked;
@@ -101,23 +115,36 @@ LinkPool::walk(SearchContext &context)
 void
 LinkPool::run() noexcept
 {
+	std::chrono::milliseconds backoff{0};
+	const auto wait_after_failure = [&](bool progressed) {
+		backoff = progressed ? k_first_backoff : std::clamp(backoff * 2, k_first_backoff, k_longest_backoff);
+		std::this_thread::sleep_for(backoff);
+	};
 	for (;;) {
 		try {
 			SearchContext &context = contexts_.local();
-			while (!stopping_.load(std::memory_order_acquire)) {
-				const std::uint64_t linked = walk(context);
+			while (!held_back()) {
+				bool failed = false;
+				const std::uint64_t linked = walk(context, failed);
+				if (linked_total_ != nullptr && linked != 0)
+					linked_total_->fetch_add(linked, std::memory_order_relaxed);
+				if (failed) {
+					wait_after_failure(linked != 0);
+					continue;
+				}
+				backoff = std::chrono::milliseconds{0};
 				if (linked == 0)
 					break;
-				if (linked_total_ != nullptr)
-					linked_total_->fetch_add(linked, std::memory_order_relaxed);
 			}
-		} catch (const std::bad_alloc &) {
+		} catch (...) {
+			// No context for this thread (std::bad_alloc): nothing was claimed.
 			failures_.fetch_add(1, std::memory_order_relaxed);
+			wait_after_failure(false);
 		}
 		running_.fetch_sub(1, std::memory_order_acq_rel);
 		// Work stored after the last walk but before the decrement would
 		// otherwise wait for the next wake(): look once more.
-		if (stopping_.load(std::memory_order_acquire) || !work_left())
+		if (held_back() || !work_left())
 			return;
 		unsigned n = running_.load(std::memory_order_acquire);
 		if (n >= threads_ || !running_.compare_exchange_strong(n, n + 1, std::memory_order_acq_rel))

@@ -9,7 +9,11 @@
 // and links them, until a whole walk finds nothing to claim. Because claims
 // come from a counter inside the graph, one hot space keeps every thread of
 // every worker busy, and spaces never wait for one another: a thread holds a
-// pin, never a lock, and only for a few nodes at a time.
+// pin, never a lock, and only for a few nodes at a time. A link that fails
+// (std::bad_alloc while its context grows, say) releases its locks and gives
+// its node back to the graph's claim cursor, the walk's pin is dropped as the
+// exception leaves it, and the task waits a little before it walks again, so
+// the node is linked later and the graph's linked prefix moves on.
 //
 // The tasks run only core code on shared memory; nothing here calls back
 // into the process that owns the pool.
@@ -51,19 +55,28 @@ public:
 	void wake();
 	// Lets running tasks finish the node they are on, then waits for them.
 	void stop() noexcept;
+	// While paused, tasks finish the ids they claimed and end, and wake()
+	// starts none: stored nodes wait in the graphs' exact tails.
+	void set_paused(bool paused) noexcept { paused_.store(paused, std::memory_order_release); }
 
 	unsigned running() const noexcept { return running_.load(std::memory_order_acquire); }
 	// How many distinct threads have linked so far.
 	std::size_t threads_used() const { return contexts_.threads(); }
-	// Links that threw (std::bad_alloc); their nodes stay in the exact tail.
+	// Links that threw (std::bad_alloc, or anything else). Each gave its node
+	// back, which stays in the exact tail until a later walk links it.
 	std::uint64_t failures() const noexcept { return failures_.load(std::memory_order_relaxed); }
 
 private:
 	void run() noexcept;
-	// One walk over every graph; returns how many nodes it linked.
-	std::uint64_t walk(SearchContext &context);
+	// One walk over every graph; returns how many nodes it linked. A link
+	// that throws ends the walk early and sets `failed`.
+	std::uint64_t walk(SearchContext &context, bool &failed);
 	bool work_left() const noexcept;
 	std::span<IndexSlot> used_slots() const noexcept;
+	bool held_back() const noexcept
+	{
+		return stopping_.load(std::memory_order_acquire) || paused_.load(std::memory_order_acquire);
+	}
 
 	Arena arena_;
 	std::span<IndexSlot> slots_;
@@ -72,6 +85,7 @@ private:
 	const std::atomic<std::uint32_t> *slots_in_use_;
 	std::atomic<unsigned> running_{0};
 	std::atomic<bool> stopping_{false};
+	std::atomic<bool> paused_{false};
 	std::atomic<std::uint32_t> rotation_{0};
 	std::atomic<std::uint64_t> failures_{0};
 	HnswContextPool contexts_;

@@ -64,6 +64,8 @@ status_error(engram::core::HnswStatus status)
 			return {ERRCODE_DATA_EXCEPTION, nullptr};
 		case HnswStatus::out_of_memory:
 			return {ERRCODE_OUT_OF_MEMORY, "Raise engram.memory_limit, or drop spaces that are no longer needed."};
+		case HnswStatus::interrupted: // the caller lets CHECK_FOR_INTERRUPTS() raise it
+			return {ERRCODE_QUERY_CANCELED, nullptr};
 		case HnswStatus::too_many_nodes:
 			return {ERRCODE_PROGRAM_LIMIT_EXCEEDED, "Spread the observations over more spaces."};
 		case HnswStatus::invalid_header:

@@ -24,6 +24,12 @@
 // Pins. Between pinning the graph and letting it go, nothing here may raise
 // a PostgreSQL error: results go into memory allocated before the pin, and a
 // C++ exception unwinds the pin before the guard (pg/boundary.hpp) raises it.
+//
+// Interrupts. The exact scan over a large unlinked tail can take long, so the
+// search reads InterruptPending as it goes (SearchParams::interrupt) and stops
+// when a signal raised it; the recall lets go of the pin and only then calls
+// CHECK_FOR_INTERRUPTS(), which raises the cancel or timeout error. If the
+// interrupt turns out to need no error (a barrier, say), the search runs again.
 #include <algorithm>
 #include <cmath>
 #include <memory>
@@ -234,34 +240,43 @@ ENGRAM_FUNCTION(engram_recall)
 	auto *hits = static_cast<Hit *>(palloc(sizeof(Hit) * k));
 	std::size_t found = 0;
 	engram::core::HnswStatus status = engram::core::HnswStatus::ok;
-	// The space's health and its graph are read under one lock: a quarantine
-	// turns the health first, so a graph pinned while it read ready stays
-	// whole until the pin is dropped.
-	LWLockAcquire(shared_directory_lock(), LW_SHARED);
-	const SpaceSlot *slot = directory_find(info.space_id);
-	const bool ready = slot != nullptr ? slot->health.load(std::memory_order_acquire) == SPACE_READY
-									   : !directory_homeless(info.space_id);
-	engram::core::GraphPin pin;
-	if (slot != nullptr && ready)
-		pin = engram::core::pin_current(directory_index(slot));
-	LWLockRelease(shared_directory_lock());
-	if (!ready)
-		space_require_recallable(info.space_id, space); // no pin was taken
-	// A C++ exception from here on unwinds the pin and reaches the guard.
-	if (pin) {
+	do {
+		if (status == engram::core::HnswStatus::interrupted)
+			CHECK_FOR_INTERRUPTS(); // no pin is held here
+		status = engram::core::HnswStatus::ok;
+		found = 0;
+		// The space's health and its graph are read under one lock: a
+		// quarantine turns the health first, so a graph pinned while it read
+		// ready stays whole until the pin is dropped.
+		LWLockAcquire(shared_directory_lock(), LW_SHARED);
+		const SpaceSlot *slot = directory_find(info.space_id);
+		const bool ready = slot != nullptr ? slot->health.load(std::memory_order_acquire) == SPACE_READY
+										   : !directory_homeless(info.space_id);
+		engram::core::GraphPin pin;
+		if (slot != nullptr && ready)
+			pin = engram::core::pin_current(directory_index(slot));
+		LWLockRelease(shared_directory_lock());
+		if (!ready)
+			space_require_recallable(info.space_id, space); // no pin was taken
+		if (!pin)
+			break;
+		// A C++ exception from here on unwinds the pin and reaches the guard.
 		const engram::core::HnswGraph graph = pinned_graph(pin);
 		engram::core::SearchParams params;
 		params.k = static_cast<std::uint32_t>(k);
 		params.ef = static_cast<std::uint32_t>(std::max(engram_ef_search, k));
 		params.max_generation = generation;
 		params.min_confidence = min_confidence;
+		// Only where CHECK_FOR_INTERRUPTS() can act on it; otherwise the flag
+		// stays raised and the search would stop again and again.
+		params.interrupt = INTERRUPTS_CAN_BE_PROCESSED() ? &InterruptPending : nullptr;
 		const engram::core::SearchResult result = graph.snapshot_search(
 			std::span<const float>(cue, static_cast<std::size_t>(info.dim)), params, *search_context());
 		status = result.status;
 		for (const engram::core::Neighbor &n : result.neighbors)
 			hits[found++] = Hit{graph.label(n.id), n.distance, graph.confidence(n.id), graph.generation(n.id)};
 		pin.release();
-	}
+	} while (status == engram::core::HnswStatus::interrupted);
 	if (status != engram::core::HnswStatus::ok)
 		raise_status(status, psprintf("recall in space \"%s\"", space));
 

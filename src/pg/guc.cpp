@@ -31,6 +31,7 @@ int engram_max_spaces = 10000;
 // that when one space fills engram.memory_limit it is that space, and not
 // whichever small one happens to ask next, that is quarantined.
 double engram_memory_reserve = 0.1;
+bool engram_pause_linking = false;
 
 static const struct config_enum_entry overload_policy_options[] = {
 	{"wait", ENGRAM_POLICY_WAIT, false},
@@ -92,6 +93,13 @@ guc_define(void)
 							 "While other spaces exist, the largest one is quarantined rather than grow into the "
 							 "last part of the arena, which stays for the others. A fraction between 0 and 0.5.",
 							 &engram_memory_reserve, 0.1, 0.0, 0.5, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+	// A switch for maintenance and tests (a large unlinked tail on demand).
+	// The workers read it, so it is set in the server's configuration (and
+	// reloaded), which only superusers can change.
+	DefineCustomBoolVariable("engram.pause_linking", "Stops the workers from linking stored observations.",
+							 "Stored observations stay in the exact tail that every recall scans until linking "
+							 "resumes; ingest goes on until backpressure stops it.",
+							 &engram_pause_linking, false, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 	MarkGUCPrefixReserved("engram");
 }
 

@@ -16,6 +16,7 @@ extern int engram_ef_search;
 extern int engram_link_threads;
 extern int engram_max_spaces;
 extern double engram_memory_reserve;
+extern bool engram_pause_linking;
 
 enum EngramOverloadPolicy { ENGRAM_POLICY_WAIT, ENGRAM_POLICY_ERROR };
 

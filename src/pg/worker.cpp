@@ -115,12 +115,16 @@ finish_load(void)
 	ereport(LOG, (errmsg("engram worker %d finished loading the spaces from engram.observations", worker_index)));
 }
 
-// Starts link threads if there is anything to link, with every signal
-// blocked so that threads oneTBB creates now never run a signal handler.
+// Starts link threads if there is anything to link (and linking is not
+// paused), with every signal blocked so that threads oneTBB creates now
+// never run a signal handler.
 void
 wake_linkers(void)
 {
 	if (!link_pool)
+		return;
+	link_pool->set_paused(engram_pause_linking);
+	if (engram_pause_linking)
 		return;
 	sigset_t all, previous;
 	sigfillset(&all);

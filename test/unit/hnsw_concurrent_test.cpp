@@ -3,8 +3,11 @@
 // reachable from the entry point, degrees within bounds, no self or
 // duplicate links, links only to nodes of at least the same level), and
 // searches that run during insertion and deletion return only nodes that
-// their snapshot may see. Run under ThreadSanitizer these tests also check
-// that readers and writers never race (the suite shrinks its sizes there).
+// their snapshot may see. Links that fail half-way (an injected
+// std::bad_alloc) release what they hold and are linked again later. Run
+// under ThreadSanitizer these tests also check that readers and writers
+// never race (the suite shrinks its sizes there).
+#include "core/fault_injection.hpp"
 #include "support/hnsw_batch.hpp"
 
 #include <gtest/gtest.h>
@@ -16,6 +19,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <memory>
+#include <new>
 #include <random>
 #include <set>
 #include <thread>
@@ -391,6 +397,113 @@ TEST(HnswConcurrency, SearchesDuringInsertionAndDeletionSeeOnlyTheirSnapshot)
 		if (graph.generation(id) <= n / 2 && !graph.is_deleted(id))
 			want.insert(id);
 	EXPECT_EQ(got, want);
+}
+
+// Which links the injected fault breaks: the first attempt of every node
+// that holds the top lock (its level exceeds the graph's), at its first
+// level, and the first attempt of every fifth node at level 0, after it has
+// adopted its tree parent and connected its upper levels.
+struct LinkFaults {
+	explicit LinkFaults(const HnswGraph &g) : graph(g), failed(g.size()) {}
+	const HnswGraph &graph;
+	std::vector<std::atomic<bool>> failed;
+	std::atomic<std::uint32_t> injected{0}, holding_top{0};
+};
+
+LinkFaults *link_faults = nullptr;
+
+void
+fail_first_attempts(std::uint32_t id, std::uint32_t level)
+{
+	LinkFaults &f = *link_faults;
+	const bool holds_top = f.graph.level(id) > f.graph.max_level();
+	if (!holds_top && (level != 0 || id % 5 != 0))
+		return;
+	if (f.failed[id].exchange(true))
+		return; // its retry goes through
+	++f.injected;
+	if (holds_top)
+		++f.holding_top;
+	throw std::bad_alloc();
+}
+
+// Installs a link hook for the scope of a test.
+class ScopedLinkHook {
+public:
+	explicit ScopedLinkHook(fault::LinkLevelHook hook) : previous_(fault::set_link_level_hook(hook)) {}
+	~ScopedLinkHook() { fault::set_link_level_hook(previous_); }
+
+private:
+	fault::LinkLevelHook previous_;
+};
+
+TEST(HnswConcurrency, FailedLinksReleaseWhatTheyHoldAndAreLinkedLater)
+{
+	// Linkers share claims as the worker pool does; some links throw half-way.
+	// Each failed node goes back to the claim cursor and is linked by whoever
+	// claims it next: in the end every node is linked, the graph keeps its
+	// invariants, and a node that failed while holding the top lock did not
+	// keep it (its retry, and every later node above the top level, needs it).
+	Region region(64 << 20);
+	HnswGraph graph = make_graph(region, 8);
+	const auto base = random_vectors(k_nodes, k_dim, 500);
+	std::uint32_t first = 0;
+	ASSERT_EQ(graph.append_batch(base, std::vector<std::uint64_t>(k_nodes, 1), first), HnswStatus::ok);
+	auto faults = std::make_unique<LinkFaults>(graph);
+	link_faults = faults.get();
+	std::atomic<std::uint32_t> caught{0}, linked{0};
+	// Nodes that were never given back would leave the prefix stuck: give up
+	// after a generous while rather than wait forever.
+	const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(4);
+	{
+		ScopedLinkHook hook(&fail_first_attempts);
+		std::vector<std::thread> linkers;
+		for (int t = 0; t < 3; ++t)
+			linkers.emplace_back([&] {
+				SearchContext context;
+				while (graph.linked_prefix() < k_nodes && std::chrono::steady_clock::now() < deadline) {
+					std::uint32_t from = 0;
+					const std::uint32_t n = graph.claim_unlinked(16, from);
+					for (std::uint32_t id = from; id < from + n; ++id) {
+						try {
+							linked += graph.link(id, context) ? 1 : 0;
+						} catch (const std::bad_alloc &) {
+							++caught;
+							break; // the rest of the claim went back with the failed node
+						}
+					}
+					if (n == 0)
+						std::this_thread::yield();
+				}
+			});
+		for (std::thread &l : linkers)
+			l.join();
+	}
+	link_faults = nullptr;
+	EXPECT_GT(faults->injected.load(), k_nodes / 10);
+	EXPECT_GT(faults->holding_top.load(), 0u) << "some failed links held the top lock";
+	EXPECT_EQ(caught.load(), faults->injected.load());
+	EXPECT_EQ(graph.failed_links(), faults->injected.load());
+	EXPECT_EQ(linked.load(), k_nodes);
+	EXPECT_EQ(graph.linked_count(), k_nodes);
+	expect_graph_invariants(graph, k_nodes);
+
+	// Searches stay as good as brute force says they should be.
+	SearchContext context;
+	SearchParams params;
+	params.k = 10;
+	params.ef = 64;
+	std::uint32_t agree = 0, total = 0;
+	for (std::uint32_t q = 0; q < 50; ++q) {
+		const std::span<const float> query(base.data() + std::size_t{q * 13} * k_dim, k_dim);
+		const SearchResult exact = graph.exact_search(query, params, 0, k_no_node, context);
+		const std::vector<Neighbor> truth(exact.neighbors.begin(), exact.neighbors.end());
+		const SearchResult found = graph.search(query, params, context);
+		for (const Neighbor &n : found.neighbors)
+			agree += std::any_of(truth.begin(), truth.end(), [&](const Neighbor &t) { return t.id == n.id; }) ? 1 : 0;
+		total += static_cast<std::uint32_t>(truth.size());
+	}
+	EXPECT_GE(agree * 100, total * 90) << agree << " of " << total;
 }
 
 } // namespace

@@ -1,15 +1,20 @@
 // The LinkPool links what is appended to any space's graph, spreads one hot
-// graph over all its threads, and lets a graph be retired while it works.
+// graph over all its threads, lets a graph be retired while it works, and
+// links later what a failed link gave back.
 #include "core/link_pool.hpp"
 
 #include <gtest/gtest.h>
 
+#include "core/fault_injection.hpp"
 #include "core/hnsw_context.hpp"
 #include "heap_region.hpp"
 #include "sanitizers.hpp"
 
 #include <chrono>
 #include <functional>
+#include <memory>
+#include <new>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -156,6 +161,79 @@ TEST(LinkPool, RetiringAGraphWhileLinkingIsSafe)
 	EXPECT_EQ(pool.running(), 0u);
 	replacement.destroy();
 	EXPECT_EQ(region.arena.used_bytes(), 0u);
+}
+
+// Every third node's first link throws std::bad_alloc at level 0, and every
+// third (offset by one) a std::runtime_error: any exception in a link thread.
+std::unique_ptr<std::atomic<bool>[]> failed_once;
+
+void
+fail_some_first_links(std::uint32_t id, std::uint32_t level)
+{
+	if (level != 0 || id % 3 == 2 || failed_once[id].exchange(true))
+		return;
+	if (id % 3 == 0)
+		throw std::bad_alloc();
+	throw std::runtime_error("injected");
+}
+
+TEST(LinkPool, LinksWhatFailedLinksGaveBack)
+{
+	SKIP_UNDER_TSAN_WITH_TBB();
+	Region region(64 << 20);
+	std::vector<IndexSlot> slots(1);
+	reset(slots[0]);
+	std::atomic<std::uint64_t> linked{0};
+	LinkPool pool(region.arena, slots, 2, &linked);
+	install(slots[0], 0, new_graph(region.arena));
+	HnswGraph graph(region.arena, slots[0].graphs[0].load());
+	const std::uint32_t n = 1500;
+	failed_once = std::make_unique<std::atomic<bool>[]>(n);
+	fault::set_link_level_hook(&fail_some_first_links);
+	append(graph, random_vectors(n, k_dim, 8), 0, n);
+	pool.wake();
+	const bool all_linked = wait_for([&] { return graph.linked_prefix() == n; });
+	fault::set_link_level_hook(nullptr);
+	ASSERT_TRUE(all_linked) << graph.linked_prefix() << " of " << n;
+	EXPECT_EQ(graph.linked_count(), n);
+	EXPECT_EQ(linked.load(), n);
+	EXPECT_GT(pool.failures(), 0u);
+	EXPECT_EQ(graph.failed_links(), pool.failures());
+	EXPECT_TRUE(wait_for([&] { return pool.running() == 0; })) << "threads stop when nothing is left";
+	// Every node is found by its own vector.
+	SearchContext context;
+	SearchParams params;
+	params.k = 1;
+	const auto vectors = random_vectors(n, k_dim, 8);
+	std::uint32_t found = 0;
+	for (std::uint32_t id = 0; id < n; ++id)
+		found += graph.search(std::span<const float>(vectors).subspan(std::size_t{id} * k_dim, k_dim), params, context)
+					 .neighbors[0]
+					 .id == id;
+	EXPECT_GE(found * 100, n * 99);
+}
+
+TEST(LinkPool, PausedPoolLinksNothingUntilResumed)
+{
+	SKIP_UNDER_TSAN_WITH_TBB();
+	Region region(32 << 20);
+	std::vector<IndexSlot> slots(1);
+	reset(slots[0]);
+	std::atomic<std::uint64_t> linked{0};
+	LinkPool pool(region.arena, slots, 2, &linked);
+	install(slots[0], 0, new_graph(region.arena));
+	HnswGraph graph(region.arena, slots[0].graphs[0].load());
+	pool.set_paused(true);
+	append(graph, random_vectors(400, k_dim, 9), 0, 400);
+	pool.wake();
+	EXPECT_EQ(pool.running(), 0u) << "a paused pool starts no task";
+	std::this_thread::sleep_for(std::chrono::milliseconds(50));
+	EXPECT_EQ(graph.linked_count(), 0u);
+	EXPECT_TRUE(graph.has_unclaimed());
+	pool.set_paused(false);
+	pool.wake();
+	ASSERT_TRUE(wait_for([&] { return graph.linked_prefix() == 400; })) << graph.linked_prefix();
+	EXPECT_EQ(linked.load(), 400u);
 }
 
 } // namespace
