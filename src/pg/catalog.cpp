@@ -86,12 +86,15 @@ space_definition(HeapTuple tuple, TupleDesc desc)
 	return row;
 }
 
-bool
-space_by_name(const char *name, SpaceDefinition *out)
+SpaceDefinition
+space_named(const char *name)
 {
 	static SPIPlanPtr plan = nullptr;
-	return lookup(plan, "SELECT " SPACE_COLUMNS " FROM engram.space_catalog WHERE name OPERATOR(pg_catalog.=) $1",
-				  TEXTOID, CStringGetTextDatum(name), true, out);
+	SpaceDefinition space;
+	if (!lookup(plan, "SELECT " SPACE_COLUMNS " FROM engram.space_catalog WHERE name OPERATOR(pg_catalog.=) $1",
+				TEXTOID, CStringGetTextDatum(name), true, &space))
+		report_unknown_space(name);
+	return space;
 }
 
 bool

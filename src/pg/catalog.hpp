@@ -40,12 +40,13 @@ SpaceDefinition space_definition(struct HeapTupleData *tuple, struct TupleDescDa
 // spaces whose creation committed since that transaction began.
 enum class CatalogSnapshot { statement, latest };
 
-// The space of that name or id, each planned once per backend; false if
-// there is none.
-bool space_by_name(const char *name, SpaceDefinition *out);
-bool space_by_id(std::int32_t space_id, SpaceDefinition *out, CatalogSnapshot snapshot = CatalogSnapshot::statement);
-// The error every function gives for an unknown space name.
+// The space of that name, with the error every function gives for an
+// unknown one (42704).
+SpaceDefinition space_named(const char *name);
 [[noreturn]] void report_unknown_space(const char *name);
+// The space of that id; false if there is none. Both lookups are planned
+// once per backend.
+bool space_by_id(std::int32_t space_id, SpaceDefinition *out, CatalogSnapshot snapshot = CatalogSnapshot::statement);
 
 // The space by id, remembered by the backend (ids are never reused within an
 // installation, and a space's definition never changes); raises 42704 if

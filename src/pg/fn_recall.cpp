@@ -183,9 +183,7 @@ ENGRAM_FUNCTION(engram_recall)
 	const char *space = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	require_observations_readable("recall", psprintf("permission denied to recall from space \"%s\"", space),
 								  "Recall returns");
-	SpaceDefinition info;
-	if (!space_by_name(space, &info))
-		report_unknown_space(space);
+	const SpaceDefinition info = space_named(space);
 	instance_require();
 	const int dim = static_cast<int>(info.dim);
 	const float *cue =

@@ -98,10 +98,7 @@ mark_dropped(std::int32_t space_id)
 ENGRAM_FUNCTION(engram_space_id)
 {
 	const char *name = space_name_arg(fcinfo);
-	SpaceDefinition space;
-	if (!space_by_name(name, &space))
-		report_unknown_space(name);
-	PG_RETURN_INT32(space.space_id);
+	PG_RETURN_INT32(space_named(name).space_id);
 }
 
 // engram.create_space(name, dim, metric, m, ef_construction): the new space's id.
@@ -159,9 +156,7 @@ ENGRAM_FUNCTION(engram_drop_space)
 {
 	const char *name = space_name_arg(fcinfo);
 	constexpr const char *hint = "Drop it as its owner, or as a member of the owning role.";
-	SpaceDefinition space;
-	if (!space_by_name(name, &space))
-		report_unknown_space(name);
+	SpaceDefinition space = space_named(name);
 	const Oid caller = GetUserId();
 	require_space_owner(space, caller, hint);
 
@@ -207,9 +202,7 @@ ENGRAM_FUNCTION(engram_alter_space_owner)
 	const Oid new_owner = PG_GETARG_OID(1);
 	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(new_owner)))
 		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("role with OID %u does not exist", new_owner)));
-	SpaceDefinition space;
-	if (!space_by_name(name, &space))
-		report_unknown_space(name);
+	SpaceDefinition space = space_named(name);
 	const Oid caller = GetUserId();
 	require_space_owner(space, caller, hint);
 	if (!is_member_of_role(caller, new_owner))
