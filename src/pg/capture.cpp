@@ -53,6 +53,7 @@
 #include "pg/quarantine.hpp"
 #include "pg/shared.hpp"
 
+#include "pg/catalog.hpp"
 #include "pg/postgres.hpp"
 #include "pg/privileges.hpp"
 #include "pg/vector_input.hpp"
@@ -680,12 +681,15 @@ ENGRAM_FUNCTION(engram_capture)
 	if (ARR_ELEMTYPE(embedding) != FLOAT4OID)
 		ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH), errmsg("embedding must be an array of real"),
 						errdetail("Got an array of %s.", format_type_be(ARR_ELEMTYPE(embedding)))));
-	const SpaceShape *shape = space_shape(space_id);
-	const float *values = check_vector(embedding, "embedding", shape->name, shape->dim, shape->cosine);
+	const SpaceDefinition *space = remembered_space(space_id);
+	const int dim = static_cast<int>(space->dim);
+	const float *values =
+		check_vector(embedding, "embedding", space->name, dim, space->metric == engram::core::Metric::cosine);
 	if (!(confidence >= 0.0f && confidence <= 1.0f))
 		ereport(ERROR, (errcode(ERRCODE_CHECK_VIOLATION), errmsg("confidence must be between 0 and 1"),
 						errdetail("Observation %lld has confidence %g.", static_cast<long long>(id),
 								  static_cast<double>(confidence))));
-	capture_row(id, space_id, RelationGetRelid(trigdata->tg_relation), std::span(values, static_cast<std::size_t>(shape->dim)), confidence);
+	capture_row(id, space_id, RelationGetRelid(trigdata->tg_relation), std::span(values, static_cast<std::size_t>(dim)),
+				confidence);
 	return PointerGetDatum(nullptr);
 }

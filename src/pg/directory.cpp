@@ -59,33 +59,7 @@ outcome_of(TransactionId xid)
 	return TransactionIdDidCommit(xid) ? DropOutcome::committed : DropOutcome::aborted;
 }
 
-engram::core::Metric
-metric_from_name(const char *name)
-{
-	if (strcmp(name, "l2") == 0)
-		return engram::core::Metric::l2;
-	if (strcmp(name, "ip") == 0)
-		return engram::core::Metric::inner_product;
-	return engram::core::Metric::cosine;
-}
-
 } // namespace
-
-SpaceDefinition
-space_definition(HeapTuple tuple, TupleDesc desc)
-{
-	SpaceDefinition d{};
-	bool isnull = false;
-	d.space_id = DatumGetInt32(SPI_getbinval(tuple, desc, 1, &isnull));
-	const char *name = SPI_getvalue(tuple, desc, 2);
-	strlcpy(d.name, name != nullptr ? name : "", sizeof d.name);
-	d.dim = static_cast<std::uint32_t>(DatumGetInt32(SPI_getbinval(tuple, desc, 3, &isnull)));
-	const char *metric = SPI_getvalue(tuple, desc, 4);
-	d.metric = metric_from_name(metric != nullptr ? metric : "");
-	d.m = static_cast<std::uint32_t>(DatumGetInt32(SPI_getbinval(tuple, desc, 5, &isnull)));
-	d.ef_construction = static_cast<std::uint32_t>(DatumGetInt32(SPI_getbinval(tuple, desc, 6, &isnull)));
-	return d;
-}
 
 std::size_t
 directory_bytes(std::uint32_t capacity)

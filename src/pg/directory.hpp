@@ -32,6 +32,7 @@
 #include "core/hnsw_graph.hpp"
 #include "core/index_slot.hpp"
 #include "core/space_table.hpp"
+#include "pg/catalog.hpp"
 
 enum SpaceSlotState : std::uint32_t { SPACE_SLOT_FREE = 0, SPACE_SLOT_LIVE = 1 };
 
@@ -49,18 +50,7 @@ enum QuarantineCause : std::uint32_t {
 	QUARANTINE_UNSTORABLE,     // a record of it could not be read or stored (cause_text says why)
 };
 
-inline constexpr int k_space_name_bytes = 65;	 // names have at most 64 characters
 inline constexpr int k_cause_text_bytes = 128;
-
-// A space's definition, as engram.space_catalog holds it.
-struct SpaceDefinition {
-	std::int32_t space_id;
-	char name[k_space_name_bytes];
-	std::uint32_t dim;
-	engram::core::Metric metric;
-	std::uint32_t m;
-	std::uint32_t ef_construction;
-};
 
 struct SpaceSlot {
 	std::atomic<std::uint32_t> state;
@@ -104,11 +94,6 @@ struct SpaceDirectory {
 	// Offsets from the EngramShared header.
 	std::uint64_t slots_offset, indexes_offset, buckets_offset, free_offset;
 };
-
-// The columns of engram.space_catalog that define a space, in the order
-// space_definition() reads them from an SPI result.
-inline constexpr const char *k_definition_columns = "space_id, name, dim, metric, m, ef_construction";
-SpaceDefinition space_definition(struct HeapTupleData *tuple, struct TupleDescData *desc);
 
 // Shared-memory bytes of a directory of `capacity` slots, and laying it out
 // at `at` (offset `offset` from `base`).

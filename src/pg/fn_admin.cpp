@@ -10,6 +10,7 @@
 
 #include "core/pressure.hpp"
 #include "pg/capture.hpp"
+#include "pg/catalog.hpp"
 #include "pg/guc.hpp"
 #include "pg/instance.hpp"
 #include "pg/pressure.hpp"
@@ -71,19 +72,9 @@ ENGRAM_FUNCTION(engram_pressure)
 ENGRAM_FUNCTION(engram_space_pressure)
 {
 	shared_require();
-	// Resolved by engram._space_id, so an unknown or null name gets the error every function gives.
-	Oid argtype = TEXTOID;
-	Datum arg = PG_ARGISNULL(0) ? static_cast<Datum>(0) : PG_GETARG_DATUM(0);
-	const char nulls[1] = {PG_ARGISNULL(0) ? 'n' : ' '};
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args("SELECT engram._space_id($1)", 1, &argtype, &arg, nulls, true, 1) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		elog(ERROR, "could not resolve the space name");
-	bool isnull = false;
-	const std::int32_t space_id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_finish();
-	const SpacePressure p = space_pressure_now(space_id);
+	if (PG_ARGISNULL(0))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("space name must not be null")));
+	const SpacePressure p = space_pressure_now(space_named(text_to_cstring(PG_GETARG_TEXT_PP(0))).space_id);
 	return pressure_record(fcinfo, p.report, static_cast<std::int64_t>(p.pending));
 }
 

@@ -1,5 +1,6 @@
 // SQL functions of the space directory: the trigger that gives a new space
 // its slot as it is created, and the state engram.spaces shows.
+#include "pg/catalog.hpp"
 #include "pg/quarantine.hpp"
 #include "pg/shared.hpp"
 
@@ -14,18 +15,6 @@ namespace {
 // How long create_space waits, when no slot is free, for the workers to
 // free the slots of dropped spaces and rolled back creations.
 constexpr int k_free_wait_ms = 2000;
-
-// The value of a column of the catalog row, checked for its type, so that
-// the trigger reads only what engram.space_catalog holds.
-Datum
-column(TriggerData *trigdata, const char *name, Oid type, bool *isnull)
-{
-	TupleDesc desc = RelationGetDescr(trigdata->tg_relation);
-	const int attno = SPI_fnumber(desc, name);
-	if (attno <= 0 || TupleDescAttr(desc, attno - 1)->atttypid != type)
-		elog(ERROR, "engram.space_catalog has no column %s of the expected type", name);
-	return heap_getattr(trigdata->tg_trigtuple, attno, desc, isnull);
-}
 
 SpaceSlot *
 install(const SpaceDefinition &definition)
@@ -55,23 +44,8 @@ ENGRAM_FUNCTION(engram_register_space)
 						errmsg("engram._register_space() must fire after each row inserted into "
 							   "engram.space_catalog")));
 	shared_require();
-	bool isnull[6] = {};
-	SpaceDefinition d{};
-	d.space_id = DatumGetInt32(column(trigdata, "space_id", INT4OID, &isnull[0]));
-	const Datum name = column(trigdata, "name", TEXTOID, &isnull[1]);
-	d.dim = static_cast<std::uint32_t>(DatumGetInt32(column(trigdata, "dim", INT4OID, &isnull[2])));
-	const Datum metric = column(trigdata, "metric", TEXTOID, &isnull[3]);
-	d.m = static_cast<std::uint32_t>(DatumGetInt32(column(trigdata, "m", INT4OID, &isnull[4])));
-	d.ef_construction = static_cast<std::uint32_t>(DatumGetInt32(column(trigdata, "ef_construction", INT4OID,
-																		&isnull[5])));
-	for (bool null : isnull)
-		if (null)
-			elog(ERROR, "engram.space_catalog holds a space with a null definition");
-	strlcpy(d.name, TextDatumGetCString(name), sizeof d.name);
-	const char *metric_name = TextDatumGetCString(metric);
-	d.metric = strcmp(metric_name, "l2") == 0   ? engram::core::Metric::l2
-			   : strcmp(metric_name, "ip") == 0 ? engram::core::Metric::inner_product
-												: engram::core::Metric::cosine;
+	// Read as every other reader of the catalog reads a row.
+	const SpaceDefinition d = space_definition(trigdata->tg_trigtuple, RelationGetDescr(trigdata->tg_relation));
 
 	SpaceSlot *slot = install(d);
 	const TimestampTz started = GetCurrentTimestamp();

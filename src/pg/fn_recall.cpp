@@ -43,6 +43,7 @@
 #include "pg/quarantine.hpp"
 #include "pg/shared.hpp"
 
+#include "pg/catalog.hpp"
 #include "pg/postgres.hpp"
 #include "pg/privileges.hpp"
 #include "pg/vector_input.hpp"
@@ -52,12 +53,6 @@ namespace {
 
 // How long a recall waits for the workers to publish the caller's own commit.
 constexpr int k_publish_wait_ms = 10000;
-
-struct SpaceInfo {
-	std::int32_t space_id;
-	int dim;
-	engram::core::Metric metric;
-};
 
 struct Hit {
 	std::int64_t id;
@@ -73,37 +68,6 @@ search_context(void)
 	if (!context)
 		context = std::make_unique<engram::core::SearchContext>();
 	return context.get();
-}
-
-SpaceInfo
-lookup_space(const char *space)
-{
-	static SPIPlanPtr plan = nullptr;
-	SPI_connect();
-	if (plan == nullptr) {
-		Oid argtype = TEXTOID;
-		plan = SPI_prepare(
-			"SELECT space_id, dim, metric FROM engram.space_catalog WHERE name OPERATOR(pg_catalog.=) $1", 1,
-			&argtype);
-		if (plan == nullptr || SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not prepare the space lookup");
-	}
-	Datum arg = CStringGetTextDatum(space);
-	if (SPI_execute_plan(plan, &arg, nullptr, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("space \"%s\" does not exist", space),
-						errhint("Create it with engram.create_space(), or list spaces in engram.spaces.")));
-	HeapTuple tuple = SPI_tuptable->vals[0];
-	TupleDesc desc = SPI_tuptable->tupdesc;
-	bool isnull = false;
-	SpaceInfo info;
-	info.space_id = DatumGetInt32(SPI_getbinval(tuple, desc, 1, &isnull));
-	info.dim = DatumGetInt32(SPI_getbinval(tuple, desc, 2, &isnull));
-	const char *metric = SPI_getvalue(tuple, desc, 3);
-	info.metric = strcmp(metric, "l2") == 0   ? engram::core::Metric::l2
-				  : strcmp(metric, "ip") == 0 ? engram::core::Metric::inner_product
-											  : engram::core::Metric::cosine;
-	SPI_finish();
-	return info;
 }
 
 // Whether a snapshot at `target` can be served: the workers have loaded the
@@ -225,10 +189,11 @@ ENGRAM_FUNCTION(engram_recall)
 	const char *space = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	require_observations_readable("recall", psprintf("permission denied to recall from space \"%s\"", space),
 								  "Recall returns");
-	const SpaceInfo info = lookup_space(space);
+	const SpaceDefinition info = space_named(space);
 	instance_require();
-	const float *cue = check_vector(PG_GETARG_ARRAYTYPE_P(1), "cue", space, info.dim,
-									info.metric == engram::core::Metric::cosine);
+	const int dim = static_cast<int>(info.dim);
+	const float *cue =
+		check_vector(PG_GETARG_ARRAYTYPE_P(1), "cue", space, dim, info.metric == engram::core::Metric::cosine);
 
 	const bool pinned_snapshot = !PG_ARGISNULL(3);
 	const std::uint64_t as_of = pinned_snapshot ? check_generation(PG_GETARG_INT64(3)) : 0;
@@ -271,7 +236,7 @@ ENGRAM_FUNCTION(engram_recall)
 		// stays raised and the search would stop again and again.
 		params.interrupt = INTERRUPTS_CAN_BE_PROCESSED() ? &InterruptPending : nullptr;
 		const engram::core::SearchResult result = graph.snapshot_search(
-			std::span<const float>(cue, static_cast<std::size_t>(info.dim)), params, *search_context());
+			std::span<const float>(cue, static_cast<std::size_t>(dim)), params, *search_context());
 		status = result.status;
 		for (const engram::core::Neighbor &n : result.neighbors)
 			hits[found++] = Hit{graph.label(n.id), n.distance, graph.confidence(n.id), graph.generation(n.id)};
@@ -358,17 +323,9 @@ namespace {
 SpaceSlot *
 place_homeless(std::int32_t space_id, std::uint32_t &finished, std::uint32_t &failed)
 {
-	SPI_connect();
-	Datum arg = Int32GetDatum(space_id);
-	Oid argtype = INT4OID;
-	if (SPI_execute_with_args(psprintf("SELECT %s FROM engram.space_catalog WHERE space_id = $1", k_definition_columns),
-							  1, &argtype, &arg, nullptr, true, 1) != SPI_OK_SELECT ||
-		SPI_processed != 1) {
-		SPI_finish();
+	SpaceDefinition definition;
+	if (!space_by_id(space_id, &definition))
 		return nullptr;
-	}
-	const SpaceDefinition definition = space_definition(SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
-	SPI_finish();
 	LWLockAcquire(shared_directory_lock(), LW_EXCLUSIVE);
 	SpaceSlot *slot = directory_install(definition, InvalidTransactionId);
 	if (slot != nullptr) {
@@ -393,7 +350,7 @@ ENGRAM_FUNCTION(engram_rebuild)
 	shared_require();
 	instance_require();
 	const std::int32_t space_id = PG_GETARG_INT32(0);
-	SpaceEntry space;
+	SpaceDefinition space;
 	if (!space_by_id(space_id, &space))
 		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("space %d does not exist", space_id),
 						errhint("Create it with engram.create_space(), or list spaces in engram.spaces.")));

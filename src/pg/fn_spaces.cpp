@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "pg/capture.hpp"
+#include "pg/catalog.hpp"
 #include "pg/shared.hpp"
 
 #include "pg/postgres.hpp"
@@ -59,18 +60,10 @@ space_name_arg(FunctionCallInfo fcinfo)
 // serialize) and checks the caller against the owner found under the lock.
 // Runs elevated, inside SPI.
 void
-lock_space_as_owner(SpaceEntry &space, Oid caller, const char *hint)
+lock_space_as_owner(SpaceDefinition &space, Oid caller, const char *hint)
 {
-	Oid argtype = INT4OID;
-	Datum arg = Int32GetDatum(space.space_id);
-	if (SPI_execute_with_args(
-			"SELECT owner FROM engram.space_catalog WHERE space_id OPERATOR(pg_catalog.=) $1 FOR UPDATE", 1,
-			&argtype, &arg, nullptr, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not lock space \"%s\"", space.name);
-	if (SPI_processed != 1)
+	if (!lock_space_row(space))
 		report_unknown_space(space.name);
-	bool isnull = false;
-	space.owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	require_space_owner(space, caller, hint);
 }
 
@@ -105,10 +98,7 @@ mark_dropped(std::int32_t space_id)
 ENGRAM_FUNCTION(engram_space_id)
 {
 	const char *name = space_name_arg(fcinfo);
-	SpaceEntry space;
-	if (!space_by_name(name, &space))
-		report_unknown_space(name);
-	PG_RETURN_INT32(space.space_id);
+	PG_RETURN_INT32(space_named(name).space_id);
 }
 
 // engram.create_space(name, dim, metric, m, ef_construction): the new space's id.
@@ -125,7 +115,7 @@ ENGRAM_FUNCTION(engram_create_space)
 						errmsg("dimension %s is out of range", int_arg_text(fcinfo, 1)),
 						errdetail("A space holds vectors of 1 to %d dimensions.", k_max_dim)));
 	const char *metric = PG_ARGISNULL(2) ? nullptr : text_to_cstring(PG_GETARG_TEXT_PP(2));
-	if (metric == nullptr || (strcmp(metric, "l2") != 0 && strcmp(metric, "cosine") != 0 && strcmp(metric, "ip") != 0))
+	if (metric == nullptr || !metric_named(metric))
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						errmsg("unknown metric \"%s\"", metric == nullptr ? "<NULL>" : metric),
 						errhint("Use \"l2\", \"cosine\" or \"ip\".")));
@@ -166,9 +156,7 @@ ENGRAM_FUNCTION(engram_drop_space)
 {
 	const char *name = space_name_arg(fcinfo);
 	constexpr const char *hint = "Drop it as its owner, or as a member of the owning role.";
-	SpaceEntry space;
-	if (!space_by_name(name, &space))
-		report_unknown_space(name);
+	SpaceDefinition space = space_named(name);
 	const Oid caller = GetUserId();
 	require_space_owner(space, caller, hint);
 
@@ -193,7 +181,7 @@ ENGRAM_FUNCTION(engram_drop_space)
 ENGRAM_FUNCTION(engram_forget_space)
 {
 	const std::int32_t space_id = PG_GETARG_INT32(0);
-	SpaceEntry space;
+	SpaceDefinition space;
 	if (!space_by_id(space_id, &space))
 		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("space %d does not exist", space_id)));
 	require_space_owner(space, GetUserId(), "Drop it as its owner, or as a member of the owning role.");
@@ -214,9 +202,7 @@ ENGRAM_FUNCTION(engram_alter_space_owner)
 	const Oid new_owner = PG_GETARG_OID(1);
 	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(new_owner)))
 		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("role with OID %u does not exist", new_owner)));
-	SpaceEntry space;
-	if (!space_by_name(name, &space))
-		report_unknown_space(name);
+	SpaceDefinition space = space_named(name);
 	const Oid caller = GetUserId();
 	require_space_owner(space, caller, hint);
 	if (!is_member_of_role(caller, new_owner))

@@ -6,55 +6,10 @@
 #include <cstdint>
 #include <cstring>
 
-#include "pg/privileges.hpp"
+#include "pg/catalog.hpp"
 #include "pg/vector_input.hpp"
 
 #include "pg/postgres.hpp"
-
-namespace {
-
-// Space ids are never reused within one installation of engram and a space's
-// dimension never changes (the catalog's guard sees to both), so a backend may
-// remember shapes for as long as engram.space_catalog is the same relation.
-constexpr int k_shape_cache_size = 64;
-SpaceShape shape_cache[k_shape_cache_size];
-int shape_cache_next = 0;
-Oid shape_cache_catalog = InvalidOid;
-
-} // namespace
-
-const SpaceShape *
-space_shape(std::int32_t space_id)
-{
-	const Oid catalog = engram_relation("space_catalog");
-	if (catalog != shape_cache_catalog) {
-		std::memset(shape_cache, 0, sizeof shape_cache);
-		shape_cache_catalog = catalog;
-	}
-	for (const SpaceShape &s : shape_cache)
-		if (s.space_id == space_id && s.dim > 0)
-			return &s;
-	Datum arg = Int32GetDatum(space_id);
-	Oid argtype = INT4OID;
-	SPI_connect();
-	const int rc = SPI_execute_with_args(
-		"SELECT dim, name, metric FROM engram.space_catalog WHERE space_id OPERATOR(pg_catalog.=) $1", 1, &argtype,
-		&arg, nullptr, true, 1);
-	if (rc != SPI_OK_SELECT || SPI_processed != 1) {
-		SPI_finish();
-		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("space %d does not exist", space_id),
-						errhint("Create it with engram.create_space(), or list spaces in engram.spaces.")));
-	}
-	bool isnull = false;
-	SpaceShape &slot = shape_cache[shape_cache_next];
-	shape_cache_next = (shape_cache_next + 1) % k_shape_cache_size;
-	slot.space_id = space_id;
-	slot.dim = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	strlcpy(slot.name, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2), sizeof slot.name);
-	slot.cosine = strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3), "cosine") == 0;
-	SPI_finish();
-	return &slot;
-}
 
 ENGRAM_FUNCTION(engram_check_embedding)
 {
@@ -63,8 +18,9 @@ ENGRAM_FUNCTION(engram_check_embedding)
 	if (PG_ARGISNULL(1))
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("embedding must not be null"),
 						errhint("Every observation needs a vector.")));
-	const SpaceShape *shape = space_shape(PG_GETARG_INT32(0));
-	(void) check_vector(PG_GETARG_ARRAYTYPE_P(1), "embedding", shape->name, shape->dim, shape->cosine);
+	const SpaceDefinition *space = remembered_space(PG_GETARG_INT32(0));
+	(void) check_vector(PG_GETARG_ARRAYTYPE_P(1), "embedding", space->name, static_cast<int>(space->dim),
+						space->metric == engram::core::Metric::cosine);
 	PG_RETURN_BOOL(true);
 }
 

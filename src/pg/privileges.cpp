@@ -1,6 +1,6 @@
 // The privilege checks and the elevation of engram's C functions (see
-// privileges.hpp). The SQL here runs under the caller's search_path, so every
-// name and operator in it is qualified.
+// privileges.hpp).
+#include "pg/catalog.hpp"
 #include "pg/privileges.hpp"
 
 #include <cstring>
@@ -14,31 +14,6 @@ extern "C" {
 }
 
 namespace {
-
-// Runs one of the two lookups, each planned once per backend.
-bool
-space_lookup(SPIPlanPtr &plan, const char *sql, Oid argtype, Datum arg, SpaceEntry *out)
-{
-	SPI_connect();
-	if (plan == nullptr) {
-		plan = SPI_prepare(sql, 1, &argtype);
-		if (plan == nullptr || SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not prepare \"%s\"", sql);
-	}
-	if (SPI_execute_plan(plan, &arg, nullptr, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read engram.space_catalog");
-	const bool found = SPI_processed == 1;
-	if (found) {
-		HeapTuple tuple = SPI_tuptable->vals[0];
-		TupleDesc desc = SPI_tuptable->tupdesc;
-		bool isnull = false;
-		out->space_id = DatumGetInt32(SPI_getbinval(tuple, desc, 1, &isnull));
-		out->owner = DatumGetObjectId(SPI_getbinval(tuple, desc, 2, &isnull));
-		strlcpy(out->name, SPI_getvalue(tuple, desc, 3), sizeof out->name);
-	}
-	SPI_finish();
-	return found;
-}
 
 const char *
 role_name(Oid role)
@@ -61,34 +36,8 @@ extension_owner(void)
 
 } // namespace
 
-bool
-space_by_name(const char *name, SpaceEntry *out)
-{
-	static SPIPlanPtr plan = nullptr;
-	return space_lookup(plan,
-						"SELECT space_id, owner, name FROM engram.space_catalog WHERE name OPERATOR(pg_catalog.=) $1",
-						TEXTOID, CStringGetTextDatum(name), out);
-}
-
-bool
-space_by_id(std::int32_t space_id, SpaceEntry *out)
-{
-	static SPIPlanPtr plan = nullptr;
-	return space_lookup(
-		plan, "SELECT space_id, owner, name FROM engram.space_catalog WHERE space_id OPERATOR(pg_catalog.=) $1",
-		INT4OID, Int32GetDatum(space_id), out);
-}
-
 void
-report_unknown_space(const char *name)
-{
-	ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("space \"%s\" does not exist", name),
-					errhint("Create it with engram.create_space(), or list spaces in engram.spaces.")));
-	pg_unreachable();
-}
-
-void
-require_space_owner(const SpaceEntry &space, Oid role, const char *hint)
+require_space_owner(const SpaceDefinition &space, Oid role, const char *hint)
 {
 	if (has_privs_of_role(role, space.owner))
 		return;

@@ -5,27 +5,13 @@
 // from PUBLIC goes through one of these checks (docs/usage.md, "Privileges").
 #pragma once
 
-#include <cstdint>
-
 #include "pg/postgres.hpp"
 
-// A row of engram.space_catalog, as far as privileges are concerned.
-struct SpaceEntry {
-	std::int32_t space_id;
-	Oid owner;
-	char name[NAMEDATALEN + 16];
-};
-
-// Reads a space as the caller (engram.space_catalog is readable by PUBLIC);
-// false if there is none.
-bool space_by_name(const char *name, SpaceEntry *out);
-bool space_by_id(std::int32_t space_id, SpaceEntry *out);
-// The error every function gives for an unknown space name.
-[[noreturn]] void report_unknown_space(const char *name);
+struct SpaceDefinition; // pg/catalog.hpp
 
 // Raises 42501 unless `role` has the privileges of the space's owner
 // (superusers do). `hint` says how to do it instead.
-void require_space_owner(const SpaceEntry &space, Oid role, const char *hint);
+void require_space_owner(const SpaceDefinition &space, Oid role, const char *hint);
 
 // OID of the relation engram.<name>; raises if engram is not installed.
 Oid engram_relation(const char *name);

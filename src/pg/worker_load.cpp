@@ -239,14 +239,8 @@ load_spaces(int worker_index)
 	const std::uint64_t generation = ring.last_generation();
 	progress_reset();
 
-	if (SPI_execute(psprintf("SELECT %s FROM engram.space_catalog ORDER BY space_id", k_definition_columns), true, 0) !=
-		SPI_OK_SELECT)
-		elog(ERROR, "could not read engram.space_catalog");
-	const std::uint64_t spaces = SPI_processed;
-	auto *definitions =
-		static_cast<SpaceDefinition *>(palloc(sizeof(SpaceDefinition) * std::max<std::uint64_t>(spaces, 1)));
-	for (std::uint64_t i = 0; i < spaces; ++i)
-		definitions[i] = space_definition(SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
+	std::uint64_t spaces = 0;
+	SpaceDefinition *definitions = all_spaces(&spaces);
 	reset_directory(definitions, spaces);
 
 	// Slots in id order; those that find none are quarantined (directory.hpp).

@@ -315,15 +315,9 @@ slot_for(std::int32_t space_id)
 	if (slot != nullptr || homeless)
 		return slot;
 	ensure_transaction();
-	Datum arg = Int32GetDatum(space_id);
-	Oid argtype = INT4OID;
-	if (SPI_execute_with_args(psprintf("SELECT %s FROM engram.space_catalog WHERE space_id OPERATOR(pg_catalog.=) $1",
-									   k_definition_columns),
-							  1, &argtype, &arg, nullptr, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read engram.space_catalog");
-	if (SPI_processed == 0)
+	SpaceDefinition definition;
+	if (!space_by_id(space_id, &definition, CatalogSnapshot::latest))
 		return nullptr;
-	const SpaceDefinition definition = space_definition(SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
 	LWLockAcquire(shared_directory_lock(), LW_EXCLUSIVE);
 	slot = directory_install(definition, InvalidTransactionId);
 	if (slot == nullptr)
