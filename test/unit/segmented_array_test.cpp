@@ -60,8 +60,9 @@ TEST(SegmentedArray, GrowsPastTheFormerCeilingAtASmallElementSize)
 	std::vector<std::byte *> addresses;
 	addresses.reserve(total);
 	for (std::uint64_t i = 0; i < total; ++i) {
-		if (i >= array.capacity())
+		if (i >= array.capacity()) {
 			ASSERT_TRUE(array.ensure_capacity(i + 1)) << i;
+		}
 		store_element(array, i);
 		addresses.push_back(array.at(i));
 	}
