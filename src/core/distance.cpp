@@ -162,14 +162,14 @@ distance_kernels(SimdLevel level) noexcept
 		return kernels::avx512_table;
 	}
 #endif
-	(void)level;
+	(void) level;
 	return kernels::scalar_table;
 }
 
 const DistanceKernels &
 distance_kernels() noexcept
 {
-	static const DistanceKernels &best = [] () -> const DistanceKernels & {
+	static const DistanceKernels &best = []() -> const DistanceKernels & {
 		for (SimdLevel level : {SimdLevel::avx512, SimdLevel::avx2})
 			if (simd_level_supported(level))
 				return distance_kernels(level);

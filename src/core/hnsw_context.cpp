@@ -41,8 +41,8 @@ SearchContext::memory_bytes() const noexcept
 {
 	const auto bytes = [](const auto &v) { return v.capacity() * sizeof(v[0]); };
 	return visited_.memory_bytes() + bytes(candidates_) + bytes(results_) + bytes(out_) + bytes(graph_out_) +
-		   bytes(links_) + bytes(merged_) + bytes(selected_) + bytes(pruning_) + bytes(kept_) +
-		   bytes(discarded_) + bytes(query_) + bytes(node_vector_) + bytes(scratch_);
+		   bytes(links_) + bytes(merged_) + bytes(selected_) + bytes(pruning_) + bytes(kept_) + bytes(discarded_) +
+		   bytes(query_) + bytes(node_vector_) + bytes(scratch_);
 }
 
 } // namespace engram::core

@@ -40,19 +40,19 @@ private:
 	void fit(const HnswGraph &graph);
 
 	VisitedSet visited_;
-	std::vector<Neighbor> candidates_; // filtered search: min-heap of nodes still to expand
-	std::vector<Neighbor> results_;    // the sorted beam, or the filtered search's max-heap of results
-	std::vector<Neighbor> out_;        // what a search returns
-	std::vector<Neighbor> graph_out_;  // snapshot_search: the graph part while the exact part runs
-	std::vector<std::uint32_t> links_; // one list copy
+	std::vector<Neighbor> candidates_;  // filtered search: min-heap of nodes still to expand
+	std::vector<Neighbor> results_;     // the sorted beam, or the filtered search's max-heap of results
+	std::vector<Neighbor> out_;         // what a search returns
+	std::vector<Neighbor> graph_out_;   // snapshot_search: the graph part while the exact part runs
+	std::vector<std::uint32_t> links_;  // one list copy
 	std::vector<std::uint32_t> merged_; // a list plus ids being added to it
-	std::vector<Neighbor> selected_;   // neighbours chosen for a node being linked
-	std::vector<Neighbor> pruning_;    // candidates while pruning an overfull list
-	std::vector<Neighbor> kept_;       // the pruned list
-	std::vector<Neighbor> discarded_;  // heuristic rejects, used to fill spare slots
-	std::vector<float> query_;         // normalised query, or the vector being linked
-	std::vector<float> node_vector_;   // vector of a node whose list is pruned
-	std::vector<float> scratch_;       // one decoded candidate
+	std::vector<Neighbor> selected_;    // neighbours chosen for a node being linked
+	std::vector<Neighbor> pruning_;     // candidates while pruning an overfull list
+	std::vector<Neighbor> kept_;        // the pruned list
+	std::vector<Neighbor> discarded_;   // heuristic rejects, used to fill spare slots
+	std::vector<float> query_;          // normalised query, or the vector being linked
+	std::vector<float> node_vector_;    // vector of a node whose list is pruned
+	std::vector<float> scratch_;        // one decoded candidate
 };
 
 } // namespace engram::core

@@ -25,8 +25,8 @@ constexpr std::uint32_t k_interrupt_every = 256;
 } // namespace
 
 SearchResult
-HnswGraph::exact_search(std::span<const float> query, const SearchParams &params, std::uint32_t from,
-						std::uint32_t to, SearchContext &context) const
+HnswGraph::exact_search(std::span<const float> query, const SearchParams &params, std::uint32_t from, std::uint32_t to,
+						SearchContext &context) const
 {
 	SearchResult result;
 	result.status = validate(query);

@@ -70,9 +70,9 @@ struct HnswConfig {
 	std::uint32_t dim = 0;
 	Metric metric = Metric::l2;
 	Encoding encoding = Encoding::float32;
-	std::uint32_t m = 16;               // links per node on upper levels; 2m on level 0
-	std::uint32_t ef_construction = 64; // beam width while linking
-	std::uint64_t seed = 0x5eed;        // decides node levels
+	std::uint32_t m = 16;                // links per node on upper levels; 2m on level 0
+	std::uint32_t ef_construction = 64;  // beam width while linking
+	std::uint64_t seed = 0x5eed;         // decides node levels
 	std::uint32_t first_chunk_log2 = 10; // nodes in the first chunk of each array, as a power of two
 	// Elements per chunk once chunks stop doubling, as a power of two; 0 lets
 	// chunks grow to about 32 MB (segmented_array.hpp). Small values only make
@@ -110,7 +110,7 @@ struct SearchParams {
 	std::uint32_t ef = 64; // beam width on level 0; raised to k if smaller
 	std::uint64_t max_generation = std::numeric_limits<std::uint64_t>::max();
 	float min_confidence = -std::numeric_limits<float>::infinity(); // nodes below it are not returned
-	const VectorSource *rerank = nullptr; // only used when the encoding is not float32
+	const VectorSource *rerank = nullptr;                           // only used when the encoding is not float32
 	// When given, read every few hundred nodes: once it is non-zero the search
 	// stops and returns HnswStatus::interrupted. A volatile sig_atomic_t, as
 	// a signal handler sets it (PostgreSQL passes &InterruptPending).
@@ -154,10 +154,7 @@ public:
 	// any processes) share the work of one graph this way.
 	std::uint32_t claim_unlinked(std::uint32_t max, std::uint32_t &first) noexcept;
 	// Whether claim_unlinked() would hand out anything now.
-	bool has_unclaimed() const noexcept
-	{
-		return header_->link_cursor.load(std::memory_order_acquire) < size();
-	}
+	bool has_unclaimed() const noexcept { return header_->link_cursor.load(std::memory_order_acquire) < size(); }
 	// Links a stored node into the graph. False if it was already claimed by
 	// another link call (or id is not stored). A link that throws (std::bad_alloc)
 	// releases what it holds and gives the node back: claim_unlinked() hands
@@ -288,8 +285,8 @@ private:
 	SegmentedArray nodes_;
 	SegmentedArray vectors_;
 	SegmentedArray upper_;
-	DistanceFn distance_;         // query against a stored vector
-	DistanceFn float32_distance_; // query against a float32 vector (re-ranking)
+	DistanceFn distance_;          // query against a stored vector
+	DistanceFn float32_distance_;  // query against a float32 vector (re-ranking)
 	std::uint32_t prefetch_lines_; // cache lines of a vector prefetched ahead of its distance
 };
 

@@ -179,8 +179,7 @@ HnswGraph::select_neighbors(std::span<const Neighbor> candidates, std::uint32_t 
 }
 
 void
-HnswGraph::connect(std::uint32_t id, std::uint32_t level, std::span<const std::uint32_t> added,
-				   SearchContext &context)
+HnswGraph::connect(std::uint32_t id, std::uint32_t level, std::span<const std::uint32_t> added, SearchContext &context)
 {
 	const std::uint32_t capacity = level == 0 ? header_->m0 : header_->m;
 	const ListRef target = list(id, level);
@@ -191,8 +190,8 @@ HnswGraph::connect(std::uint32_t id, std::uint32_t level, std::span<const std::u
 		const std::uint32_t n = list_count(seen);
 		merged.assign(links, links + n);
 		for (const std::uint32_t a : added)
-			if (a != id && std::none_of(merged.begin(), merged.end(),
-										[a](std::uint32_t x) { return (x & ~k_list_checked) == a; }))
+			if (a != id &&
+				std::none_of(merged.begin(), merged.end(), [a](std::uint32_t x) { return (x & ~k_list_checked) == a; }))
 				merged.push_back(a);
 		if (merged.size() == n)
 			return;
@@ -264,8 +263,8 @@ HnswGraph::mark_linked(std::uint32_t id) noexcept
 	header_->linked.fetch_add(1, std::memory_order_release);
 	std::uint64_t prefix = header_->linked_prefix.load(std::memory_order_acquire);
 	const std::uint64_t limit = size();
-	while (prefix < limit && (head(static_cast<std::uint32_t>(prefix)).flags.load(std::memory_order_acquire) &
-							  k_node_linked) != 0) {
+	while (prefix < limit &&
+		   (head(static_cast<std::uint32_t>(prefix)).flags.load(std::memory_order_acquire) & k_node_linked) != 0) {
 		if (header_->linked_prefix.compare_exchange_weak(prefix, prefix + 1, std::memory_order_acq_rel))
 			++prefix;
 	}

@@ -96,11 +96,11 @@ struct HnswHeader {
 	std::atomic<std::uint32_t> append_lock;
 
 	// Read by every search and link; written only by appends and deletes.
-	alignas(64) std::atomic<std::uint64_t> count;    // stored nodes, ids [0, count)
-	std::atomic<std::uint64_t> upper_used;           // upper blocks handed out
-	std::atomic<std::uint64_t> max_generation;       // of every stored node
-	std::atomic<std::uint64_t> deleted;              // nodes marked deleted
-	std::atomic<float> lowest_confidence;            // of every stored node
+	alignas(64) std::atomic<std::uint64_t> count; // stored nodes, ids [0, count)
+	std::atomic<std::uint64_t> upper_used;        // upper blocks handed out
+	std::atomic<std::uint64_t> max_generation;    // of every stored node
+	std::atomic<std::uint64_t> deleted;           // nodes marked deleted
+	std::atomic<float> lowest_confidence;         // of every stored node
 	// Written at the end of every link: on its own cache line, so that
 	// linking threads do not invalidate the line every search reads.
 	alignas(64) std::atomic<std::uint64_t> linked_prefix; // every id below it is linked
@@ -121,15 +121,15 @@ static_assert(std::atomic<float>::is_always_lock_free);
 
 // The first bytes of a level-0 block; the level-0 list word and its ids follow.
 struct NodeHead {
-	std::uint64_t generation;            // the node is visible to snapshots >= this
-	std::int64_t label;                  // the caller's name for the node (an observation id)
-	float confidence;                    // searches may ask for a minimum
-	std::uint32_t upper;                 // first upper block (valid when level > 0)
-	std::atomic<std::uint32_t> parent;   // spanning-tree parent on level 0 (hnsw_insert.cpp);
-										 // k_no_node until linked, itself for the root
-	std::uint8_t level;                  // top level of the node
-	std::atomic<std::uint8_t> flags;     // k_node_deleted | k_node_linked | k_node_claimed
-	std::atomic<std::uint8_t> children;  // nodes whose parent this node is, at most m
+	std::uint64_t generation;           // the node is visible to snapshots >= this
+	std::int64_t label;                 // the caller's name for the node (an observation id)
+	float confidence;                   // searches may ask for a minimum
+	std::uint32_t upper;                // first upper block (valid when level > 0)
+	std::atomic<std::uint32_t> parent;  // spanning-tree parent on level 0 (hnsw_insert.cpp);
+										// k_no_node until linked, itself for the root
+	std::uint8_t level;                 // top level of the node
+	std::atomic<std::uint8_t> flags;    // k_node_deleted | k_node_linked | k_node_claimed
+	std::atomic<std::uint8_t> children; // nodes whose parent this node is, at most m
 	std::uint8_t unused;
 };
 static_assert(std::is_standard_layout_v<NodeHead>);

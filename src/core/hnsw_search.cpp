@@ -90,9 +90,9 @@ HnswGraph::source_distance(const float *query, const float *vector) const noexce
 }
 
 void
-HnswGraph::greedy_descend(const float *query, std::uint32_t &current, float &current_distance,
-						  std::uint32_t from_level, std::uint32_t to_level, std::uint64_t limit,
-						  SearchContext &context, SearchStats &stats) const noexcept
+HnswGraph::greedy_descend(const float *query, std::uint32_t &current, float &current_distance, std::uint32_t from_level,
+						  std::uint32_t to_level, std::uint64_t limit, SearchContext &context,
+						  SearchStats &stats) const noexcept
 {
 	std::uint32_t *links = context.links_.data();
 	for (std::uint32_t level = from_level; level > to_level; --level) {
@@ -167,8 +167,8 @@ HnswGraph::beam_search(const float *query, std::uint32_t entry, float entry_dist
 			const float d = distance_(query, vectors[i], dim);
 			if (beam.size() >= ef && d >= beam.back().distance)
 				continue;
-			const auto at = static_cast<std::size_t>(std::upper_bound(beam.begin(), beam.end(), d, by_distance) -
-													 beam.begin());
+			const auto at =
+				static_cast<std::size_t>(std::upper_bound(beam.begin(), beam.end(), d, by_distance) - beam.begin());
 			if (beam.size() >= ef)
 				beam.pop_back();
 			beam.insert(beam.begin() + static_cast<std::ptrdiff_t>(at), Neighbor{d, links[i]});

@@ -22,7 +22,7 @@
 namespace engram::core {
 
 struct IndexSlot {
-	std::atomic<std::uint32_t> current;   // which of graphs[] recalls use
+	std::atomic<std::uint32_t> current; // which of graphs[] recalls use
 	std::atomic<std::uint32_t> unused;
 	std::atomic<std::uint64_t> graphs[2]; // graph header offsets in the arena, 0 = none
 	std::atomic<std::uint64_t> pins[2];   // users of graphs[i]

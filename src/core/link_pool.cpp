@@ -22,10 +22,11 @@ constexpr std::chrono::milliseconds k_longest_backoff{200};
 
 } // namespace
 
-LinkPool::LinkPool(Arena arena, std::span<IndexSlot> slots, unsigned threads,
-				   std::atomic<std::uint64_t> *linked_total, const std::atomic<std::uint32_t> *slots_in_use)
+LinkPool::LinkPool(Arena arena, std::span<IndexSlot> slots, unsigned threads, std::atomic<std::uint64_t> *linked_total,
+				   const std::atomic<std::uint32_t> *slots_in_use)
 	: arena_(arena), slots_(slots), threads_(threads == 0 ? 1 : threads), linked_total_(linked_total),
-	  slots_in_use_(slots_in_use), parallelism_(tbb::global_control::max_allowed_parallelism, threads_ + 1), tasks_(static_cast<int>(threads_), 0)
+	  slots_in_use_(slots_in_use), parallelism_(tbb::global_control::max_allowed_parallelism, threads_ + 1),
+	  tasks_(static_cast<int>(threads_), 0)
 {
 }
 

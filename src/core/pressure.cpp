@@ -9,14 +9,14 @@ const char *
 pressure_level_name(PressureLevel level) noexcept
 {
 	switch (level) {
-		case PressureLevel::normal:
-			return "normal";
-		case PressureLevel::warning:
-			return "warning";
-		case PressureLevel::critical:
-			return "critical";
-		case PressureLevel::overloaded:
-			return "overloaded";
+	case PressureLevel::normal:
+		return "normal";
+	case PressureLevel::warning:
+		return "warning";
+	case PressureLevel::critical:
+		return "critical";
+	case PressureLevel::overloaded:
+		return "overloaded";
 	}
 	return "normal";
 }

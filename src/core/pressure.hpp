@@ -20,7 +20,7 @@ struct PressureThresholds {
 
 struct PressureReport {
 	PressureLevel level;
-	double fill;            // 0..1, share of the pipeline's capacity in use
+	double fill; // 0..1, share of the pipeline's capacity in use
 	std::int32_t retry_after_ms;
 	std::int32_t suggested_batch;
 };
@@ -38,11 +38,11 @@ row_backlog_bytes(std::uint32_t dim) noexcept
 
 // The pipeline as the levels and admission see it.
 struct PipelineState {
-	double capacity;              // backlog bytes that make the fill 1: the ring's size
-	double ring_used;             // ring bytes in use (records of any state, padding)
-	double backlog;               // every space's rows accepted but not linked yet, in bytes
-	double memory_fill;           // share of the indexes' memory (engram.memory_limit) in use
-	std::uint32_t active_spaces;  // spaces with backlog
+	double capacity;             // backlog bytes that make the fill 1: the ring's size
+	double ring_used;            // ring bytes in use (records of any state, padding)
+	double backlog;              // every space's rows accepted but not linked yet, in bytes
+	double memory_fill;          // share of the indexes' memory (engram.memory_limit) in use
+	std::uint32_t active_spaces; // spaces with backlog
 };
 
 // Memory holds every space's vectors and does not drain by waiting, so its
@@ -67,10 +67,10 @@ PressureLevel pressure_level(double fill, PressureThresholds t) noexcept;
 // The work ahead of the pipeline, stage by stage, each in the unit of the
 // rate the workers were measured to clear it at (0 = not measured yet).
 struct Backlog {
-	double ring_cells;          // committed records waiting in the ring
-	double drain_cells_per_s;   // how fast the workers store them
-	double unlinked;            // vectors stored but not linked yet
-	double linked_per_s;        // how fast the link threads link them
+	double ring_cells;        // committed records waiting in the ring
+	double drain_cells_per_s; // how fast the workers store them
+	double unlinked;          // vectors stored but not linked yet
+	double linked_per_s;      // how fast the link threads link them
 };
 
 // The retry hint is the time the workers need to bring the fill back to the

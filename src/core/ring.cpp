@@ -26,11 +26,31 @@ make_word(RecordState state, std::uint32_t length, std::uint32_t owner, std::uin
 	return static_cast<std::uint64_t>(state) | (static_cast<std::uint64_t>(length) << 3) |
 		   (static_cast<std::uint64_t>(owner) << 19) | ((lap & k_lap_mask) << 41);
 }
-constexpr RecordState state_of(std::uint64_t w) noexcept { return static_cast<RecordState>(w & 7); }
-constexpr std::uint32_t length_of(std::uint64_t w) noexcept { return static_cast<std::uint32_t>((w >> 3) & 0xFFFF); }
-constexpr std::uint32_t owner_of(std::uint64_t w) noexcept { return static_cast<std::uint32_t>((w >> 19) & k_ring_max_owner); }
-constexpr std::uint64_t lap_of(std::uint64_t w) noexcept { return w >> 41; }
-constexpr std::uint64_t with_state(std::uint64_t w, RecordState s) noexcept { return (w & ~std::uint64_t{7}) | static_cast<std::uint64_t>(s); }
+constexpr RecordState
+state_of(std::uint64_t w) noexcept
+{
+	return static_cast<RecordState>(w & 7);
+}
+constexpr std::uint32_t
+length_of(std::uint64_t w) noexcept
+{
+	return static_cast<std::uint32_t>((w >> 3) & 0xFFFF);
+}
+constexpr std::uint32_t
+owner_of(std::uint64_t w) noexcept
+{
+	return static_cast<std::uint32_t>((w >> 19) & k_ring_max_owner);
+}
+constexpr std::uint64_t
+lap_of(std::uint64_t w) noexcept
+{
+	return w >> 41;
+}
+constexpr std::uint64_t
+with_state(std::uint64_t w, RecordState s) noexcept
+{
+	return (w & ~std::uint64_t{7}) | static_cast<std::uint64_t>(s);
+}
 
 constexpr std::size_t
 align64(std::size_t n) noexcept
@@ -103,8 +123,8 @@ Ring::try_reserve(std::size_t payload_bytes, std::uint32_t owner) noexcept
 	const std::uint64_t n = h->cells;
 	if (payload_bytes > max_payload_bytes())
 		return {ReserveStatus::too_large, 0, {}};
-	const auto length = static_cast<std::uint32_t>((k_ring_record_header_bytes + payload_bytes + k_ring_cell_bytes - 1) /
-												  k_ring_cell_bytes);
+	const auto length = static_cast<std::uint32_t>(
+		(k_ring_record_header_bytes + payload_bytes + k_ring_cell_bytes - 1) / k_ring_cell_bytes);
 	for (;;) {
 		const std::uint64_t t = h->tail.load(std::memory_order_acquire);
 		const std::uint64_t lap = t / n;
@@ -150,8 +170,8 @@ Ring::commit(std::span<const std::uint64_t> positions) noexcept
 	for (std::size_t i = 0; i < positions.size(); ++i) {
 		std::uint64_t w = word(positions[i]).load(std::memory_order_relaxed);
 		if (state_of(w) == RecordState::reserved &&
-			word(positions[i]).compare_exchange_strong(w, with_state(w, RecordState::committing),
-													   std::memory_order_acq_rel))
+			word(positions[i])
+				.compare_exchange_strong(w, with_state(w, RecordState::committing), std::memory_order_acq_rel))
 			continue;
 		// Abandoned under us: withdraw the records already marked so that the
 		// consumer is not left waiting behind them.
@@ -228,24 +248,24 @@ Ring::peek() noexcept
 		if (lap_of(current) != ((head / h->cells) & k_lap_mask) || state_of(current) == RecordState::free)
 			return {PeekStatus::empty, head, 0, {}};
 		switch (state_of(current)) {
-			case RecordState::reserved:
-			case RecordState::committing:
-				if (alive_(owner_of(current)))
-					return {PeekStatus::blocked, head, 0, {}};
-				if (!w.compare_exchange_strong(current, with_state(current, RecordState::abandoned),
-											   std::memory_order_acq_rel))
-					continue;
-				h->abandoned_records.fetch_add(1, std::memory_order_relaxed);
-				free_cells(head, length_of(current));
+		case RecordState::reserved:
+		case RecordState::committing:
+			if (alive_(owner_of(current)))
+				return {PeekStatus::blocked, head, 0, {}};
+			if (!w.compare_exchange_strong(current, with_state(current, RecordState::abandoned),
+										   std::memory_order_acq_rel))
 				continue;
-			case RecordState::committed: {
-				const auto *rh = reinterpret_cast<const RecordHeader *>(cell(head));
-				return {PeekStatus::ready, head, rh->generation,
-						{cell(head) + k_ring_record_header_bytes, rh->payload_bytes}};
-			}
-			default:
-				free_cells(head, length_of(current));
-				continue;
+			h->abandoned_records.fetch_add(1, std::memory_order_relaxed);
+			free_cells(head, length_of(current));
+			continue;
+		case RecordState::committed: {
+			const auto *rh = reinterpret_cast<const RecordHeader *>(cell(head));
+			return {
+				PeekStatus::ready, head, rh->generation, {cell(head) + k_ring_record_header_bytes, rh->payload_bytes}};
+		}
+		default:
+			free_cells(head, length_of(current));
+			continue;
 		}
 	}
 }

@@ -147,9 +147,18 @@ public:
 	std::uint64_t tail_position() const noexcept { return header()->tail.load(std::memory_order_acquire); }
 	std::uint64_t capacity_cells() const noexcept { return header()->cells; }
 	double fill() const noexcept { return static_cast<double>(used_cells()) / static_cast<double>(capacity_cells()); }
-	std::uint64_t committed_records() const noexcept { return header()->committed_records.load(std::memory_order_relaxed); }
-	std::uint64_t consumed_records() const noexcept { return header()->consumed_records.load(std::memory_order_relaxed); }
-	std::uint64_t abandoned_records() const noexcept { return header()->abandoned_records.load(std::memory_order_relaxed); }
+	std::uint64_t committed_records() const noexcept
+	{
+		return header()->committed_records.load(std::memory_order_relaxed);
+	}
+	std::uint64_t consumed_records() const noexcept
+	{
+		return header()->consumed_records.load(std::memory_order_relaxed);
+	}
+	std::uint64_t abandoned_records() const noexcept
+	{
+		return header()->abandoned_records.load(std::memory_order_relaxed);
+	}
 
 private:
 	RingHeader *header() const noexcept { return reinterpret_cast<RingHeader *>(base_); }

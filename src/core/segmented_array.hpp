@@ -58,12 +58,12 @@ inline constexpr std::size_t k_index_entries = 4096; // chunk offsets per index 
 inline constexpr std::uint64_t k_max_chunks = k_direct_chunks + k_index_blocks * k_index_entries;
 
 struct SegmentedArrayHeader {
-	std::uint32_t stride;           // bytes per element, a multiple of 64 or a power of two
-	std::uint32_t first_chunk_log2; // chunk 0 holds 1 << first_chunk_log2 elements
-	std::uint32_t max_chunk_log2;   // no chunk holds more than 1 << max_chunk_log2 elements
-	std::uint32_t doubling_chunks;  // chunks that double in size before the cap
-	std::uint64_t doubling_end;     // elements those chunks hold together
-	std::atomic<std::uint64_t> chunks[k_direct_chunks];     // offsets of the first chunks
+	std::uint32_t stride;                                    // bytes per element, a multiple of 64 or a power of two
+	std::uint32_t first_chunk_log2;                          // chunk 0 holds 1 << first_chunk_log2 elements
+	std::uint32_t max_chunk_log2;                            // no chunk holds more than 1 << max_chunk_log2 elements
+	std::uint32_t doubling_chunks;                           // chunks that double in size before the cap
+	std::uint64_t doubling_end;                              // elements those chunks hold together
+	std::atomic<std::uint64_t> chunks[k_direct_chunks];      // offsets of the first chunks
 	std::atomic<std::uint64_t> index_blocks[k_index_blocks]; // offsets of index blocks
 };
 static_assert(std::is_standard_layout_v<SegmentedArrayHeader>);

@@ -154,7 +154,8 @@ SpaceBacklog::change(SpaceBacklogEntry *e, std::int64_t queued_delta, std::int64
 	e->unlinked += static_cast<std::uint64_t>(unlinked_delta);
 	const std::uint64_t bytes = row_backlog_bytes(e->dim);
 	auto move = [](std::atomic<std::uint64_t> &total, std::int64_t delta) {
-		total.store(total.load(std::memory_order_relaxed) + static_cast<std::uint64_t>(delta), std::memory_order_release);
+		total.store(total.load(std::memory_order_relaxed) + static_cast<std::uint64_t>(delta),
+					std::memory_order_release);
 	};
 	move(h->queued_rows, queued_delta);
 	move(h->unlinked_rows, unlinked_delta);

@@ -49,7 +49,7 @@ struct SpaceBacklogHeader {
 	std::uint32_t capacity; // entries, a power of two
 	std::uint32_t census;   // under the lock
 	std::atomic<std::uint32_t> lock;
-	std::uint32_t occupied;  // entries in use, under the lock
+	std::uint32_t occupied; // entries in use, under the lock
 	// Published under the lock for readers that take none.
 	std::atomic<std::uint64_t> queued_rows;
 	std::atomic<std::uint64_t> unlinked_rows;

@@ -19,8 +19,7 @@ SpaceTable::clear(std::span<SpaceTableBucket> buckets) noexcept
 }
 
 SpaceTable::SpaceTable(std::span<SpaceTableBucket> buckets) noexcept
-	: buckets_(buckets), mask_(buckets.size() - 1),
-	  shift_(64 - static_cast<unsigned>(std::countr_zero(buckets.size())))
+	: buckets_(buckets), mask_(buckets.size() - 1), shift_(64 - static_cast<unsigned>(std::countr_zero(buckets.size())))
 {
 }
 
@@ -29,8 +28,8 @@ SpaceTable::home(std::int32_t key) const noexcept
 {
 	// Fibonacci hashing: space ids are small consecutive numbers, and the
 	// multiplication spreads them over the high bits.
-	return static_cast<std::size_t>((static_cast<std::uint64_t>(static_cast<std::uint32_t>(key)) *
-									 0x9E3779B97F4A7C15ULL) >> shift_);
+	return static_cast<std::size_t>(
+		(static_cast<std::uint64_t>(static_cast<std::uint32_t>(key)) * 0x9E3779B97F4A7C15ULL) >> shift_);
 }
 
 std::int32_t

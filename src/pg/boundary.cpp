@@ -31,16 +31,16 @@ void
 raise_caught(const CaughtException &caught)
 {
 	switch (caught.kind) {
-		case CaughtException::Kind::out_of_memory:
-			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory"),
-							errdetail("engram could not allocate memory in its C++ code.")));
-			break;
-		case CaughtException::Kind::system:
-			ereport(ERROR, (errcode(ERRCODE_SYSTEM_ERROR), errmsg("engram met a system error: %s", caught.what)));
-			break;
-		case CaughtException::Kind::other:
-			ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("engram met an internal error: %s", caught.what)));
-			break;
+	case CaughtException::Kind::out_of_memory:
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory"),
+						errdetail("engram could not allocate memory in its C++ code.")));
+		break;
+	case CaughtException::Kind::system:
+		ereport(ERROR, (errcode(ERRCODE_SYSTEM_ERROR), errmsg("engram met a system error: %s", caught.what)));
+		break;
+	case CaughtException::Kind::other:
+		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("engram met an internal error: %s", caught.what)));
+		break;
 	}
 	pg_unreachable();
 }
@@ -57,22 +57,22 @@ status_error(engram::core::HnswStatus status)
 {
 	using engram::core::HnswStatus;
 	switch (status) {
-		case HnswStatus::invalid_config:
-			return {ERRCODE_INVALID_PARAMETER_VALUE, "Check the space's dim, m and ef_construction."};
-		case HnswStatus::dimension_mismatch:
-		case HnswStatus::invalid_vector:
-			return {ERRCODE_DATA_EXCEPTION, nullptr};
-		case HnswStatus::out_of_memory:
-			return {ERRCODE_OUT_OF_MEMORY, "Raise engram.memory_limit, or drop spaces that are no longer needed."};
-		case HnswStatus::interrupted: // the caller lets CHECK_FOR_INTERRUPTS() raise it
-			return {ERRCODE_QUERY_CANCELED, nullptr};
-		case HnswStatus::too_many_nodes:
-			return {ERRCODE_PROGRAM_LIMIT_EXCEEDED, "Spread the observations over more spaces."};
-		case HnswStatus::invalid_header:
-			return {ERRCODE_DATA_CORRUPTED, "Rebuild the space's index with engram.rebuild()."};
-		case HnswStatus::unknown_node:
-		case HnswStatus::ok:
-			break;
+	case HnswStatus::invalid_config:
+		return {ERRCODE_INVALID_PARAMETER_VALUE, "Check the space's dim, m and ef_construction."};
+	case HnswStatus::dimension_mismatch:
+	case HnswStatus::invalid_vector:
+		return {ERRCODE_DATA_EXCEPTION, nullptr};
+	case HnswStatus::out_of_memory:
+		return {ERRCODE_OUT_OF_MEMORY, "Raise engram.memory_limit, or drop spaces that are no longer needed."};
+	case HnswStatus::interrupted: // the caller lets CHECK_FOR_INTERRUPTS() raise it
+		return {ERRCODE_QUERY_CANCELED, nullptr};
+	case HnswStatus::too_many_nodes:
+		return {ERRCODE_PROGRAM_LIMIT_EXCEEDED, "Spread the observations over more spaces."};
+	case HnswStatus::invalid_header:
+		return {ERRCODE_DATA_CORRUPTED, "Rebuild the space's index with engram.rebuild()."};
+	case HnswStatus::unknown_node:
+	case HnswStatus::ok:
+		break;
 	}
 	return {ERRCODE_INTERNAL_ERROR, nullptr};
 }

@@ -66,7 +66,7 @@ struct PendingRow {
 	std::uint32_t dim;
 	SubTransactionId subid;
 	float confidence;
-	Oid relation; // the table the row is in: one installation's engram.observations
+	Oid relation;              // the table the row is in: one installation's engram.observations
 	std::size_t vector_offset; // into Pending::vectors, in floats
 };
 
@@ -106,7 +106,7 @@ struct Pending {
 	std::size_t plan_count, plan_capacity;
 	engram::core::BacklogDemand *demands; // the plan's rows per space
 	std::size_t demand_count, demand_capacity;
-	bool admitted; // the demands are in the spaces' backlog
+	bool admitted;           // the demands are in the spaces' backlog
 	std::uint64_t *reserved; // ring positions claimed at pre-commit
 	std::size_t reserved_count, reserved_capacity;
 	std::uint64_t observations;
@@ -184,7 +184,8 @@ append_range(std::int32_t space_id, std::uint32_t dim, SubTransactionId subid, O
 {
 	if (pending.range_count > 0) {
 		PendingRange &last = pending.ranges[pending.range_count - 1];
-		if (last.space_id == space_id && last.subid == subid && last.relation == relation && last.dim == dim && last.last + 1 == id) {
+		if (last.space_id == space_id && last.subid == subid && last.relation == relation && last.dim == dim &&
+			last.last + 1 == id) {
 			last.last = id;
 			return;
 		}
@@ -224,8 +225,8 @@ capture_row(std::int64_t id, std::int32_t space_id, Oid relation, std::span<cons
 	const SubTransactionId subid = GetCurrentSubTransactionId();
 	const auto dim = static_cast<std::uint32_t>(vector.size());
 	// The budget counts what the rows take in vectors records (vector, id, confidence).
-	if (!pending.spilled && (pending.float_count + dim) * sizeof(float) + (pending.row_count + 1) * 12 >
-								spill_threshold_bytes())
+	if (!pending.spilled &&
+		(pending.float_count + dim) * sizeof(float) + (pending.row_count + 1) * 12 > spill_threshold_bytes())
 		spill_rows_to_ranges();
 	if (pending.spilled) {
 		append_range(space_id, dim, subid, relation, id);
@@ -290,8 +291,8 @@ plan_records(std::size_t max_payload)
 			   pending.rows[end].dim == first.dim && pending.rows[end].relation == first.relation)
 			++end;
 		const auto count = static_cast<std::uint32_t>(end - i);
-		plan_record(PlannedRecord{engram::core::BatchKind::vectors, first.space_id, first.dim, count, first.relation,
-								  i, count, engram::core::vectors_payload_bytes(count, first.dim)});
+		plan_record(PlannedRecord{engram::core::BatchKind::vectors, first.space_id, first.dim, count, first.relation, i,
+								  count, engram::core::vectors_payload_bytes(count, first.dim)});
 		i = end;
 	}
 	for (std::size_t i = 0; i < pending.range_count;) {
@@ -305,8 +306,8 @@ plan_records(std::size_t max_payload)
 			++end;
 		}
 		const auto count = static_cast<std::uint32_t>(end - i);
-		plan_record(PlannedRecord{engram::core::BatchKind::id_ranges, first.space_id, first.dim, count,
-								  first.relation, i, rows, engram::core::ranges_payload_bytes(count)});
+		plan_record(PlannedRecord{engram::core::BatchKind::id_ranges, first.space_id, first.dim, count, first.relation,
+								  i, rows, engram::core::ranges_payload_bytes(count)});
 		i = end;
 	}
 }
@@ -342,16 +343,16 @@ void
 fill_record(const PlannedRecord &record, std::span<std::byte> payload, std::uint32_t xid)
 {
 	if (record.kind == engram::core::BatchKind::id_ranges) {
-		std::span<engram::core::IdRange> out =
-			engram::core::write_ranges_header(payload, record.space_id, record.dim, record.count, xid,
-											  instance_of(record.relation));
+		std::span<engram::core::IdRange> out = engram::core::write_ranges_header(payload, record.space_id, record.dim,
+																				 record.count, xid,
+																				 instance_of(record.relation));
 		for (std::uint32_t k = 0; k < record.count; ++k)
 			out[k] = {pending.ranges[record.first + k].first, pending.ranges[record.first + k].last};
 		return;
 	}
-	engram::core::VectorsSections s =
-		engram::core::write_vectors_header(payload, record.space_id, record.dim, record.count, xid,
-										   instance_of(record.relation));
+	engram::core::VectorsSections s = engram::core::write_vectors_header(payload, record.space_id, record.dim,
+																		 record.count, xid,
+																		 instance_of(record.relation));
 	for (std::uint32_t k = 0; k < record.count; ++k) {
 		const PendingRow &row = pending.rows[record.first + k];
 		s.ids[k] = row.id;
@@ -405,11 +406,11 @@ report_overload(const engram::core::AdmitVerdict &verdict, Holdback why, bool ti
 	const engram::core::PressureReport report = pressure_refusal_report(verdict);
 	const int wait_ms = guc_overload_wait_ms();
 	const char *waited = !timed_out ? ""
-					   : wait_ms < engram_overload_timeout_ms
-						   ? psprintf("; it did not drain within %d ms (engram.overload_timeout, %d ms, is capped by "
-									  "engram.max_overload_timeout)",
-									  wait_ms, engram_overload_timeout_ms)
-						   : psprintf("; it did not drain within %d ms", wait_ms);
+						 : wait_ms < engram_overload_timeout_ms
+							 ? psprintf("; it did not drain within %d ms (engram.overload_timeout, %d ms, is capped by "
+										"engram.max_overload_timeout)",
+										wait_ms, engram_overload_timeout_ms)
+							 : psprintf("; it did not drain within %d ms", wait_ms);
 	const double fill = engram::core::pipeline_fill(verdict.pipeline);
 	// Memory full holds back every space, whatever their shares: say so.
 	if (why == Holdback::share && engram::core::memory_share(verdict.pipeline) >= engram_pressure_overloaded) {
@@ -426,8 +427,8 @@ report_overload(const engram::core::AdmitVerdict &verdict, Holdback why, bool ti
 	if (why == Holdback::share) {
 		const engram::core::SpaceLoad load = shared_backlog().space(verdict.space_id);
 		const std::uint32_t spaces = std::max<std::uint32_t>(verdict.pipeline.active_spaces, 1);
-		const double own = static_cast<double>((load.queued_rows + load.unlinked_rows) *
-											   engram::core::row_backlog_bytes(load.dim));
+		const double own =
+			static_cast<double>((load.queued_rows + load.unlinked_rows) * engram::core::row_backlog_bytes(load.dim));
 		where = psprintf(", and space_id %d holds %.0f%% of its share of it (1/%u of the capacity: one share for "
 						 "each space with work waiting)",
 						 verdict.space_id, 100.0 * own * spaces / verdict.pipeline.capacity, spaces);
@@ -522,8 +523,9 @@ commit(void)
 		engram::core::Ring ring = shared_ring();
 		const std::uint64_t generation = ring.commit(std::span(pending.reserved, pending.reserved_count));
 		if (generation == 0)
-			elog(WARNING, "engram lost track of %zu ring records of this transaction; the workers will "
-						  "pick the rows up at their next reload",
+			elog(WARNING,
+				 "engram lost track of %zu ring records of this transaction; the workers will "
+				 "pick the rows up at their next reload",
 				 pending.reserved_count);
 		else
 			pending.last_generation = generation;
@@ -547,34 +549,34 @@ on_xact(XactEvent event, void *)
 {
 	guarded([event] {
 		switch (event) {
-			case XACT_EVENT_PRE_COMMIT:
-				pre_commit();
-				break;
-			case XACT_EVENT_COMMIT:
-				commit();
-				break;
-			case XACT_EVENT_ABORT:
-				abort_transaction();
-				break;
-			case XACT_EVENT_PRE_PREPARE:
-				// Observations are published from this backend's memory at commit,
-				// but COMMIT PREPARED may run in any session, after a restart even.
-				// Refused here, the transaction aborts and the abort resets it all.
-				if (pending.observations > 0)
-					ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-									errmsg("cannot prepare a transaction that observed into engram"),
-									errdetail("Its %llu observations would be published by this session at commit, "
-											  "which a prepared transaction leaves to COMMIT PREPARED.",
-											  static_cast<unsigned long long>(pending.observations)),
-									errhint("Commit observations with COMMIT rather than PREPARE TRANSACTION.")));
-				break;
-			case XACT_EVENT_PREPARE:
-				// Prepared without observations: nothing of it (a drop_space's
-				// permission to delete, say) may outlive it in this session.
-				pending_reset();
-				break;
-			default:
-				break;
+		case XACT_EVENT_PRE_COMMIT:
+			pre_commit();
+			break;
+		case XACT_EVENT_COMMIT:
+			commit();
+			break;
+		case XACT_EVENT_ABORT:
+			abort_transaction();
+			break;
+		case XACT_EVENT_PRE_PREPARE:
+			// Observations are published from this backend's memory at commit,
+			// but COMMIT PREPARED may run in any session, after a restart even.
+			// Refused here, the transaction aborts and the abort resets it all.
+			if (pending.observations > 0)
+				ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+								errmsg("cannot prepare a transaction that observed into engram"),
+								errdetail("Its %llu observations would be published by this session at commit, "
+										  "which a prepared transaction leaves to COMMIT PREPARED.",
+										  static_cast<unsigned long long>(pending.observations)),
+								errhint("Commit observations with COMMIT rather than PREPARE TRANSACTION.")));
+			break;
+		case XACT_EVENT_PREPARE:
+			// Prepared without observations: nothing of it (a drop_space's
+			// permission to delete, say) may outlive it in this session.
+			pending_reset();
+			break;
+		default:
+			break;
 		}
 	});
 }

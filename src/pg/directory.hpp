@@ -75,7 +75,7 @@ struct SpaceSlot {
 	// directory lock before health turns QUARANTINED, and read under the
 	// shared lock.
 	std::atomic<std::uint32_t> health;
-	std::uint32_t cause;			  // QuarantineCause
+	std::uint32_t cause;              // QuarantineCause
 	std::uint64_t cause_observations; // rows its index held when it was given up
 	std::uint64_t cause_used_bytes, cause_capacity_bytes;
 	std::int64_t cause_time; // TimestampTz
@@ -85,7 +85,7 @@ struct SpaceSlot {
 };
 
 struct SpaceDirectory {
-	std::uint32_t capacity;		// engram.max_spaces
+	std::uint32_t capacity;     // engram.max_spaces
 	std::uint32_t bucket_count; // of the id table
 	std::atomic<std::uint32_t> in_use;
 	std::uint32_t free_count;

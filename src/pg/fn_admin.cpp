@@ -46,16 +46,16 @@ const char *
 worker_state_name(std::uint32_t state)
 {
 	switch (state) {
-		case WORKER_IDLE:
-			return "idle";
-		case WORKER_LOADING:
-			return "loading";
-		case WORKER_DRAINING:
-			return "draining";
-		case WORKER_WAITING:
-			return "waiting for extension";
-		default:
-			return "stopped";
+	case WORKER_IDLE:
+		return "idle";
+	case WORKER_LOADING:
+		return "loading";
+	case WORKER_DRAINING:
+		return "draining";
+	case WORKER_WAITING:
+		return "waiting for extension";
+	default:
+		return "stopped";
 	}
 }
 
@@ -110,9 +110,9 @@ ENGRAM_FUNCTION(engram_space_state)
 ENGRAM_FUNCTION(engram_stored_ids)
 {
 	shared_require();
-	require_observations_readable("engram._stored_ids()",
-								  psprintf("permission denied to list the observations of space %d", PG_GETARG_INT32(0)),
-								  "The ids are");
+	require_observations_readable(
+		"engram._stored_ids()", psprintf("permission denied to list the observations of space %d", PG_GETARG_INT32(0)),
+		"The ids are");
 	instance_require();
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
@@ -208,8 +208,8 @@ ENGRAM_FUNCTION(engram_guard_immutable)
 	TriggerData *trigdata = require_trigger_call(fcinfo, function);
 	require_trigger_relation(trigdata, "observations", function);
 	const TriggerEvent event = trigdata->tg_event;
-	const bool row_change =
-		TRIGGER_FIRED_FOR_ROW(event) && (TRIGGER_FIRED_BY_UPDATE(event) || TRIGGER_FIRED_BY_DELETE(event));
+	const bool row_change = TRIGGER_FIRED_FOR_ROW(event) &&
+							(TRIGGER_FIRED_BY_UPDATE(event) || TRIGGER_FIRED_BY_DELETE(event));
 	const bool truncate = TRIGGER_FIRED_FOR_STATEMENT(event) && TRIGGER_FIRED_BY_TRUNCATE(event);
 	if (!TRIGGER_FIRED_BEFORE(event) || !(row_change || truncate))
 		report_trigger_event(function, "BEFORE UPDATE or DELETE FOR EACH ROW, or BEFORE TRUNCATE");

@@ -48,7 +48,6 @@
 #include "pg/privileges.hpp"
 #include "pg/vector_input.hpp"
 
-
 namespace {
 
 // How long a recall waits for the workers to publish the caller's own commit.
@@ -146,16 +145,16 @@ check_answerable(std::uint64_t as_of)
 	const std::uint64_t oldest = shared_state()->loaded_generation.load(std::memory_order_acquire);
 	if (as_of >= oldest)
 		return;
-	ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					errmsg("generation %llu is older than the index can answer",
-						   static_cast<unsigned long long>(as_of)),
-					errdetail("The oldest answerable generation is %llu. The indexes were loaded from "
-							  "engram.observations at that generation (after a server start, a crash restart or a "
-							  "reinstall), and every row loaded then carries it, so earlier snapshots cannot be told "
-							  "apart.",
-							  static_cast<unsigned long long>(oldest)),
-					errhint("Use as_of => %llu or later, or leave as_of NULL for the latest generation.",
-							static_cast<unsigned long long>(oldest))));
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("generation %llu is older than the index can answer", static_cast<unsigned long long>(as_of)),
+			 errdetail("The oldest answerable generation is %llu. The indexes were loaded from "
+					   "engram.observations at that generation (after a server start, a crash restart or a "
+					   "reinstall), and every row loaded then carries it, so earlier snapshots cannot be told "
+					   "apart.",
+					   static_cast<unsigned long long>(oldest)),
+			 errhint("Use as_of => %llu or later, or leave as_of NULL for the latest generation.",
+					 static_cast<unsigned long long>(oldest))));
 }
 
 float
@@ -177,8 +176,7 @@ ENGRAM_FUNCTION(engram_recall)
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("cue must not be null"),
 						errhint("Pass the vector to recall the nearest observations of.")));
 	if (PG_ARGISNULL(2) || PG_GETARG_INT32(2) < 1 || PG_GETARG_INT32(2) > k_engram_max_k)
-		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						errmsg("k must be between 1 and %d", k_engram_max_k),
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("k must be between 1 and %d", k_engram_max_k),
 						errdetail("k was %s.", PG_ARGISNULL(2) ? "NULL" : psprintf("%d", PG_GETARG_INT32(2))),
 						errhint("Page through larger result sets by narrowing the cue or raising min_confidence.")));
 	const int k = PG_GETARG_INT32(2);
@@ -235,8 +233,9 @@ ENGRAM_FUNCTION(engram_recall)
 		// Only where CHECK_FOR_INTERRUPTS() can act on it; otherwise the flag
 		// stays raised and the search would stop again and again.
 		params.interrupt = INTERRUPTS_CAN_BE_PROCESSED() ? &InterruptPending : nullptr;
-		const engram::core::SearchResult result = graph.snapshot_search(
-			std::span<const float>(cue, static_cast<std::size_t>(dim)), params, *search_context());
+		const engram::core::SearchResult result =
+			graph.snapshot_search(std::span<const float>(cue, static_cast<std::size_t>(dim)), params,
+								  *search_context());
 		status = result.status;
 		for (const engram::core::Neighbor &n : result.neighbors)
 			hits[found++] = Hit{graph.label(n.id), n.distance, graph.confidence(n.id), graph.generation(n.id)};
@@ -248,8 +247,8 @@ ENGRAM_FUNCTION(engram_recall)
 	InitMaterializedSRF(fcinfo, 0);
 	auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
 	for (std::size_t i = 0; i < found; ++i) {
-		const float distance =
-			info.metric == engram::core::Metric::l2 ? std::sqrt(std::max(hits[i].distance, 0.0f)) : hits[i].distance;
+		const float distance = info.metric == engram::core::Metric::l2 ? std::sqrt(std::max(hits[i].distance, 0.0f))
+																	   : hits[i].distance;
 		Datum values[5] = {Int64GetDatum(hits[i].id), Float4GetDatum(distance),
 						   Float4GetDatum(score_of(info.metric, distance)), Float4GetDatum(hits[i].confidence),
 						   Int64GetDatum(static_cast<std::int64_t>(hits[i].generation))};
@@ -277,7 +276,8 @@ ENGRAM_FUNCTION(engram_wait_linked)
 	require_observations_user("engram._wait_linked()");
 	instance_require();
 	const std::int32_t space_id = PG_GETARG_INT32(0);
-	const std::uint64_t target = PG_ARGISNULL(1) ? shared_ring().last_generation() : check_generation(PG_GETARG_INT64(1));
+	const std::uint64_t target = PG_ARGISNULL(1) ? shared_ring().last_generation()
+												 : check_generation(PG_GETARG_INT64(1));
 	const int timeout_ms = PG_ARGISNULL(2) ? 10000 : PG_GETARG_INT32(2);
 	if (timeout_ms < 0)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("timeout_ms must not be negative")));
@@ -380,10 +380,11 @@ ENGRAM_FUNCTION(engram_rebuild)
 		if (slot->rebuilds_failed.load(std::memory_order_acquire) != failed) {
 			// A quarantined space that still does not fit says why.
 			space_require_recallable(space_id, nullptr);
-			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("rebuild of space %d was abandoned", space_id),
-							errdetail("The replacement index did not fit in engram.memory_limit; the old index "
-									  "still serves recalls."),
-							errhint("Raise engram.memory_limit: a rebuild needs room for a second copy of the index.")));
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY), errmsg("rebuild of space %d was abandoned", space_id),
+					 errdetail("The replacement index did not fit in engram.memory_limit; the old index "
+							   "still serves recalls."),
+					 errhint("Raise engram.memory_limit: a rebuild needs room for a second copy of the index.")));
 		}
 		if (slot->state.load(std::memory_order_acquire) != SPACE_SLOT_LIVE || slot->space_id != space_id)
 			PG_RETURN_VOID(); // dropped meanwhile

@@ -120,8 +120,9 @@ ENGRAM_FUNCTION(engram_create_space)
 						errmsg("unknown metric \"%s\"", metric == nullptr ? "<NULL>" : metric),
 						errhint("Use \"l2\", \"cosine\" or \"ip\".")));
 	if (PG_ARGISNULL(3) || PG_GETARG_INT32(3) < 2 || PG_GETARG_INT32(3) > 100)
-		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("m %s is out of range", int_arg_text(fcinfo, 3)),
-						errdetail("The number of neighbours per node, m, must be between 2 and 100.")));
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("m %s is out of range", int_arg_text(fcinfo, 3)),
+				 errdetail("The number of neighbours per node, m, must be between 2 and 100.")));
 	const std::int32_t m = PG_GETARG_INT32(3);
 	if (PG_ARGISNULL(4) || PG_GETARG_INT32(4) < m || PG_GETARG_INT32(4) > 1000)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -132,8 +133,8 @@ ENGRAM_FUNCTION(engram_create_space)
 	const SavedUser saved = elevate_to_extension_owner();
 	SPI_connect();
 	Oid types[6] = {TEXTOID, INT4OID, TEXTOID, INT4OID, INT4OID, REGROLEOID};
-	Datum values[6] = {CStringGetTextDatum(name),  PG_GETARG_DATUM(1), CStringGetTextDatum(metric),
-					   PG_GETARG_DATUM(3), PG_GETARG_DATUM(4), ObjectIdGetDatum(caller)};
+	Datum values[6] = {CStringGetTextDatum(name), PG_GETARG_DATUM(1), CStringGetTextDatum(metric),
+					   PG_GETARG_DATUM(3),        PG_GETARG_DATUM(4), ObjectIdGetDatum(caller)};
 	if (SPI_execute_with_args("INSERT INTO engram.space_catalog (name, dim, metric, m, ef_construction, owner) "
 							  "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING RETURNING space_id",
 							  6, types, values, nullptr, false, 1) != SPI_OK_INSERT_RETURNING)
@@ -216,8 +217,8 @@ ENGRAM_FUNCTION(engram_alter_space_owner)
 	lock_space_as_owner(space, caller, hint);
 	Oid types[2] = {INT4OID, REGROLEOID};
 	Datum values[2] = {Int32GetDatum(space.space_id), ObjectIdGetDatum(new_owner)};
-	if (SPI_execute_with_args("UPDATE engram.space_catalog SET owner = $2 WHERE space_id OPERATOR(pg_catalog.=) $1",
-							  2, types, values, nullptr, false, 0) != SPI_OK_UPDATE)
+	if (SPI_execute_with_args("UPDATE engram.space_catalog SET owner = $2 WHERE space_id OPERATOR(pg_catalog.=) $1", 2,
+							  types, values, nullptr, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not change the owner of space \"%s\"", name);
 	SPI_finish();
 	restore_user(saved);
@@ -233,14 +234,14 @@ ENGRAM_FUNCTION(engram_guard_catalog)
 	TriggerData *trigdata = require_trigger_call(fcinfo, function);
 	require_trigger_relation(trigdata, "space_catalog", function);
 	const TriggerEvent event = trigdata->tg_event;
-	const bool row_change = TRIGGER_FIRED_FOR_ROW(event) && (TRIGGER_FIRED_BY_INSERT(event) ||
-															  TRIGGER_FIRED_BY_UPDATE(event) ||
-															  TRIGGER_FIRED_BY_DELETE(event));
+	const bool row_change =
+		TRIGGER_FIRED_FOR_ROW(event) &&
+		(TRIGGER_FIRED_BY_INSERT(event) || TRIGGER_FIRED_BY_UPDATE(event) || TRIGGER_FIRED_BY_DELETE(event));
 	const bool truncate = TRIGGER_FIRED_FOR_STATEMENT(event) && TRIGGER_FIRED_BY_TRUNCATE(event);
 	if (!TRIGGER_FIRED_BEFORE(event) || !(row_change || truncate))
 		report_trigger_event(function, "BEFORE INSERT, UPDATE or DELETE FOR EACH ROW, or BEFORE TRUNCATE");
 	if (!acting_as_extension_owner()) {
-		const char *action = TRIGGER_FIRED_BY_INSERT(event)	  ? "insert into"
+		const char *action = TRIGGER_FIRED_BY_INSERT(event)   ? "insert into"
 							 : TRIGGER_FIRED_BY_UPDATE(event) ? "update"
 							 : TRIGGER_FIRED_BY_DELETE(event) ? "delete from"
 															  : "truncate";

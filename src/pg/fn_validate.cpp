@@ -35,7 +35,8 @@ check_row_array(ArrayType *a, const char *what, int rows)
 						errdetail("Got an array of %d dimensions.", ARR_NDIM(a))));
 	const int n = ARR_NDIM(a) == 0 ? 0 : ARR_DIMS(a)[0];
 	if (n != rows)
-		ereport(ERROR, (errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR), errmsg("%s has %d elements but embeddings has %d rows", what, n, rows),
+		ereport(ERROR, (errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+						errmsg("%s has %d elements but embeddings has %d rows", what, n, rows),
 						errhint("Pass one %s per row of embeddings, or NULL.", what)));
 }
 

@@ -52,8 +52,8 @@ guc_define(void)
 							"Valid range is 1MB..1GB.", &engram_ring_size_kb, 64 * 1024, 1024, 1024 * 1024,
 							PGC_POSTMASTER, GUC_UNIT_KB, nullptr, nullptr, nullptr);
 	DefineCustomIntVariable("engram.memory_limit", "Shared memory for the spaces' indexes (graphs with their vectors).",
-							"Valid range is 16MB..1TB.", &engram_memory_limit_mb, 1024, 16, 1024 * 1024,
-							PGC_POSTMASTER, GUC_UNIT_MB, nullptr, nullptr, nullptr);
+							"Valid range is 16MB..1TB.", &engram_memory_limit_mb, 1024, 16, 1024 * 1024, PGC_POSTMASTER,
+							GUC_UNIT_MB, nullptr, nullptr, nullptr);
 	DefineCustomRealVariable("engram.pressure_warning", "Pipeline fill at which pressure becomes \"warning\".",
 							 "A fraction between 0 and 1.", &engram_pressure_warning, 0.5, 0.0, 1.0, PGC_SIGHUP, 0,
 							 nullptr, nullptr, nullptr);
@@ -62,8 +62,8 @@ guc_define(void)
 							 nullptr, nullptr, nullptr);
 	DefineCustomRealVariable("engram.pressure_overloaded",
 							 "Pipeline fill at which pressure becomes \"overloaded\" and the overload policy applies.",
-							 "A fraction between 0 and 1.", &engram_pressure_overloaded, 0.95, 0.0, 1.0, PGC_SIGHUP,
-							 0, nullptr, nullptr, nullptr);
+							 "A fraction between 0 and 1.", &engram_pressure_overloaded, 0.95, 0.0, 1.0, PGC_SIGHUP, 0,
+							 nullptr, nullptr, nullptr);
 	DefineCustomEnumVariable("engram.overload_policy", "What a commit does when the pipeline is overloaded.",
 							 "\"wait\" blocks up to engram.overload_timeout, \"error\" refuses at once.",
 							 &engram_overload_policy, ENGRAM_POLICY_WAIT, overload_policy_options, PGC_USERSET, 0,
@@ -72,11 +72,11 @@ guc_define(void)
 							"Valid range is 0..3600000 ms; the wait never exceeds engram.max_overload_timeout.",
 							&engram_overload_timeout_ms, 5000, 0, 3600000, PGC_USERSET, GUC_UNIT_MS, nullptr, nullptr,
 							nullptr);
-	DefineCustomIntVariable("engram.max_overload_timeout",
-							"Longest wait the \"wait\" overload policy may make, whatever engram.overload_timeout says.",
-							"Set by the server (postgresql.conf, ALTER SYSTEM); valid range is 0..3600000 ms.",
-							&engram_max_overload_timeout_ms, 60000, 0, 3600000, PGC_SIGHUP, GUC_UNIT_MS, nullptr,
-							nullptr, nullptr);
+	DefineCustomIntVariable(
+		"engram.max_overload_timeout",
+		"Longest wait the \"wait\" overload policy may make, whatever engram.overload_timeout says.",
+		"Set by the server (postgresql.conf, ALTER SYSTEM); valid range is 0..3600000 ms.",
+		&engram_max_overload_timeout_ms, 60000, 0, 3600000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
 	DefineCustomIntVariable("engram.ef_search", "Default search breadth (HNSW ef) of engram.recall().",
 							"Larger values find more of the true nearest neighbours and cost time; recall uses at "
 							"least k. Valid range is 1..10000.",

@@ -76,11 +76,9 @@ pipeline_state(void)
 	const engram::core::SpaceBacklog backlog = shared_backlog();
 	constexpr double cell = engram::core::k_ring_cell_bytes;
 	return engram::core::PipelineState{
-		static_cast<double>(ring.capacity_cells()) * cell,
-		static_cast<double>(ring.used_cells()) * cell,
+		static_cast<double>(ring.capacity_cells()) * cell, static_cast<double>(ring.used_cells()) * cell,
 		static_cast<double>(backlog.queued_bytes() + backlog.unlinked_bytes()),
-		static_cast<double>(arena.used_bytes()) / static_cast<double>(arena.capacity_bytes()),
-		backlog.active_spaces()};
+		static_cast<double>(arena.used_bytes()) / static_cast<double>(arena.capacity_bytes()), backlog.active_spaces()};
 }
 
 double

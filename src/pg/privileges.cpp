@@ -41,9 +41,9 @@ require_space_owner(const SpaceDefinition &space, Oid role, const char *hint)
 {
 	if (has_privs_of_role(role, space.owner))
 		return;
-	ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE), errmsg("must be owner of space \"%s\"", space.name),
-					errdetail("Space \"%s\" belongs to role %s.", space.name, role_name(space.owner)),
-					errhint("%s", hint)));
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE), errmsg("must be owner of space \"%s\"", space.name),
+			 errdetail("Space \"%s\" belongs to role %s.", space.name, role_name(space.owner)), errhint("%s", hint)));
 }
 
 Oid
@@ -61,10 +61,10 @@ require_observations_readable(const char *who, const char *denied, const char *r
 	const Oid relid = engram_relation("observations");
 	const Oid user = GetUserId();
 	if (pg_class_aclcheck(relid, user, ACL_SELECT) != ACLCHECK_OK)
-		ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE), errmsg("%s", denied),
-						errdetail("%s rows of engram.observations, which role \"%s\" may not read.", returns,
-								  role_name(user)),
-						errhint("Grant SELECT on engram.observations to the role.")));
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE), errmsg("%s", denied),
+				 errdetail("%s rows of engram.observations, which role \"%s\" may not read.", returns, role_name(user)),
+				 errhint("Grant SELECT on engram.observations to the role.")));
 	if (check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED)
 		ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE), errmsg("%s cannot apply row-level security", who),
 						errdetail("Row-level security on engram.observations applies to role \"%s\", and %s reads "
@@ -95,10 +95,10 @@ require_view_reader(const char *view, const char *function)
 	const Oid user = GetUserId();
 	if (pg_class_aclcheck(engram_relation(view), user, ACL_SELECT) == ACLCHECK_OK)
 		return;
-	ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE), errmsg("permission denied for %s", function),
-					errdetail("It reports what view engram.%s shows, which role \"%s\" may not read.", view,
-							  role_name(user)),
-					errhint("Grant SELECT on engram.%s to the role (members of pg_monitor have it).", view)));
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE), errmsg("permission denied for %s", function),
+			 errdetail("It reports what view engram.%s shows, which role \"%s\" may not read.", view, role_name(user)),
+			 errhint("Grant SELECT on engram.%s to the role (members of pg_monitor have it).", view)));
 }
 
 TriggerData *
@@ -134,8 +134,8 @@ require_column(TupleDesc desc, const char *name, Oid type, const char *function)
 							errdetail("It reads \"%s\" as %s.", name, format_type_be(type))));
 		return att->attnum;
 	}
-	ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-					errmsg("%s found no column \"%s\"", function, name)));
+	ereport(ERROR,
+			(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED), errmsg("%s found no column \"%s\"", function, name)));
 	pg_unreachable();
 }
 

@@ -44,19 +44,19 @@ describe_cause(const SpaceSlot &slot, char *out, std::size_t size)
 	const double used = megabytes(slot.cause_used_bytes), capacity = megabytes(slot.cause_capacity_bytes);
 	int n = 0;
 	switch (slot.cause) {
-		case QUARANTINE_MEMORY_LIMIT:
-			n = snprintf(out, size, "engram.memory_limit was exhausted at %s observations (%.1f of %.1f MB in use%s%s)",
-						 count, used, capacity, slot.cause_text[0] != '\0' ? ", " : "", slot.cause_text);
-			break;
-		case QUARANTINE_MEMORY_RESERVE:
-			n = snprintf(out, size,
-						 "engram.memory_limit was nearly exhausted at %s observations (%.1f of %.1f MB in use%s%s) and "
-						 "the space held the most memory, so the rest (engram.memory_reserve) was kept for the others",
-						 count, used, capacity, slot.cause_text[0] != '\0' ? ", " : "", slot.cause_text);
-			break;
-		default:
-			n = snprintf(out, size, "a record could not be stored at %s observations: %s", count, slot.cause_text);
-			break;
+	case QUARANTINE_MEMORY_LIMIT:
+		n = snprintf(out, size, "engram.memory_limit was exhausted at %s observations (%.1f of %.1f MB in use%s%s)",
+					 count, used, capacity, slot.cause_text[0] != '\0' ? ", " : "", slot.cause_text);
+		break;
+	case QUARANTINE_MEMORY_RESERVE:
+		n = snprintf(out, size,
+					 "engram.memory_limit was nearly exhausted at %s observations (%.1f of %.1f MB in use%s%s) and "
+					 "the space held the most memory, so the rest (engram.memory_reserve) was kept for the others",
+					 count, used, capacity, slot.cause_text[0] != '\0' ? ", " : "", slot.cause_text);
+		break;
+	default:
+		n = snprintf(out, size, "a record could not be stored at %s observations: %s", count, slot.cause_text);
+		break;
 	}
 	const std::uint64_t dropped = slot.dropped_observations.load(std::memory_order_relaxed);
 	if (dropped > 0 && n > 0 && static_cast<std::size_t>(n) < size) {
@@ -125,13 +125,13 @@ quarantine_space(SpaceSlot *slot, QuarantineCause cause, std::uint64_t observati
 		filter_clear();
 	if (slot->rebuild_requested.exchange(0, std::memory_order_acq_rel) != 0)
 		slot->rebuilds_failed.fetch_add(1, std::memory_order_acq_rel);
-	ereport(WARNING, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					  errmsg("space \"%s\" is quarantined", slot->name),
-					  errdetail("Its index was given up: %s. Its memory is freed, its observations stay in "
-								"engram.observations, and recalls and commits are refused until it is rebuilt; "
-								"the other spaces are not affected.",
-								reason),
-					  errhint("%s", hint_for(cause, false))));
+	ereport(WARNING,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE), errmsg("space \"%s\" is quarantined", slot->name),
+			 errdetail("Its index was given up: %s. Its memory is freed, its observations stay in "
+					   "engram.observations, and recalls and commits are refused until it is rebuilt; "
+					   "the other spaces are not affected.",
+					   reason),
+			 errhint("%s", hint_for(cause, false))));
 }
 
 SpaceCondition
@@ -161,8 +161,7 @@ space_condition(std::int32_t space_id)
 	if (c.health == SPACE_READY && s->load_state.load(std::memory_order_acquire) != LOAD_DONE) {
 		c.health = SPACE_LOADING;
 		c.starting = true;
-		strlcpy(c.reason, "the workers are loading the spaces from engram.observations after a start",
-				sizeof c.reason);
+		strlcpy(c.reason, "the workers are loading the spaces from engram.observations after a start", sizeof c.reason);
 	}
 	return c;
 }
@@ -171,12 +170,12 @@ const char *
 space_health_name(SpaceHealth health)
 {
 	switch (health) {
-		case SPACE_LOADING:
-			return "loading";
-		case SPACE_QUARANTINED:
-			return "quarantined";
-		default:
-			return "ready";
+	case SPACE_LOADING:
+		return "loading";
+	case SPACE_QUARANTINED:
+		return "quarantined";
+	default:
+		return "ready";
 	}
 }
 

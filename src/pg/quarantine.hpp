@@ -27,11 +27,11 @@ void quarantine_space(SpaceSlot *slot, QuarantineCause cause, std::uint64_t obse
 // A space's state as engram.spaces shows it.
 struct SpaceCondition {
 	SpaceHealth health;
-	bool rebuilding;		// a rebuild of a ready space is in progress
-	bool homeless;			// quarantined for want of a directory slot
-	bool starting;			// loading because the start-up load has not finished
+	bool rebuilding;               // a rebuild of a ready space is in progress
+	bool homeless;                 // quarantined for want of a directory slot
+	bool starting;                 // loading because the start-up load has not finished
 	char name[k_space_name_bytes]; // empty when the space has no slot
-	char reason[384];		// why it is quarantined or loading; empty when ready
+	char reason[384];              // why it is quarantined or loading; empty when ready
 	QuarantineCause cause;
 };
 SpaceCondition space_condition(std::int32_t space_id);

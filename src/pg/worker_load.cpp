@@ -52,8 +52,8 @@ generations_of(const engram::core::HnswGraph &graph)
 	ctl.entrysize = sizeof(GenerationEntry);
 	ctl.hcxt = CurrentMemoryContext;
 	const auto n = static_cast<std::uint32_t>(graph.size());
-	HTAB *map = hash_create("engram rebuild generations", std::max<long>(n, 16), &ctl,
-							HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	HTAB *map =
+		hash_create("engram rebuild generations", std::max<long>(n, 16), &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	for (std::uint32_t id = 0; id < n; ++id) {
 		const std::int64_t label = graph.label(id);
 		auto *entry = static_cast<GenerationEntry *>(hash_search(map, &label, HASH_ENTER, nullptr));
@@ -129,8 +129,8 @@ load_rows(const SpaceSlot *slot, engram::core::HnswGraph &graph, std::uint64_t g
 // read is quarantined and loading goes on: AppendResult::damaged, with the
 // error's message in `error`. A cancel is passed on.
 AppendResult
-load_rows_guarded(const SpaceSlot *slot, engram::core::HnswGraph &graph, std::uint64_t generation,
-				  HTAB *generations, std::uint64_t &loaded, char *error, std::size_t error_size)
+load_rows_guarded(const SpaceSlot *slot, engram::core::HnswGraph &graph, std::uint64_t generation, HTAB *generations,
+				  std::uint64_t &loaded, char *error, std::size_t error_size)
 {
 	MemoryContext context = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
@@ -195,8 +195,9 @@ bool
 in_catalog(const SpaceDefinition *definitions, std::uint64_t count, std::int32_t space_id)
 {
 	const SpaceDefinition *end = definitions + count;
-	const SpaceDefinition *at = std::lower_bound(
-		definitions, end, space_id, [](const SpaceDefinition &d, std::int32_t id) { return d.space_id < id; });
+	const SpaceDefinition *at =
+		std::lower_bound(definitions, end, space_id,
+						 [](const SpaceDefinition &d, std::int32_t id) { return d.space_id < id; });
 	return at != end && at->space_id == space_id;
 }
 
@@ -213,7 +214,8 @@ reset_directory(const SpaceDefinition *definitions, std::uint64_t count)
 		directory_destroy_graph(index, 0);
 		directory_destroy_graph(index, 1);
 		const TransactionId created = slot.create_xid.load(std::memory_order_acquire);
-		if (!in_catalog(definitions, count, slot.space_id) && (created == InvalidTransactionId || filter_sees(created))) {
+		if (!in_catalog(definitions, count, slot.space_id) &&
+			(created == InvalidTransactionId || filter_sees(created))) {
 			directory_free(&slot);
 			continue;
 		}
@@ -290,9 +292,10 @@ load_spaces(int worker_index)
 	end_load();
 	shared_state()->observations_published.fetch_add(loaded, std::memory_order_relaxed);
 	shared_state()->observations_stored.fetch_add(loaded, std::memory_order_relaxed);
-	ereport(LOG, (errmsg("engram worker %d loaded %llu observations of %llu spaces (%llu quarantined); linking them now",
-						 worker_index, static_cast<unsigned long long>(loaded), static_cast<unsigned long long>(spaces),
-						 static_cast<unsigned long long>(quarantined + homeless))));
+	ereport(LOG,
+			(errmsg("engram worker %d loaded %llu observations of %llu spaces (%llu quarantined); linking them now",
+					worker_index, static_cast<unsigned long long>(loaded), static_cast<unsigned long long>(spaces),
+					static_cast<unsigned long long>(quarantined + homeless))));
 }
 
 void

@@ -201,13 +201,12 @@ save_progress(std::uint64_t position, std::size_t range, std::int64_t next_id)
 // record's progress if a worker stored part of it before; returns how many
 // it stored.
 std::uint64_t
-store_id_ranges(const engram::core::RecordView &record, const engram::core::BatchView &batch, SpaceSlot *slot,
-				int skip)
+store_id_ranges(const engram::core::RecordView &record, const engram::core::BatchView &batch, SpaceSlot *slot, int skip)
 {
 	EngramShared *s = shared_state();
 	const std::uint32_t dim = batch.header.dim;
-	const auto chunk = static_cast<std::uint32_t>(
-		std::clamp<std::size_t>(k_chunk_bytes / (sizeof(float) * dim), 1, k_fetch_rows));
+	const auto chunk =
+		static_cast<std::uint32_t>(std::clamp<std::size_t>(k_chunk_bytes / (sizeof(float) * dim), 1, k_fetch_rows));
 	std::size_t range = 0;
 	std::int64_t from = batch.ranges.empty() ? 0 : batch.ranges[0].first;
 	if (s->partial_position.load(std::memory_order_acquire) == record.position + 1) {
@@ -225,8 +224,8 @@ store_id_ranges(const engram::core::RecordView &record, const engram::core::Batc
 		while (from <= r.last) {
 			const std::int64_t to = r.last - from < chunk ? r.last : from + chunk - 1;
 			char error[k_cause_text_bytes];
-			const int n = read_rows(batch.header.space_id, from, to, dim, record.generation, vectors, rows, error,
-									sizeof error);
+			const int n =
+				read_rows(batch.header.space_id, from, to, dim, record.generation, vectors, rows, error, sizeof error);
 			if (n < 0) {
 				quarantine_space(slot, QUARANTINE_UNSTORABLE, space_observations(slot), error);
 				given_up = true;
@@ -324,13 +323,13 @@ slot_for(std::int32_t space_id)
 		directory_mark_homeless(space_id);
 	LWLockRelease(shared_directory_lock());
 	if (slot == nullptr)
-		ereport(WARNING, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-						  errmsg("space \"%s\" is quarantined", definition.name),
-						  errdetail("It has no slot in the space directory: all %u of engram.max_spaces are in use. "
-									"Its observations stay in engram.observations but are not indexed.",
-									directory_capacity()),
-						  errhint("Raise engram.max_spaces (takes a restart) or drop unused spaces, then run "
-								  "engram.rebuild() on the space.")));
+		ereport(WARNING,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED), errmsg("space \"%s\" is quarantined", definition.name),
+				 errdetail("It has no slot in the space directory: all %u of engram.max_spaces are in use. "
+						   "Its observations stay in engram.observations but are not indexed.",
+						   directory_capacity()),
+				 errhint("Raise engram.max_spaces (takes a restart) or drop unused spaces, then run "
+						 "engram.rebuild() on the space.")));
 	return slot;
 }
 
@@ -345,7 +344,8 @@ space_takes_rows(SpaceSlot *slot)
 		index.graphs[1].load(std::memory_order_acquire) != 0)
 		return true;
 	std::uint64_t offset = 0;
-	if (engram::core::HnswGraph::create(shared_arena(), directory_config(slot), offset) != engram::core::HnswStatus::ok) {
+	if (engram::core::HnswGraph::create(shared_arena(), directory_config(slot), offset) !=
+		engram::core::HnswStatus::ok) {
 		quarantine_space(slot, QUARANTINE_MEMORY_LIMIT, 0, "no room for its first rows");
 		return false;
 	}
@@ -394,8 +394,9 @@ abandon_rebuild(SpaceSlot *slot, const char *reason)
 		filter_clear();
 	slot->rebuild_requested.store(0, std::memory_order_release);
 	slot->rebuilds_failed.fetch_add(1, std::memory_order_acq_rel);
-	ereport(WARNING, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("rebuild of space \"%s\" abandoned: %s", slot->name, reason),
-					  errhint("Raise engram.memory_limit: a rebuild needs room for a second copy of the index.")));
+	ereport(WARNING,
+			(errcode(ERRCODE_OUT_OF_MEMORY), errmsg("rebuild of space \"%s\" abandoned: %s", slot->name, reason),
+			 errhint("Raise engram.memory_limit: a rebuild needs room for a second copy of the index.")));
 }
 
 AppendResult
@@ -490,7 +491,8 @@ filter_from_snapshot(Snapshot snapshot)
 	load_filter.xmin = snapshot->xmin;
 	load_filter.xmax = snapshot->xmax;
 	load_filter.xcnt = snapshot->xcnt;
-	load_filter.xip = static_cast<TransactionId *>(palloc(sizeof(TransactionId) * std::max<std::uint32_t>(snapshot->xcnt, 1)));
+	load_filter.xip =
+		static_cast<TransactionId *>(palloc(sizeof(TransactionId) * std::max<std::uint32_t>(snapshot->xcnt, 1)));
 	std::memcpy(load_filter.xip, snapshot->xip, sizeof(TransactionId) * snapshot->xcnt);
 	MemoryContextSwitchTo(old);
 }

@@ -243,25 +243,42 @@ register_benchmarks(Suite &suite)
 		const int repetitions = name == "glove100" ? 2 : 3;
 		for (int threads : {1, 2}) {
 			benchmark::RegisterBenchmark(("build/engram/" + name).c_str(), build_engram, std::ref(suite), name)
-				->Arg(threads)->ArgName("threads")->Iterations(1)->Repetitions(repetitions)
-				->Unit(benchmark::kMillisecond)->UseRealTime();
+				->Arg(threads)
+				->ArgName("threads")
+				->Iterations(1)
+				->Repetitions(repetitions)
+				->Unit(benchmark::kMillisecond)
+				->UseRealTime();
 			benchmark::RegisterBenchmark(("build/hnswlib/" + name).c_str(), build_hnswlib, std::ref(suite), name)
-				->Arg(threads)->ArgName("threads")->Iterations(1)->Repetitions(repetitions)
-				->Unit(benchmark::kMillisecond)->UseRealTime();
+				->Arg(threads)
+				->ArgName("threads")
+				->Iterations(1)
+				->Repetitions(repetitions)
+				->Unit(benchmark::kMillisecond)
+				->UseRealTime();
 		}
 		for (std::int64_t ef : ef_values()) {
 			benchmark::RegisterBenchmark(("search/engram/" + name).c_str(), search_engram, std::ref(suite), name,
 										 Encoding::float32)
-				->Arg(ef)->ArgName("ef")->Unit(benchmark::kMillisecond)->MinTime(1.0);
+				->Arg(ef)
+				->ArgName("ef")
+				->Unit(benchmark::kMillisecond)
+				->MinTime(1.0);
 			benchmark::RegisterBenchmark(("search/hnswlib/" + name).c_str(), search_hnswlib, std::ref(suite), name)
-				->Arg(ef)->ArgName("ef")->Unit(benchmark::kMillisecond)->MinTime(1.0);
+				->Arg(ef)
+				->ArgName("ef")
+				->Unit(benchmark::kMillisecond)
+				->MinTime(1.0);
 		}
 		for (std::int64_t ef : {32, 64, 128}) {
 			for (Encoding encoding : {Encoding::float16, Encoding::sq8}) {
 				const std::string lib = encoding == Encoding::float16 ? "engram-f16" : "engram-sq8";
 				benchmark::RegisterBenchmark(("search/" + lib + "/" + name).c_str(), search_engram, std::ref(suite),
 											 name, encoding)
-					->Arg(ef)->ArgName("ef")->Unit(benchmark::kMillisecond)->MinTime(1.0);
+					->Arg(ef)
+					->ArgName("ef")
+					->Unit(benchmark::kMillisecond)
+					->MinTime(1.0);
 			}
 		}
 	}

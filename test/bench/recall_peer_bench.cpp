@@ -84,12 +84,14 @@ run_queries(benchmark::State &state, const Peers &peers, double build_seconds, S
 		for (std::size_t q = 0; q < queries; ++q) {
 			const auto started = std::chrono::steady_clock::now();
 			search(peers.data.query.row(q), std::span<std::uint32_t>(found).subspan(q * k_k, k_k));
-			micros.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - started)
-								 .count());
+			micros.push_back(
+				std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - started).count());
 		}
 	}
 	std::sort(micros.begin(), micros.end());
-	const auto percentile = [&](double p) { return micros[std::min(micros.size() - 1, std::size_t(p * micros.size()))]; };
+	const auto percentile = [&](double p) {
+		return micros[std::min(micros.size() - 1, std::size_t(p * micros.size()))];
+	};
 	state.counters["QPS"] = benchmark::Counter(double(queries), benchmark::Counter::kIsIterationInvariantRate);
 	state.counters["p50_us"] = percentile(0.50);
 	state.counters["p99_us"] = percentile(0.99);
@@ -134,9 +136,13 @@ main(int argc, char **argv)
 	using namespace engram::core::bench;
 	Peers peers;
 	benchmark::RegisterBenchmark("recall/hnswlib", search_hnswlib, std::ref(peers))
-		->Unit(benchmark::kMicrosecond)->MinTime(3.0)->UseRealTime();
+		->Unit(benchmark::kMicrosecond)
+		->MinTime(3.0)
+		->UseRealTime();
 	benchmark::RegisterBenchmark("recall/engram-core", search_engram, std::ref(peers))
-		->Unit(benchmark::kMicrosecond)->MinTime(3.0)->UseRealTime();
+		->Unit(benchmark::kMicrosecond)
+		->MinTime(3.0)
+		->UseRealTime();
 	benchmark::Initialize(&argc, argv);
 	if (benchmark::ReportUnrecognizedArguments(argc, argv))
 		return 1;

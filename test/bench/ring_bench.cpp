@@ -25,7 +25,11 @@ using engram::core::Ring;
 constexpr std::size_t k_capacity = 16 << 20;
 constexpr std::size_t k_payload = 512;
 
-bool always_alive(std::uint32_t) noexcept { return true; }
+bool
+always_alive(std::uint32_t) noexcept
+{
+	return true;
+}
 
 struct Shared {
 	std::unique_ptr<std::byte[]> storage;
@@ -87,7 +91,8 @@ BM_RingProduceCommit(benchmark::State &state)
 			std::this_thread::yield();
 		std::memcpy(r.payload.data(), payload, k_payload);
 		ring.commit(std::span(&r.position, 1));
-		const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
+		const auto ns =
+			std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
 		if (latencies.size() < latencies.capacity())
 			latencies.push_back(static_cast<std::uint32_t>(ns));
 	}

@@ -43,7 +43,7 @@ constexpr std::uint32_t k_latent = 64;
 constexpr std::uint32_t k_clusters = 500;
 constexpr std::uint32_t k_truth = 100;
 constexpr float k_spread = 1.0f; // within-cluster spread, relative to the spread of the cluster centres
-constexpr float k_noise = 0.05f;  // isotropic noise, relative to a component's typical size
+constexpr float k_noise = 0.05f; // isotropic noise, relative to a component's typical size
 
 struct Options {
 	std::string out, name;

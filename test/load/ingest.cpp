@@ -33,7 +33,7 @@ struct Batch {
 	int space;
 	long first_row;
 	int rows;
-	std::string payload; // binary 2-D real[] (observe_batch) or COPY text
+	std::string payload;  // binary 2-D real[] (observe_batch) or COPY text
 	std::string contents; // observe_batch: the contents as a text[] literal
 };
 
@@ -206,7 +206,7 @@ run_ingest(const Options &o)
 			for (const Batch &b : batches[c]) {
 				if (o.rate > 0)
 					std::this_thread::sleep_until(started + std::chrono::duration_cast<Clock::duration>(
-																 std::chrono::duration<double>(b.first_row / o.rate)));
+																std::chrono::duration<double>(b.first_row / o.rate)));
 				if (send_batch(conn, o, b, names[b.space], table))
 					sent += b.rows;
 				else
@@ -229,7 +229,8 @@ run_ingest(const Options &o)
 					stored_after, sent.load() / stored_after);
 		if (o.wait_linked) {
 			for (const std::string &name : names)
-				if (scalar(admin, "SELECT engram.wait_linked(" + quote_literal(admin, name) + ", NULL, 3600000)") != "t")
+				if (scalar(admin, "SELECT engram.wait_linked(" + quote_literal(admin, name) + ", NULL, 3600000)") !=
+					"t")
 					die("space " + name + " was not linked within an hour");
 			const double linked_after = seconds_since();
 			std::printf("linked_all=t seconds_until_linked=%.2f indexing_rate=%.0f rows/s\n", linked_after,

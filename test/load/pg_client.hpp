@@ -16,18 +16,18 @@ struct Options {
 	std::string mode = "observe_batch";
 	std::string space = "demo";
 	std::string metric = "l2";
-	int spaces = 1;     // ingest: spread batches over SPACE_0 .. SPACE_{n-1} when > 1
+	int spaces = 1; // ingest: spread batches over SPACE_0 .. SPACE_{n-1} when > 1
 	int dim = 128;
 	long rows = 300000;
 	int clients = 4;
 	int batch = 500;
-	double rate = 0;    // ingest: rows per second over all clients, 0 = as fast as possible
+	double rate = 0; // ingest: rows per second over all clients, 0 = as fast as possible
 	bool wait_linked = false;
 	std::string fvecs;  // ingest: base vectors (content = row index); recall: the queries
 	std::string truth;  // recall: ground truth (.ivecs) of the queries against the base rows
 	double seconds = 0; // recall: run for this long, cycling through the queries; 0 = one pass
 	int k = 10;
-	int ef = 0;         // recall: engram.ef_search for the session, 0 = the server's setting
+	int ef = 0; // recall: engram.ef_search for the session, 0 = the server's setting
 };
 
 [[noreturn]] void die(const std::string &message);

@@ -71,7 +71,8 @@ run_recall(const Options &o)
 	std::vector<double> micros;
 	std::atomic<long> calls{0};
 	const auto started = Clock::now();
-	const auto deadline = started + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.seconds));
+	const auto deadline =
+		started + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.seconds));
 	std::vector<std::thread> clients;
 	for (int c = 0; c < o.clients; ++c)
 		clients.emplace_back([&, c] {
@@ -137,8 +138,7 @@ run_recall(const Options &o)
 			complete += a != 0;
 		if (complete != n)
 			die("the run ended before every query was answered once; recall needs them all");
-		std::printf(" recall@%d=%.4f", o.k,
-					engram::core::recall_at_k(truth, found, static_cast<std::uint32_t>(o.k)));
+		std::printf(" recall@%d=%.4f", o.k, engram::core::recall_at_k(truth, found, static_cast<std::uint32_t>(o.k)));
 	}
 	std::printf("\n");
 	PQfinish(admin);

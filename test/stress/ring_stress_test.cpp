@@ -24,7 +24,11 @@ namespace {
 
 using test_support::SharedRegion;
 
-bool always_alive(std::uint32_t) noexcept { return true; }
+bool
+always_alive(std::uint32_t) noexcept
+{
+	return true;
+}
 
 // A record: producer id, sequence number, checksum, then filler.
 struct Item {
@@ -94,7 +98,6 @@ drain(Ring &ring, std::uint32_t token, std::vector<std::uint32_t> &next_seq, std
 	return taken;
 }
 
-
 class RingThreads : public ::testing::TestWithParam<int> {};
 
 TEST_P(RingThreads, EveryCommittedRecordArrivesOnceAndIntact)
@@ -103,7 +106,8 @@ TEST_P(RingThreads, EveryCommittedRecordArrivesOnceAndIntact)
 	constexpr std::uint32_t per_producer = 20000;
 	constexpr std::size_t capacity = 64 * 1024; // small, so producers wrap and meet "full" often
 	std::vector<std::byte> storage(Ring::region_bytes(capacity) + 64);
-	auto *aligned = reinterpret_cast<std::byte *>((reinterpret_cast<std::uintptr_t>(storage.data()) + 63) & ~std::uintptr_t{63});
+	auto *aligned =
+		reinterpret_cast<std::byte *>((reinterpret_cast<std::uintptr_t>(storage.data()) + 63) & ~std::uintptr_t{63});
 	Ring ring = Ring::create(aligned, capacity, always_alive);
 
 	std::atomic<int> producers_done{0};
@@ -229,7 +233,7 @@ TEST(RingProcesses, ProducerKilledMidRecordDoesNotWedgeConsumers)
 		Reservation r = mine.try_reserve(1000, static_cast<std::uint32_t>(getpid()));
 		std::memset(r.payload.data(), 0xab, 500); // half written
 		char c = 1;
-		(void)!write(ready[1], &c, 1);
+		(void) !write(ready[1], &c, 1);
 		pause(); // never commits
 		_exit(0);
 	}

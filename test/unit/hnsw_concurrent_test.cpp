@@ -167,7 +167,7 @@ TEST(HnswConcurrency, LinkersSharingClaimsLinkEveryNodeWhileOneThreadAppends)
 				data[j] = NodeData{1, std::int64_t{i} + j, 0.5f};
 			std::uint32_t first = 0;
 			ASSERT_EQ(graph.append_batch(std::span<const float>(base).subspan(std::size_t{i} * k_dim,
-																			   std::size_t{n} * k_dim),
+																			  std::size_t{n} * k_dim),
 										 data, first),
 					  HnswStatus::ok);
 			ASSERT_EQ(first, i);

@@ -103,8 +103,8 @@ TEST(HnswLargeGraph, GrowsPastTheFormerDirectoryWhileLinkedAndSearched)
 				continue;
 			probe = probe * 6364136223846793005ULL + 1442695040888963407ULL;
 			const std::uint64_t id = (probe >> 20) % stored;
-			const SearchResult r = graph.snapshot_search(
-				std::span<const float>(base).subspan(id * k_dim, k_dim), params, context);
+			const SearchResult r =
+				graph.snapshot_search(std::span<const float>(base).subspan(id * k_dim, k_dim), params, context);
 			if (r.status != HnswStatus::ok || r.neighbors.empty() || r.neighbors[0].distance != 0.0f)
 				search_failed = true;
 			std::this_thread::sleep_for(std::chrono::milliseconds(2));
@@ -133,8 +133,8 @@ TEST(HnswLargeGraph, GrowsPastTheFormerDirectoryWhileLinkedAndSearched)
 	params.ef = 32;
 	std::uint32_t found = 0, asked = 0;
 	for (std::uint32_t id = 7; id < k_nodes; id += k_nodes / 1000, ++asked) {
-		const SearchResult r = graph.search(std::span<const float>(base).subspan(std::size_t{id} * k_dim, k_dim),
-											params, context);
+		const SearchResult r =
+			graph.search(std::span<const float>(base).subspan(std::size_t{id} * k_dim, k_dim), params, context);
 		found += !r.neighbors.empty() && r.neighbors[0].distance == 0.0f ? 1 : 0;
 	}
 	EXPECT_GE(found, asked * 99 / 100) << found << " of " << asked;

@@ -10,8 +10,16 @@
 namespace engram::core {
 namespace {
 
-bool always_alive(std::uint32_t) noexcept { return true; }
-bool owner_7_dead(std::uint32_t owner) noexcept { return owner != 7; }
+bool
+always_alive(std::uint32_t) noexcept
+{
+	return true;
+}
+bool
+owner_7_dead(std::uint32_t owner) noexcept
+{
+	return owner != 7;
+}
 
 struct RingFixture {
 	explicit RingFixture(std::size_t capacity, OwnerAlive alive = always_alive)

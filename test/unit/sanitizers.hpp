@@ -37,8 +37,8 @@ inline constexpr bool k_sanitized = k_thread_sanitizer;
 // as races. Tests that go through oneTBB therefore run in the normal and
 // AddressSanitizer builds only; the concurrent calls they make into engram's
 // own structures are covered by std::thread tests that TSan does check.
-#define SKIP_UNDER_TSAN_WITH_TBB()                                                                                  \
-	do {                                                                                                            \
-		if (::engram::core::test_support::k_thread_sanitizer)                                                       \
-			GTEST_SKIP() << "uninstrumented libtbb: TSan cannot see its synchronisation";                         \
+#define SKIP_UNDER_TSAN_WITH_TBB()                                                                                     \
+	do {                                                                                                               \
+		if (::engram::core::test_support::k_thread_sanitizer)                                                          \
+			GTEST_SKIP() << "uninstrumented libtbb: TSan cannot see its synchronisation";                              \
 	} while (false)

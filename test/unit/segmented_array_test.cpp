@@ -157,7 +157,7 @@ TEST(SegmentedArray, SeveralThreadsGrowItWhileOthersRead)
 				}
 				std::uint64_t seen = ensured.load(std::memory_order_relaxed);
 				while (seen < i + 1 && !ensured.compare_exchange_weak(seen, i + 1, std::memory_order_release,
-																	   std::memory_order_relaxed))
+																	  std::memory_order_relaxed))
 					;
 				store_element(array, i);
 				written.fetch_add(1, std::memory_order_relaxed);

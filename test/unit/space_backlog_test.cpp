@@ -169,43 +169,42 @@ TEST(SpaceBacklog, MatchesAModelThroughRandomOperations)
 	for (int step = 0; step < 20000; ++step) {
 		const std::int32_t space = random_space();
 		switch (rng() % 4) {
-			case 0: {
-				const BacklogDemand d{space, k_dim, rng() % 50 + 1};
-				if (b.admit(std::span(&d, 1), PipelineState{1e12, 0, 0, 0, 0}, 0.95).status ==
-					AdmitStatus::admitted)
-					model[space].queued += d.rows;
+		case 0: {
+			const BacklogDemand d{space, k_dim, rng() % 50 + 1};
+			if (b.admit(std::span(&d, 1), PipelineState{1e12, 0, 0, 0, 0}, 0.95).status == AdmitStatus::admitted)
+				model[space].queued += d.rows;
+			break;
+		}
+		case 1: {
+			Model &m = model[space];
+			const std::uint64_t rows = m.queued == 0 ? 0 : rng() % m.queued + 1;
+			const std::uint64_t stored = rows == 0 ? 0 : rng() % (rows + 1);
+			if (rows == 0)
 				break;
-			}
-			case 1: {
-				Model &m = model[space];
-				const std::uint64_t rows = m.queued == 0 ? 0 : rng() % m.queued + 1;
-				const std::uint64_t stored = rows == 0 ? 0 : rng() % (rows + 1);
-				if (rows == 0)
-					break;
-				b.consumed(space, k_dim, rows, stored);
+			b.consumed(space, k_dim, rows, stored);
+			m.queued -= rows;
+			m.unlinked += stored;
+			break;
+		}
+		case 2: {
+			Model &m = model[space];
+			const std::uint64_t rows = m.queued == 0 ? 0 : rng() % m.queued + 1;
+			const BacklogDemand d{space, k_dim, rows};
+			if (rows > 0) {
+				b.withdraw(std::span(&d, 1));
 				m.queued -= rows;
-				m.unlinked += stored;
-				break;
 			}
-			case 2: {
-				Model &m = model[space];
-				const std::uint64_t rows = m.queued == 0 ? 0 : rng() % m.queued + 1;
-				const BacklogDemand d{space, k_dim, rows};
-				if (rows > 0) {
-					b.withdraw(std::span(&d, 1));
-					m.queued -= rows;
-				}
-				break;
+			break;
+		}
+		default: {
+			std::vector<CensusRow> rows;
+			for (auto &[id, m] : model) {
+				m.unlinked = m.unlinked / 2;
+				rows.push_back(CensusRow{id, k_dim, m.unlinked});
 			}
-			default: {
-				std::vector<CensusRow> rows;
-				for (auto &[id, m] : model) {
-					m.unlinked = m.unlinked / 2;
-					rows.push_back(CensusRow{id, k_dim, m.unlinked});
-				}
-				b.census(rows);
-				break;
-			}
+			b.census(rows);
+			break;
+		}
 		}
 		std::uint64_t queued = 0, unlinked = 0;
 		std::uint32_t active = 0;
@@ -235,8 +234,7 @@ TEST(SpaceBacklog, BalancesUnderConcurrentCommittersAndAWorker)
 		threads.emplace_back([&, t] {
 			for (int i = 0; i < 5000; ++i) {
 				const BacklogDemand d{t * 10 + i % 3 + 1, k_dim, 2};
-				if (b.admit(std::span(&d, 1), PipelineState{1e12, 0, 0, 0, 0}, 0.95).status !=
-					AdmitStatus::admitted)
+				if (b.admit(std::span(&d, 1), PipelineState{1e12, 0, 0, 0, 0}, 0.95).status != AdmitStatus::admitted)
 					continue;
 				if (i % 2 == 0)
 					b.withdraw(std::span(&d, 1));
