@@ -114,6 +114,9 @@ ENGRAM_FUNCTION(engram_stored_ids)
 		"engram._stored_ids()", psprintf("permission denied to list the observations of space %d", PG_GETARG_INT32(0)),
 		"The ids are");
 	instance_require();
+	if (SpaceDefinition unused; !space_by_id(PG_GETARG_INT32(0), &unused))
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("space %d does not exist", PG_GETARG_INT32(0)),
+						errhint("List spaces in engram.spaces.")));
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
 	LWLockAcquire(shared_directory_lock(), LW_SHARED);
@@ -186,6 +189,8 @@ ENGRAM_FUNCTION(engram_wait_stored)
 	require_observations_user("engram.wait_stored()");
 	instance_require();
 	const int timeout_ms = PG_GETARG_INT32(0);
+	if (timeout_ms < 0)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("timeout_ms must not be negative")));
 	engram::core::Ring ring = shared_ring();
 	const std::uint64_t target = ring.last_generation();
 	const TimestampTz started = GetCurrentTimestamp();
