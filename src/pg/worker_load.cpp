@@ -26,6 +26,7 @@
 #include <cstring>
 
 #include "pg/quarantine.hpp"
+#include "pg/observation_rows.hpp"
 #include "pg/worker_store.hpp"
 
 extern "C" {
@@ -86,22 +87,13 @@ load_rows(const SpaceSlot *slot, engram::core::HnswGraph &graph, std::uint64_t g
 			break;
 		TupleDesc desc = SPI_tuptable->tupdesc;
 		for (std::uint32_t i = 0; i < n; ++i) {
-			HeapTuple tuple = SPI_tuptable->vals[i];
-			bool isnull = false;
-			const std::int64_t id = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
-			const Datum datum = SPI_getbinval(tuple, desc, 2, &isnull);
-			ArrayType *embedding = isnull ? nullptr : DatumGetArrayTypeP(datum);
-			if (embedding == nullptr || ARR_NDIM(embedding) != 1 || ARR_HASNULL(embedding) ||
-				ARR_ELEMTYPE(embedding) != FLOAT4OID ||
-				ArrayGetNItems(ARR_NDIM(embedding), ARR_DIMS(embedding)) != static_cast<int>(dim))
-				elog(ERROR, "observation %lld does not hold a vector of %u dimensions", static_cast<long long>(id),
-					 dim);
-			std::memcpy(vectors + std::size_t{i} * dim, ARR_DATA_PTR(embedding), sizeof(float) * dim);
+			const ObservationRow row =
+				copy_observation(SPI_tuptable->vals[i], desc, dim, vectors + std::size_t{i} * dim);
 			std::uint64_t g = generation;
 			if (generations != nullptr)
-				if (auto *e = static_cast<GenerationEntry *>(hash_search(generations, &id, HASH_FIND, nullptr)))
+				if (auto *e = static_cast<GenerationEntry *>(hash_search(generations, &row.id, HASH_FIND, nullptr)))
 					g = e->generation;
-			rows[i] = engram::core::NodeData{g, id, DatumGetFloat4(SPI_getbinval(tuple, desc, 3, &isnull))};
+			rows[i] = engram::core::NodeData{g, row.id, row.confidence};
 		}
 		SPI_freetuptable(SPI_tuptable);
 		if (graph.reserve(graph.size() + n) != engram::core::HnswStatus::ok) {
@@ -132,41 +124,9 @@ AppendResult
 load_rows_guarded(const SpaceSlot *slot, engram::core::HnswGraph &graph, std::uint64_t generation, HTAB *generations,
 				  std::uint64_t &loaded, char *error, std::size_t error_size)
 {
-	MemoryContext context = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile AppendResult result = AppendResult::damaged;
-	BeginInternalSubTransaction(nullptr);
-	MemoryContextSwitchTo(context);
-	PG_TRY();
-	{
-		result = load_rows(slot, graph, generation, generations, loaded);
-		ReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(context);
-		ErrorData *e = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		CurrentResourceOwner = owner;
-		if (e->sqlerrcode == ERRCODE_QUERY_CANCELED)
-			ReThrowError(e);
-		strlcpy(error, e->message, error_size);
-		FreeErrorData(e);
-		result = AppendResult::damaged;
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(context);
-	CurrentResourceOwner = owner;
-	return result;
-}
-
-QuarantineCause
-cause_of(AppendResult result)
-{
-	return result == AppendResult::no_memory ? QUARANTINE_MEMORY_LIMIT
-		   : result == AppendResult::reserve ? QUARANTINE_MEMORY_RESERVE
-											 : QUARANTINE_UNSTORABLE;
+	AppendResult result = AppendResult::damaged;
+	auto load = [&] { result = load_rows(slot, graph, generation, generations, loaded); };
+	return run_in_subtransaction(load, error, error_size) ? result : AppendResult::damaged;
 }
 
 // Takes the snapshot a load reads with and arms the filter with it.
@@ -283,7 +243,7 @@ load_spaces(int worker_index)
 		char error[k_cause_text_bytes] = "while loading after a start";
 		const AppendResult result = load_rows_guarded(slot, graph, generation, nullptr, loaded, error, sizeof error);
 		if (result != AppendResult::ok) {
-			quarantine_space(slot, cause_of(result), graph.size(), error);
+			quarantine_space(slot, quarantine_cause_of(result), graph.size(), error);
 			quarantined++;
 		}
 	}
@@ -352,7 +312,7 @@ start_rebuilds(void)
 			PopActiveSnapshot();
 			end_transaction();
 			if (after_quarantine)
-				quarantine_space(&slot, cause_of(result), graph.size(), error);
+				quarantine_space(&slot, quarantine_cause_of(result), graph.size(), error);
 			else
 				abandon_rebuild(&slot, result == AppendResult::damaged ? error
 									   : result == AppendResult::reserve

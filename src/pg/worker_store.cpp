@@ -33,6 +33,7 @@
 
 #include "core/observation_batch.hpp"
 #include "pg/guc.hpp"
+#include "pg/observation_rows.hpp"
 #include "pg/quarantine.hpp"
 
 extern "C" {
@@ -102,10 +103,7 @@ space_bytes(const SpaceSlot &slot)
 void
 give_up(SpaceSlot *slot, AppendResult result, engram::core::HnswStatus status)
 {
-	const QuarantineCause cause = result == AppendResult::no_memory ? QUARANTINE_MEMORY_LIMIT
-								  : result == AppendResult::reserve ? QUARANTINE_MEMORY_RESERVE
-																	: QUARANTINE_UNSTORABLE;
-	quarantine_space(slot, cause, space_observations(slot),
+	quarantine_space(slot, quarantine_cause_of(result), space_observations(slot),
 					 result == AppendResult::damaged ? engram::core::to_string(status) : nullptr);
 }
 
@@ -132,18 +130,8 @@ read_rows_unguarded(std::int32_t space_id, std::int64_t from, std::int64_t to, s
 	TupleDesc desc = SPI_tuptable->tupdesc;
 	const auto n = static_cast<int>(std::min<std::uint64_t>(SPI_processed, k_fetch_rows));
 	for (int i = 0; i < n; ++i) {
-		HeapTuple tuple = SPI_tuptable->vals[i];
-		bool isnull = false;
-		const std::int64_t id = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
-		const Datum datum = SPI_getbinval(tuple, desc, 2, &isnull);
-		ArrayType *embedding = isnull ? nullptr : DatumGetArrayTypeP(datum);
-		if (embedding == nullptr || ARR_NDIM(embedding) != 1 || ARR_HASNULL(embedding) ||
-			ARR_ELEMTYPE(embedding) != FLOAT4OID ||
-			ArrayGetNItems(ARR_NDIM(embedding), ARR_DIMS(embedding)) != static_cast<int>(dim))
-			elog(ERROR, "observation %lld does not hold a vector of %u dimensions", static_cast<long long>(id), dim);
-		std::memcpy(vectors + std::size_t(i) * dim, ARR_DATA_PTR(embedding), sizeof(float) * dim);
-		const float confidence = DatumGetFloat4(SPI_getbinval(tuple, desc, 3, &isnull));
-		rows[i] = engram::core::NodeData{generation, id, isnull ? 0.0f : confidence};
+		const ObservationRow row = copy_observation(SPI_tuptable->vals[i], desc, dim, vectors + std::size_t(i) * dim);
+		rows[i] = engram::core::NodeData{generation, row.id, row.confidence};
 	}
 	SPI_freetuptable(SPI_tuptable);
 	return n;
@@ -158,33 +146,9 @@ read_rows(std::int32_t space_id, std::int64_t from, std::int64_t to, std::uint32
 		  float *vectors, engram::core::NodeData *rows, char *error, std::size_t error_size)
 {
 	ensure_transaction();
-	MemoryContext context = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile int n = -1;
-	BeginInternalSubTransaction(nullptr);
-	MemoryContextSwitchTo(context);
-	PG_TRY();
-	{
-		n = read_rows_unguarded(space_id, from, to, dim, generation, vectors, rows);
-		ReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(context);
-		ErrorData *e = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		CurrentResourceOwner = owner;
-		if (e->sqlerrcode == ERRCODE_QUERY_CANCELED)
-			ReThrowError(e);
-		strlcpy(error, e->message, error_size);
-		FreeErrorData(e);
-		n = -1;
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(context);
-	CurrentResourceOwner = owner;
-	return n;
+	int n = -1;
+	auto read = [&] { n = read_rows_unguarded(space_id, from, to, dim, generation, vectors, rows); };
+	return run_in_subtransaction(read, error, error_size) ? n : -1;
 }
 
 void
@@ -279,6 +243,14 @@ drop_malformed(const engram::core::RecordView &record)
 }
 
 } // namespace
+
+QuarantineCause
+quarantine_cause_of(AppendResult result)
+{
+	return result == AppendResult::no_memory ? QUARANTINE_MEMORY_LIMIT
+		   : result == AppendResult::reserve ? QUARANTINE_MEMORY_RESERVE
+											 : QUARANTINE_UNSTORABLE;
+}
 
 void
 ensure_transaction(void)

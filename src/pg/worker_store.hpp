@@ -61,6 +61,9 @@ enum class AppendResult {
 // graph that cannot grow is given up (the rebuild fails) rather than holding
 // the space back, unless it is the only graph (a space rebuilt after a
 // quarantine).
+// Why a space whose rows could not be appended is quarantined.
+QuarantineCause quarantine_cause_of(AppendResult result);
+
 AppendResult append_rows(SpaceSlot *slot, const float *vectors, const engram::core::NodeData *rows, std::uint32_t n,
 						 int skip, engram::core::HnswStatus *status = nullptr);
 

@@ -17,13 +17,14 @@ use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::Bin/../perl";
+use EngramData;
 use EngramTest;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use IPC::Run;
 use Time::HiRes qw(time);
 
-my $data_dir = $ENV{ENGRAM_DATA} // "$FindBin::Bin/../../../shared/data";
+my $data_dir = data_dir();
 plan skip_all => "data sets not found in $data_dir (set ENGRAM_DATA)"
   unless -f "$data_dir/sift5k/sift5k_base.fvecs" && -f "$data_dir/glove100/glove100_base.fvecs";
 
@@ -33,27 +34,6 @@ my $node = engram_node(
 	'engram.ring_size' => "'64MB'",
 	'engram.memory_limit' => "'2GB'",
 	max_wal_size => "'4GB'");
-
-# Reads an .fvecs (float32) or .ivecs (int32) file: per row an int32 count,
-# then that many values. Calls $each->($index, \@values) per row; returns the
-# number of rows.
-sub read_vecs
-{
-	my ($file, $kind, $each) = @_;
-	open my $fh, '<:raw', $file or die "cannot read $file: $!";
-	my $rows = 0;
-	while (read($fh, my $head, 4) == 4)
-	{
-		my $dim = unpack('l<', $head);
-		read($fh, my $body, 4 * $dim) == 4 * $dim or die "$file: truncated row $rows";
-		$each->($rows++, [ unpack(($kind eq 'f' ? 'f<' : 'l<') . $dim, $body) ]);
-	}
-	close $fh;
-	return $rows;
-}
-
-# A float32 as text that reads back as the same float32.
-sub array_text { return '{' . join(',', map { sprintf('%.9g', $_) } @{ $_[0] }) . '}'; }
 
 # Runs a psql script file to completion in one session; returns its output
 # (unaligned, tuples only).
