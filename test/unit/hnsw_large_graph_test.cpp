@@ -55,7 +55,8 @@ TEST(HnswLargeGraph, GrowsPastTheFormerDirectoryWhileLinkedAndSearched)
 	HnswGraph graph(region.arena, offset);
 	const std::vector<float> base = test_support::random_vectors(k_nodes, k_dim, 4242);
 
-	std::atomic<bool> appending{true}, append_failed{false}, search_failed{false};
+	std::atomic<bool> appending{true}, append_failed{false};
+	std::atomic<std::uint32_t> probes{0}, misses{0};
 	std::thread appender([&] {
 		for (std::uint32_t i = 0; i < k_nodes; i += k_batch) {
 			// Stays a few batches ahead of the linkers, as the workers' backpressure would.
@@ -89,9 +90,10 @@ TEST(HnswLargeGraph, GrowsPastTheFormerDirectoryWhileLinkedAndSearched)
 					std::this_thread::yield();
 			}
 		});
-	// A reader searches for stored vectors while the graph grows: each must
-	// come back as its own nearest neighbour (the exact tail covers the
-	// nodes not linked yet).
+	// A reader searches for stored vectors while the graph grows: each comes
+	// back as its own nearest neighbour (the exact tail covers the nodes not
+	// linked yet), but for the few linked ones the approximate graph search
+	// misses, as at the end below.
 	std::thread reader([&] {
 		SearchContext context;
 		SearchParams params;
@@ -105,8 +107,10 @@ TEST(HnswLargeGraph, GrowsPastTheFormerDirectoryWhileLinkedAndSearched)
 			const std::uint64_t id = (probe >> 20) % stored;
 			const SearchResult r =
 				graph.snapshot_search(std::span<const float>(base).subspan(id * k_dim, k_dim), params, context);
-			if (r.status != HnswStatus::ok || r.neighbors.empty() || r.neighbors[0].distance != 0.0f)
-				search_failed = true;
+			ASSERT_EQ(r.status, HnswStatus::ok);
+			probes.fetch_add(1);
+			if (r.neighbors.empty() || r.neighbors[0].distance != 0.0f)
+				misses.fetch_add(1);
 			std::this_thread::sleep_for(std::chrono::milliseconds(2));
 		}
 	});
@@ -115,7 +119,7 @@ TEST(HnswLargeGraph, GrowsPastTheFormerDirectoryWhileLinkedAndSearched)
 	for (std::thread &l : linkers)
 		l.join();
 	ASSERT_FALSE(append_failed.load()) << "the arena holds the whole graph";
-	EXPECT_FALSE(search_failed.load());
+	EXPECT_LE(misses.load() * 100, probes.load()) << misses.load() << " of " << probes.load() << " probes missed";
 	ASSERT_EQ(graph.size(), k_nodes);
 	EXPECT_EQ(graph.linked_count(), k_nodes);
 	EXPECT_EQ(graph.linked_prefix(), k_nodes);
