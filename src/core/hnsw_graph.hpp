@@ -216,6 +216,9 @@ public:
 	void destroy() noexcept;
 
 private:
+	// Writes graph files from the private layout and restores them into it (graph_file.cpp).
+	friend class GraphFileAccess;
+
 	const NodeHead &head(std::uint32_t id) const noexcept { return *nodes_.at_as<const NodeHead>(id); }
 	NodeHead &head(std::uint32_t id) noexcept { return *nodes_.at_as<NodeHead>(id); }
 	const std::byte *vector_bytes(std::uint32_t id) const noexcept { return vectors_.at(id); }

@@ -1,0 +1,92 @@
+// Graph files: one space's HNSW graph written to disk and built again from
+// it, so that a restart does not have to relink every stored vector.
+//
+// The file holds the graph's logical content, not its arena blocks: per node
+// in id order its encoded vector, level, neighbour lists, label, generation,
+// confidence, deletion mark, link state and spanning-tree facts, plus the
+// graph's configuration, entry point and root. Arena blocks would be faster
+// to write, but they carry offsets, chunk sizes, the arena's free list and
+// the layout version of every in-memory structure; the logical form can be
+// read into any arena at any offset, by any later layout that keeps the same
+// meaning, and every value in it can be checked before it is used.
+// Reading builds the graph through HnswGraph's own append (so levels, upper
+// blocks and counters are laid out exactly as a fresh graph would), then
+// restores vectors bytewise and the lists, flags and entry on top.
+//
+// Link state. Every stored node goes to the file, with its lists as they are
+// and the "linked" mark only if its link had finished. A node that was not
+// linked is read back as stored but unlinked: unclaimed, so the linkers link
+// it again after the load; any lists and tree parent it already had are kept,
+// exactly as after a link that failed and gave its node back (hnsw_insert.cpp),
+// whose retry merges into them. Leaving such nodes out would lose their
+// vectors and labels and punch holes in the ids other nodes point at.
+// A consistent file needs a graph that nothing appends to, links or deletes
+// in while it is written (the caller pauses its linkers). A graph that
+// changes meanwhile gives a file that reads back into a valid graph or is
+// refused as corrupt (a tree edge half made), never an invalid graph.
+//
+// Format (native byte order: PGDATA never moves between architectures):
+//   prefix   magic "ENGRAMGF", format version u32, header bytes u32,
+//            CRC-32C of those 16 bytes (so a damaged version field reads as
+//            corrupt, and a well-formed file of another version as version
+//            mismatch whatever its header looks like)
+//   header   GraphFileHeader below, ending in the CRC-32C of everything before it
+//   body     per node: NodeRecord, vector bytes, then for levels 0..level a
+//            u32 count and count u32 ids (ids keep their pruning mark)
+// The header holds the body's length and CRC-32C, so a short file is found
+// truncated before anything is allocated, and any changed byte is found.
+//
+// Errors are values; nothing throws. The writer replaces the file atomically
+// (write a .tmp, fsync, rename, fsync the directory), so a crash leaves the
+// old file or the new one.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+
+#include "core/arena.hpp"
+#include "core/hnsw_graph.hpp"
+#include "core/no_postgres.hpp"
+
+namespace engram::core {
+
+inline constexpr std::uint32_t k_graph_file_version = 1;
+
+// Whose graph a file holds; the glue fills it. A file is only read back into
+// the same cluster (system identifier), the same installation of the
+// extension and the same space. max_generation and max_label describe how far
+// the file covers the space's observations; they are stored, not compared.
+struct GraphFileIdentity {
+	std::uint64_t system_identifier = 0;
+	std::uint64_t installation = 0;
+	std::int32_t space_id = 0;
+	std::uint64_t max_generation = 0;
+	std::int64_t max_label = 0;
+};
+
+enum class GraphFileStatus : std::uint8_t {
+	ok = 0,
+	missing,          // no file at the path
+	truncated,        // shorter than its header says
+	corrupt,          // a checksum or a value that no written graph can hold
+	foreign,          // another cluster, installation or space
+	version_mismatch, // written by another format version
+	out_of_memory,    // the arena cannot hold the graph
+	io_error,         // the operating system refused (os_error says why)
+};
+
+const char *to_string(GraphFileStatus status) noexcept;
+
+// Writes the graph to path (replacing any file there). On io_error, *os_error
+// (if given) receives the errno of the call that failed.
+GraphFileStatus write_graph_file(const HnswGraph &graph, const GraphFileIdentity &identity,
+								 const std::filesystem::path &path, int *os_error = nullptr) noexcept;
+
+// Builds the file's graph in the arena; header_offset receives its offset.
+// On any status but ok nothing is left allocated in the arena. stored (if
+// given) receives the file's identity once the header has been read.
+GraphFileStatus read_graph_file(Arena arena, const std::filesystem::path &path, const GraphFileIdentity &expected,
+								std::uint64_t &header_offset, GraphFileIdentity *stored = nullptr,
+								int *os_error = nullptr) noexcept;
+
+} // namespace engram::core

@@ -1,0 +1,484 @@
+// Graph files: a graph written and read into another arena is the same graph
+// (every node's facts, lists and link state, and the same search results),
+// linking it further gives what linking the original gives, and every damaged
+// or unexpected file is refused with its own status and nothing allocated.
+// Also the CRC-32C the files rely on.
+#include "core/graph_file.hpp"
+
+#include "core/crc32c.hpp"
+#include "core/hnsw_context.hpp"
+
+#include <gtest/gtest.h>
+
+#include "heap_region.hpp"
+
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace engram::core {
+namespace {
+
+using test_support::Region;
+using test_support::random_vectors;
+
+constexpr std::size_t k_header_bytes = 128;     // sizeof(GraphFileHeader)
+constexpr std::size_t k_body_crc_at = 120;      // GraphFileHeader::body_crc
+constexpr std::size_t k_header_crc_at = 124;    // GraphFileHeader::header_crc
+constexpr std::size_t k_node_record_bytes = 32; // sizeof(NodeRecord)
+
+const GraphFileIdentity k_identity{0x1122334455667788ULL, 42, 7, 5000, 123456};
+
+// A fresh directory, removed with everything in it.
+class TempDir {
+public:
+	TempDir()
+	{
+		std::string pattern = (std::filesystem::temp_directory_path() / "engram-graph-file-XXXXXX").string();
+		const char *made = ::mkdtemp(pattern.data());
+		EXPECT_NE(made, nullptr) << std::strerror(errno);
+		path_ = pattern;
+	}
+	~TempDir()
+	{
+		std::error_code ignored;
+		std::filesystem::remove_all(path_, ignored);
+	}
+	std::filesystem::path operator/(const char *name) const { return path_ / name; }
+	const std::filesystem::path &path() const { return path_; }
+
+private:
+	std::filesystem::path path_;
+};
+
+std::vector<std::byte>
+read_bytes(const std::filesystem::path &path)
+{
+	std::ifstream in(path, std::ios::binary);
+	std::vector<char> chars((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+	std::vector<std::byte> bytes(chars.size());
+	std::memcpy(bytes.data(), chars.data(), chars.size());
+	return bytes;
+}
+
+void
+write_bytes(const std::filesystem::path &path, std::span<const std::byte> bytes)
+{
+	std::ofstream out(path, std::ios::binary | std::ios::trunc);
+	out.write(reinterpret_cast<const char *>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+}
+
+template <typename T>
+T
+load(const std::vector<std::byte> &bytes, std::size_t at)
+{
+	T value;
+	std::memcpy(&value, bytes.data() + at, sizeof(T));
+	return value;
+}
+
+template <typename T>
+void
+store(std::vector<std::byte> &bytes, std::size_t at, T value)
+{
+	std::memcpy(bytes.data() + at, &value, sizeof(T));
+}
+
+// Makes a hand-edited file pass its checksums again, so that only the
+// reader's own checks can refuse it.
+void
+reseal(std::vector<std::byte> &bytes)
+{
+	const auto body = std::span<const std::byte>(bytes).subspan(k_header_bytes);
+	store(bytes, k_body_crc_at, crc32c_update(0, body));
+	store(bytes, k_header_crc_at, crc32c_update(0, std::span<const std::byte>(bytes).first(k_header_crc_at)));
+}
+
+HnswConfig
+config_of(std::uint32_t dim, Metric metric, Encoding encoding)
+{
+	HnswConfig config;
+	config.dim = dim;
+	config.metric = metric;
+	config.encoding = encoding;
+	config.m = 8;
+	config.ef_construction = 48;
+	config.seed = 0xfeed;
+	config.first_chunk_log2 = 6; // small chunks: the graph spans many
+	return config;
+}
+
+// n stored nodes with their own labels, generations and confidences; the
+// first `linked` of them linked by two threads, every 17th deleted.
+HnswGraph
+build_graph(Region &region, const HnswConfig &config, std::uint32_t n, std::uint32_t linked, std::uint32_t seed)
+{
+	std::uint64_t offset = 0;
+	EXPECT_EQ(HnswGraph::create(region.arena, config, offset), HnswStatus::ok);
+	HnswGraph graph(region.arena, offset);
+	const auto vectors = random_vectors(n, config.dim, seed);
+	std::vector<NodeData> data(n);
+	for (std::uint32_t i = 0; i < n; ++i)
+		data[i] = NodeData{1 + i / 10, 1000000 + 3 * std::int64_t{i}, 0.25f + static_cast<float>(i % 7) / 8};
+	std::uint32_t first = 0;
+	EXPECT_EQ(graph.append_batch(vectors, data, first), HnswStatus::ok);
+	// Two plain threads (not oneTBB, whose synchronisation ThreadSanitizer cannot see).
+	std::atomic<std::uint32_t> next{0};
+	const auto linker = [&] {
+		SearchContext context;
+		for (std::uint32_t id; (id = next.fetch_add(1)) < linked;)
+			EXPECT_TRUE(graph.link(id, context));
+	};
+	std::thread other(linker);
+	linker();
+	other.join();
+	for (std::uint32_t i = 0; i < n; i += 17)
+		EXPECT_EQ(graph.mark_deleted(i), HnswStatus::ok);
+	return graph;
+}
+
+void
+expect_same_graph(const HnswGraph &a, const HnswGraph &b)
+{
+	ASSERT_EQ(a.size(), b.size());
+	EXPECT_EQ(a.dim(), b.dim());
+	EXPECT_EQ(a.metric(), b.metric());
+	EXPECT_EQ(a.encoding(), b.encoding());
+	EXPECT_EQ(a.m(), b.m());
+	EXPECT_EQ(a.ef_construction(), b.ef_construction());
+	EXPECT_EQ(a.linked_count(), b.linked_count());
+	EXPECT_EQ(a.linked_prefix(), b.linked_prefix());
+	EXPECT_EQ(a.max_generation(), b.max_generation());
+	EXPECT_EQ(a.entry_point(), b.entry_point());
+	EXPECT_EQ(a.max_level(), b.max_level());
+	std::vector<float> va(a.dim()), vb(b.dim());
+	std::vector<std::uint32_t> la(a.m0()), lb(b.m0());
+	for (std::uint32_t id = 0; id < a.size(); ++id) {
+		ASSERT_EQ(a.label(id), b.label(id)) << id;
+		ASSERT_EQ(a.generation(id), b.generation(id)) << id;
+		ASSERT_EQ(a.confidence(id), b.confidence(id)) << id;
+		ASSERT_EQ(a.level(id), b.level(id)) << id;
+		ASSERT_EQ(a.is_deleted(id), b.is_deleted(id)) << id;
+		ASSERT_EQ(a.is_linked(id), b.is_linked(id)) << id;
+		a.stored_vector(id, va);
+		b.stored_vector(id, vb);
+		ASSERT_EQ(va, vb) << id;
+		for (std::uint32_t level = 0; level <= a.level(id); ++level) {
+			const std::uint32_t na = a.neighbors(id, level, la);
+			const std::uint32_t nb = b.neighbors(id, level, lb);
+			ASSERT_EQ(std::vector<std::uint32_t>(la.begin(), la.begin() + na),
+					  std::vector<std::uint32_t>(lb.begin(), lb.begin() + nb))
+				<< id << " level " << level;
+		}
+	}
+}
+
+void
+expect_same_search(const HnswGraph &a, const HnswGraph &b, std::uint32_t queries, std::uint32_t seed)
+{
+	const auto q = random_vectors(queries, a.dim(), seed);
+	SearchContext ca, cb;
+	SearchParams params;
+	params.k = 10;
+	params.ef = 40;
+	params.max_generation = a.max_generation() - 20;
+	params.min_confidence = 0.3f;
+	std::size_t found = 0;
+	for (std::uint32_t i = 0; i < queries; ++i) {
+		const auto query = std::span<const float>(q).subspan(std::size_t{i} * a.dim(), a.dim());
+		const SearchResult ra = a.search(query, params, ca);
+		const std::vector<Neighbor> want(ra.neighbors.begin(), ra.neighbors.end());
+		const SearchResult rb = b.search(query, params, cb);
+		ASSERT_EQ(want, std::vector<Neighbor>(rb.neighbors.begin(), rb.neighbors.end())) << "query " << i;
+		found += want.size();
+		const SearchResult sa = a.snapshot_search(query, params, ca);
+		const std::vector<Neighbor> snapshot(sa.neighbors.begin(), sa.neighbors.end());
+		const SearchResult sb = b.snapshot_search(query, params, cb);
+		ASSERT_EQ(snapshot, std::vector<Neighbor>(sb.neighbors.begin(), sb.neighbors.end())) << "query " << i;
+	}
+	EXPECT_GT(found, 0u); // the comparison compared something
+}
+
+// A written graph of n nodes and the file's bytes.
+struct WrittenGraph {
+	explicit WrittenGraph(std::uint32_t n = 400)
+		: region(16 << 20), graph(build_graph(region, config_of(12, Metric::l2, Encoding::float32), n, n, 5))
+	{
+		EXPECT_EQ(write_graph_file(graph, k_identity, dir / "graph"), GraphFileStatus::ok);
+		bytes = read_bytes(dir / "graph");
+	}
+
+	Region region;
+	HnswGraph graph;
+	TempDir dir;
+	std::vector<std::byte> bytes;
+};
+
+// Reads `bytes` (written to a file) into a fresh arena and expects `want`
+// with nothing left allocated.
+void
+expect_refused(const TempDir &dir, std::span<const std::byte> bytes, GraphFileStatus want, const std::string &what)
+{
+	write_bytes(dir / "damaged", bytes);
+	Region target(16 << 20);
+	const std::size_t before = target.arena.used_bytes();
+	std::uint64_t offset = 0;
+	EXPECT_EQ(read_graph_file(target.arena, dir / "damaged", k_identity, offset), want) << what;
+	EXPECT_EQ(target.arena.used_bytes(), before) << what;
+}
+
+TEST(Crc32c, MatchesKnownValuesAndContinues)
+{
+	const std::string digits = "123456789";
+	const auto digit_bytes = std::as_bytes(std::span<const char>(digits.data(), digits.size()));
+	EXPECT_EQ(crc32c_update(0, digit_bytes), 0xE3069283u);
+	const std::vector<std::byte> zeros(32, std::byte{0});
+	EXPECT_EQ(crc32c_update(0, zeros), 0x8A9136AAu);
+	const std::vector<std::byte> ones(32, std::byte{0xFF});
+	EXPECT_EQ(crc32c_update(0, ones), 0x62A8AB43u);
+	EXPECT_EQ(crc32c_update(0, {}), 0u);
+	// Fed in pieces of every split, the result is the same.
+	const auto data = random_vectors(64, 1, 3);
+	const auto all = std::as_bytes(std::span<const float>(data));
+	const std::uint32_t whole = crc32c_update(0, all);
+	for (std::size_t split = 0; split <= all.size(); split += 13)
+		EXPECT_EQ(crc32c_update(crc32c_update(0, all.first(split)), all.subspan(split)), whole);
+}
+
+TEST(GraphFile, RoundTripGivesTheSameGraphAndSearchResults)
+{
+	struct Case {
+		Metric metric;
+		Encoding encoding;
+		std::uint32_t n;
+	};
+	for (const Case c : {Case{Metric::l2, Encoding::float32, 3000}, Case{Metric::cosine, Encoding::sq8, 1500},
+						 Case{Metric::inner_product, Encoding::float16, 1000}}) {
+		SCOPED_TRACE(static_cast<int>(c.encoding));
+		Region source(64 << 20);
+		const HnswGraph original = build_graph(source, config_of(24, c.metric, c.encoding), c.n, c.n, 11);
+		TempDir dir;
+		ASSERT_EQ(write_graph_file(original, k_identity, dir / "graph"), GraphFileStatus::ok);
+		EXPECT_FALSE(std::filesystem::exists(dir / "graph.tmp"));
+
+		Region target(64 << 20);
+		std::uint64_t offset = 0;
+		GraphFileIdentity stored;
+		ASSERT_EQ(read_graph_file(target.arena, dir / "graph", k_identity, offset, &stored), GraphFileStatus::ok);
+		EXPECT_EQ(stored.max_generation, k_identity.max_generation);
+		EXPECT_EQ(stored.max_label, k_identity.max_label);
+		ASSERT_EQ(HnswGraph::check(target.arena, offset), HnswStatus::ok);
+		const HnswGraph copy(target.arena, offset);
+		expect_same_graph(original, copy);
+		expect_same_search(original, copy, 100, 12);
+		EXPECT_EQ(copy.used_bytes(), original.used_bytes());
+	}
+}
+
+TEST(GraphFile, EmptyGraphRoundTrips)
+{
+	Region source(4 << 20);
+	const HnswGraph original = build_graph(source, config_of(8, Metric::l2, Encoding::float32), 0, 0, 1);
+	TempDir dir;
+	ASSERT_EQ(write_graph_file(original, k_identity, dir / "graph"), GraphFileStatus::ok);
+	Region target(4 << 20);
+	std::uint64_t offset = 0;
+	ASSERT_EQ(read_graph_file(target.arena, dir / "graph", k_identity, offset), GraphFileStatus::ok);
+	const HnswGraph copy(target.arena, offset);
+	EXPECT_EQ(copy.size(), 0u);
+	EXPECT_EQ(copy.entry_point(), k_no_node);
+}
+
+// The link state round-trips: the same nodes are linked, the rest are handed
+// out to link again, and linking them (in the same order, one thread) in the
+// original and the copy gives the same graph, so the copy kept everything
+// linking decides by (lists with their pruning marks, tree parents, counts).
+TEST(GraphFile, PartiallyLinkedGraphKeepsItsLinkStateAndLinksOnIdentically)
+{
+	constexpr std::uint32_t n = 1200;
+	Region source(32 << 20);
+	HnswGraph original = build_graph(source, config_of(16, Metric::l2, Encoding::float32), n, 700, 21);
+	SearchContext context;
+	for (std::uint32_t id = 900; id < n; id += 9) // linked beyond the linked prefix
+		ASSERT_TRUE(original.link(id, context));
+	ASSERT_EQ(original.linked_prefix(), 700u);
+	TempDir dir;
+	ASSERT_EQ(write_graph_file(original, k_identity, dir / "graph"), GraphFileStatus::ok);
+
+	Region target(32 << 20);
+	std::uint64_t offset = 0;
+	ASSERT_EQ(read_graph_file(target.arena, dir / "graph", k_identity, offset), GraphFileStatus::ok);
+	HnswGraph copy(target.arena, offset);
+	expect_same_graph(original, copy);
+	expect_same_search(original, copy, 100, 22);
+	EXPECT_TRUE(copy.has_unclaimed());
+
+	for (HnswGraph *graph : {&original, &copy}) {
+		SearchContext linker;
+		std::uint32_t first = 0, linked = 0;
+		while (const std::uint32_t got = graph->claim_unlinked(64, first))
+			for (std::uint32_t id = first; id < first + got; ++id)
+				linked += graph->link(id, linker) ? 1 : 0;
+		EXPECT_EQ(linked, n - 700 - (n - 900 + 8) / 9);
+		EXPECT_EQ(graph->linked_prefix(), n);
+	}
+	expect_same_graph(original, copy);
+	expect_same_search(original, copy, 50, 23);
+}
+
+TEST(GraphFile, FlippedByteAnywhereIsCorrupt)
+{
+	const WrittenGraph written;
+	const std::size_t size = written.bytes.size();
+	std::vector<std::size_t> positions;
+	for (std::size_t at = 0; at < k_header_bytes; ++at)
+		positions.push_back(at); // every header byte
+	for (std::size_t at = k_header_bytes; at < size; at += size / 97)
+		positions.push_back(at);
+	positions.push_back(size - 1);
+	for (std::size_t at : positions) {
+		std::vector<std::byte> damaged = written.bytes;
+		damaged[at] ^= std::byte{0x20};
+		expect_refused(written.dir, damaged, GraphFileStatus::corrupt, "byte " + std::to_string(at));
+	}
+	// A longer file is as damaged as a changed one.
+	std::vector<std::byte> longer = written.bytes;
+	longer.push_back(std::byte{0});
+	expect_refused(written.dir, longer, GraphFileStatus::corrupt, "one byte more");
+}
+
+TEST(GraphFile, ShortFileIsTruncated)
+{
+	const WrittenGraph written;
+	const std::size_t size = written.bytes.size();
+	for (std::size_t length : {std::size_t{0}, std::size_t{5}, std::size_t{23}, std::size_t{24}, std::size_t{100},
+							   k_header_bytes - 1, k_header_bytes, k_header_bytes + 1, size / 2, size - 1})
+		expect_refused(written.dir, std::span<const std::byte>(written.bytes).first(length), GraphFileStatus::truncated,
+					   "length " + std::to_string(length));
+}
+
+TEST(GraphFile, OtherOwnerIsForeignAndCoverageIsOnlyReported)
+{
+	const WrittenGraph written;
+	Region target(16 << 20);
+	const std::size_t before = target.arena.used_bytes();
+	GraphFileIdentity other_system = k_identity, other_installation = k_identity, other_space = k_identity;
+	other_system.system_identifier ^= 1;
+	other_installation.installation += 1;
+	other_space.space_id += 1;
+	for (const GraphFileIdentity &expected : {other_system, other_installation, other_space}) {
+		std::uint64_t offset = 0;
+		GraphFileIdentity stored;
+		EXPECT_EQ(read_graph_file(target.arena, written.dir / "graph", expected, offset, &stored),
+				  GraphFileStatus::foreign);
+		EXPECT_EQ(stored.system_identifier, k_identity.system_identifier);
+		EXPECT_EQ(stored.installation, k_identity.installation);
+		EXPECT_EQ(stored.space_id, k_identity.space_id);
+		EXPECT_EQ(target.arena.used_bytes(), before);
+	}
+	GraphFileIdentity other_coverage = k_identity;
+	other_coverage.max_generation = 1;
+	other_coverage.max_label = -5;
+	std::uint64_t offset = 0;
+	EXPECT_EQ(read_graph_file(target.arena, written.dir / "graph", other_coverage, offset), GraphFileStatus::ok);
+}
+
+TEST(GraphFile, OtherFormatVersionIsAMismatch)
+{
+	const WrittenGraph written;
+	for (std::uint32_t version : {k_graph_file_version + 1, k_graph_file_version - 1, 0xFFFFFFFFu}) {
+		std::vector<std::byte> bytes = written.bytes;
+		store(bytes, 8, version);
+		store(bytes, 16, crc32c_update(0, std::span<const std::byte>(bytes).first(16))); // a well-formed prefix
+		expect_refused(written.dir, bytes, GraphFileStatus::version_mismatch, "version " + std::to_string(version));
+	}
+}
+
+TEST(GraphFile, MissingFileAndUnwritableDirectory)
+{
+	TempDir dir;
+	Region target(4 << 20);
+	std::uint64_t offset = 0;
+	int error = 0;
+	EXPECT_EQ(read_graph_file(target.arena, dir / "absent", k_identity, offset, nullptr, &error),
+			  GraphFileStatus::missing);
+	EXPECT_EQ(error, ENOENT);
+
+	Region source(4 << 20);
+	const HnswGraph graph = build_graph(source, config_of(8, Metric::l2, Encoding::float32), 50, 50, 2);
+	error = 0;
+	EXPECT_EQ(write_graph_file(graph, k_identity, dir.path() / "no-such-directory" / "graph", &error),
+			  GraphFileStatus::io_error);
+	EXPECT_EQ(error, ENOENT);
+}
+
+TEST(GraphFile, WritingReplacesTheOldFile)
+{
+	TempDir dir;
+	Region small(8 << 20), large(8 << 20);
+	const HnswGraph first = build_graph(small, config_of(8, Metric::l2, Encoding::float32), 100, 100, 3);
+	const HnswGraph second = build_graph(large, config_of(8, Metric::l2, Encoding::float32), 300, 300, 4);
+	ASSERT_EQ(write_graph_file(second, k_identity, dir / "graph"), GraphFileStatus::ok);
+	ASSERT_EQ(write_graph_file(first, k_identity, dir / "graph"), GraphFileStatus::ok);
+	EXPECT_FALSE(std::filesystem::exists(dir / "graph.tmp"));
+	Region target(8 << 20);
+	std::uint64_t offset = 0;
+	ASSERT_EQ(read_graph_file(target.arena, dir / "graph", k_identity, offset), GraphFileStatus::ok);
+	expect_same_graph(first, HnswGraph(target.arena, offset));
+}
+
+TEST(GraphFile, ArenaTooSmallIsOutOfMemoryAndLeavesItUnchanged)
+{
+	const WrittenGraph written(2000);
+	const std::size_t needed = written.graph.memory_bytes();
+	for (std::size_t bytes : {std::size_t{64} << 10, std::size_t{256} << 10, needed / 2, needed}) {
+		Region target(bytes);
+		const std::size_t before = target.arena.used_bytes();
+		std::uint64_t offset = 0;
+		EXPECT_EQ(read_graph_file(target.arena, written.dir / "graph", k_identity, offset),
+				  GraphFileStatus::out_of_memory)
+			<< bytes;
+		EXPECT_EQ(target.arena.used_bytes(), before) << bytes;
+	}
+}
+
+// Files whose checksums are right but whose values no writer stores: the
+// reader's own checks refuse them, so a buggy writer cannot make a graph
+// that searches outside itself.
+TEST(GraphFile, ChecksummedNonsenseIsCorrupt)
+{
+	const WrittenGraph written;
+	const std::size_t node_count = load<std::uint64_t>(written.bytes, 96);
+	const std::size_t vector_bytes = load<std::uint32_t>(written.bytes, 80);
+	const std::size_t first_list = k_header_bytes + k_node_record_bytes + vector_bytes; // node 0, level 0
+	ASSERT_GT(load<std::uint32_t>(written.bytes, first_list), 1u);
+	const auto edit = [&](auto change, const std::string &what) {
+		std::vector<std::byte> bytes = written.bytes;
+		change(bytes);
+		reseal(bytes);
+		expect_refused(written.dir, bytes, GraphFileStatus::corrupt, what);
+	};
+	edit([&](auto &b) { store(b, first_list + 4, static_cast<std::uint32_t>(node_count)); }, "neighbour past the end");
+	edit([&](auto &b) { store(b, first_list + 8, load<std::uint32_t>(b, first_list + 4)); }, "neighbour twice");
+	edit([&](auto &b) { store(b, first_list, std::uint32_t{17}); }, "list longer than 2m");
+	edit([&](auto &b) { store(b, k_header_bytes + 24, std::uint8_t{9}); }, "level other than the seed's");
+	edit([&](auto &b) { store(b, k_header_bytes + 25, std::uint8_t{0x80}); }, "unknown flag");
+	edit([&](auto &b) { store(b, k_header_bytes + 26, std::uint8_t{200}); }, "more children than m");
+	edit([&](auto &b) { store(b, k_header_bytes + 20, std::uint32_t(node_count + 3)); }, "parent past the end");
+	edit([&](auto &b) { store(b, 104, std::uint64_t{node_count + 1}); }, "entry past the end");
+	edit([&](auto &b) { store(b, 44, std::uint32_t{0}); }, "zero dimensions");
+	edit([&](auto &b) { store(b, 96, std::uint64_t{node_count + 1}); }, "more nodes than the body holds");
+	edit([&](auto &b) { store(b, 80, std::uint32_t(vector_bytes + 4)); }, "vector size other than the config's");
+	edit([&](auto &b) { store(b, k_header_bytes + k_node_record_bytes, std::numeric_limits<float>::quiet_NaN()); },
+		 "non-finite vector");
+}
+
+} // namespace
+} // namespace engram::core
