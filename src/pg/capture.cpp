@@ -529,7 +529,6 @@ commit(void)
 				 pending.reserved_count);
 		else
 			pending.last_generation = generation;
-		shared_state()->observations_published.fetch_add(pending.observations, std::memory_order_relaxed);
 		shared_wake_workers();
 	}
 	// The admitted rows are the workers' now: they take them off the backlog

@@ -55,8 +55,6 @@ struct EngramShared {
 	// Generation the start-up load gave the rows it read; no snapshot below it
 	// is served, since those rows would be missing from it.
 	std::atomic<std::uint64_t> loaded_generation;
-	std::atomic<std::uint64_t> observations_published;
-	std::atomic<std::uint64_t> observations_stored;
 	std::atomic<std::uint64_t> drain_cells_per_second;
 	// The installation the directory belongs to (InstanceId::packed()), 0 for none.
 	std::atomic<std::uint64_t> instance;

@@ -198,8 +198,6 @@ record_fate(const engram::core::RecordView &record)
 		SetLatch(MyLatch); // check at once rather than after the idle wait
 		return RecordFate::later;
 	}
-	const std::uint64_t observations = engram::core::observation_count(*batch);
-	shared_state()->observations_stored.fetch_add(observations, std::memory_order_relaxed);
-	log_drops(observations, of);
+	log_drops(engram::core::observation_count(*batch), of);
 	return RecordFate::drop;
 }

@@ -250,8 +250,6 @@ load_spaces(int worker_index)
 	pfree(definitions);
 	shared_state()->loaded_generation.store(generation, std::memory_order_release);
 	end_load();
-	shared_state()->observations_published.fetch_add(loaded, std::memory_order_relaxed);
-	shared_state()->observations_stored.fetch_add(loaded, std::memory_order_relaxed);
 	ereport(LOG,
 			(errmsg("engram worker %d loaded %llu observations of %llu spaces (%llu quarantined); linking them now",
 					worker_index, static_cast<unsigned long long>(loaded), static_cast<unsigned long long>(spaces),

@@ -79,17 +79,6 @@ filtered_graphs(const engram::core::RecordView &record, const engram::core::Batc
 }
 
 std::uint64_t
-observations_in(const engram::core::BatchView &batch)
-{
-	if (batch.header.kind == engram::core::BatchKind::vectors)
-		return batch.header.count;
-	std::uint64_t total = 0;
-	for (const engram::core::IdRange &r : batch.ranges)
-		total += static_cast<std::uint64_t>(r.last - r.first + 1);
-	return total;
-}
-
-std::uint64_t
 space_bytes(const SpaceSlot &slot)
 {
 	const engram::core::IndexSlot &index = directory_index(&slot);
@@ -423,9 +412,7 @@ store_record(const engram::core::RecordView &record)
 		drop_malformed(record);
 		return 0;
 	}
-	const std::uint64_t observations = observations_in(*batch);
-	// Consumed, stored or not: pressure counts what is still ahead.
-	shared_state()->observations_stored.fetch_add(observations, std::memory_order_relaxed);
+	const std::uint64_t observations = engram::core::observation_count(*batch);
 	const int skip = filtered_graphs(record, *batch);
 	SpaceSlot *slot = skip == 2 ? nullptr : slot_for(batch->header.space_id);
 	if (slot == nullptr)
