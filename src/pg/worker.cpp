@@ -37,6 +37,7 @@
 
 #include "core/link_pool.hpp"
 #include "core/ring.hpp"
+#include "pg/graph_files.hpp"
 #include "pg/guc.hpp"
 #include "pg/pressure.hpp"
 #include "pg/shared.hpp"
@@ -81,25 +82,29 @@ worker_detach(int, Datum)
 	my_slot().pid.store(0, std::memory_order_release);
 }
 
-// Frees the slots of spaces whose drop has committed or whose creation was
-// rolled back.
+// Frees the slots (and removes the graph files) of spaces whose drop has
+// committed or whose creation was rolled back.
 void
 resolve_drops(void)
 {
 	for (SpaceSlot &slot : directory_slots()) {
 		if (slot.state.load(std::memory_order_acquire) != SPACE_SLOT_LIVE)
 			continue;
+		const std::int32_t space_id = slot.space_id;
 		const DropOutcome created = directory_create_outcome(&slot);
 		if (created == DropOutcome::aborted) {
 			directory_free(&slot);
+			graph_file_remove(space_id);
 			continue;
 		}
 		if (created == DropOutcome::committed)
 			slot.create_xid.store(InvalidTransactionId, std::memory_order_release);
 		const DropOutcome outcome = directory_drop_outcome(&slot);
-		if (outcome == DropOutcome::committed)
+		if (outcome == DropOutcome::committed) {
+			// After the free, which waits for a write of the file in progress.
 			directory_free(&slot);
-		else if (outcome == DropOutcome::aborted)
+			graph_file_remove(space_id);
+		} else if (outcome == DropOutcome::aborted)
 			slot.drop_xid.store(InvalidTransactionId, std::memory_order_release);
 	}
 }
