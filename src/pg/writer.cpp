@@ -276,7 +276,9 @@ writer_main(void)
 		if (shutdown_requested) {
 			if (loaded && engram_persist)
 				(void) write_spaces(Occasion::shutdown);
-			proc_exit(0);
+			// Not 0, which would unregister the writer: after a SIGTERM from
+			// pg_terminate_backend() the postmaster starts it again.
+			proc_exit(1);
 		}
 		const std::uint64_t ticket = w.checkpoint_requested.load(std::memory_order_acquire);
 		const bool asked = ticket > w.checkpoint_done.load(std::memory_order_acquire);
