@@ -8,9 +8,13 @@
 //                        [--rate ROWS_PER_S] [--wait-linked 1]
 //   recall:  engram_load --conninfo STR --mode recall --space NAME
 //                        --fvecs QUERIES [--truth GROUNDTRUTH] [--k N] [--ef N]
-//                        --clients N [--seconds S]
+//                        --clients N [--seconds S] [--sql STATEMENT]
+//   startup: engram_load --conninfo STR --mode startup --space NAME
+//                        --fvecs QUERIES [--since NS] [--baseline-ms MS]
+//                        [--wait-linked 1 --rows N] [--settle S] --seconds S
+//                        [--sql STATEMENT]
 //
-// ingest.cpp and recall.cpp describe the modes.
+// ingest.cpp, recall.cpp and startup.cpp describe the modes.
 #include <string>
 
 #include "pg_client.hpp"
@@ -57,6 +61,14 @@ parse(int argc, char **argv)
 			o.k = std::stoi(v);
 		else if (k == "--ef")
 			o.ef = std::stoi(v);
+		else if (k == "--sql")
+			o.sql = v;
+		else if (k == "--since")
+			o.since_ns = std::stoll(v);
+		else if (k == "--baseline-ms")
+			o.baseline_ms = std::stod(v);
+		else if (k == "--settle")
+			o.settle = std::stod(v);
 		else
 			engram_load::die("unknown option " + k);
 	}
@@ -73,7 +85,9 @@ main(int argc, char **argv)
 	const engram_load::Options o = parse(argc, argv);
 	if (o.mode == "recall")
 		return engram_load::run_recall(o);
+	if (o.mode == "startup")
+		return engram_load::run_startup(o);
 	if (o.mode == "observe_batch" || o.mode == "copy" || o.mode == "plain_copy")
 		return engram_load::run_ingest(o);
-	engram_load::die("--mode must be observe_batch, copy, plain_copy or recall");
+	engram_load::die("--mode must be observe_batch, copy, plain_copy, recall or startup");
 }

@@ -28,6 +28,11 @@ struct Options {
 	double seconds = 0; // recall: run for this long, cycling through the queries; 0 = one pass
 	int k = 10;
 	int ef = 0; // recall: engram.ef_search for the session, 0 = the server's setting
+	// recall, startup: the statement sent, with the space ($1), the cue as real[] ($2) and k ($3)
+	std::string sql = "SELECT id FROM engram.recall($1, $2, $3)";
+	long long since_ns = 0; // startup: when the server was started (ns since the epoch), 0 = now
+	double baseline_ms = 0; // startup: recall p50 before the restart, 0 = do not wait for normal latency
+	double settle = 5;      // startup: seconds to go on after linked and normal latency
 };
 
 [[noreturn]] void die(const std::string &message);
@@ -58,5 +63,6 @@ private:
 
 int run_ingest(const Options &o);
 int run_recall(const Options &o);
+int run_startup(const Options &o);
 
 } // namespace engram_load

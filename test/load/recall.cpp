@@ -1,5 +1,6 @@
 // Recall mode of the load client: clients send engram.recall through SQL (a
-// prepared statement with the cue as a binary real[]) and the run reports
+// prepared statement with the cue as a binary real[]; --sql sends another
+// statement with the same parameters, such as a peer's query) and the run reports
 // queries per second and the latency of each call as the client sees it
 // (p50/p90/p99/p99.9/max), and, given the ground truth, recall@k.
 //
@@ -80,7 +81,7 @@ run_recall(const Options &o)
 			if (o.ef > 0)
 				exec_ok(conn, "SET engram.ef_search = " + std::to_string(o.ef));
 			const Oid types[3] = {25, 1021, 23};
-			PGresult *prepared = PQprepare(conn, "recall", "SELECT id FROM engram.recall($1, $2, $3)", 3, types);
+			PGresult *prepared = PQprepare(conn, "recall", o.sql.c_str(), 3, types);
 			if (PQresultStatus(prepared) != PGRES_COMMAND_OK)
 				die(PQerrorMessage(conn));
 			PQclear(prepared);

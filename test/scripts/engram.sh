@@ -9,7 +9,7 @@
 #                                      format (.clang-format), core unit tests (plain,
 #                                      AddressSanitizer, ThreadSanitizer), pg_regress and
 #                                      the TAP tests; everything built with warnings as errors
-#   bash test/scripts/engram.sh bench [ring|ingest|hnsw|indexing|recall]...
+#   bash test/scripts/engram.sh bench [ring|ingest|hnsw|indexing|recall|startup]...
 #                                      the same set-up, then the benchmarks recorded in
 #                                      docs/benchmarks.md (all of them without arguments)
 #   bash test/scripts/engram.sh format rewrite every tracked C++ file in the style of
@@ -256,16 +256,167 @@ bench_recall() {
 		--benchmark_counters_tabular=true
 }
 
+# Start-up with graph files against relinking from the table (issue 10), and
+# what keeping the files costs ingest. Per data set, COPY into one space until
+# it is linked in fresh clusters with engram.persist off and on (in the order
+# given, so that drift on the shared machine falls on both), counting the graph
+# files the writer wrote meanwhile; then, on the last persisted cluster, the
+# recall latency before a restart and the start after a clean stop, after
+# engram.checkpoint() and an immediate stop, and (engram.persist off) after a
+# clean stop that leaves no files. Then pgvector, if its source is at hand,
+# after an immediate stop at 200,000 rows.
+bench_startup() {
+	synthetic start200k --dim 128 --rows 200000 --queries 1000 --metric l2
+	synthetic start1m --dim 128 --rows 1000000 --queries 100 --metric l2
+	synthetic synth768 --dim 768 --rows 100000 --queries 1000 --metric cosine
+	startup_data_set start200k l2 200000 off on on off
+	startup_data_set start1m l2 1000000 on off
+	startup_data_set synth768 cosine 100000 off on
+	startup_pgvector start200k 200000
+}
+
+STARTUP_SETTINGS=("engram.memory_limit = '8GB'" "shared_buffers = '1GB'" "engram.overload_timeout = '10min'"
+	"engram.max_overload_timeout = '10min'" "log_min_messages = debug1")
+
+milliseconds_since() { echo $((($(date +%s%N) - $1) / 1000000)); }
+
+load_average() { echo "load average $(cut -d' ' -f1-3 /proc/loadavg)"; }
+
+# startup_data_set SET METRIC ROWS PERSIST...: one COPY-to-linked run per
+# PERSIST (on or off), each in a fresh cluster; the restarts follow the last
+# run with engram.persist on.
+startup_data_set() {
+	local set=$1 metric=$2 rows=$3
+	shift 3
+	local base="$SYNTH/$set/${set}_base.fvecs" queries="$SYNTH/$set/${set}_query.fvecs"
+	local runs=("$@") last_on=-1 i
+	for i in "${!runs[@]}"; do [ "${runs[$i]}" = on ] && last_on=$i; done
+	for i in "${!runs[@]}"; do
+		start_cluster startup 54333 "${STARTUP_SETTINGS[@]}" "engram.persist = ${runs[$i]}"
+		say "$set: COPY of $rows rows until linked, engram.persist = ${runs[$i]} ($(load_average))"
+		local lines
+		lines=$(wc -l <"$CLUSTER/server.log")
+		load --mode copy --space "$set" --metric "$metric" --fvecs "$base" --rows "$rows" --clients 4 --batch 500 \
+			--wait-linked 1
+		tail -n +"$((lines + 1))" "$CLUSTER/server.log" | awk '/engram wrote the graph file of space/ {
+			n++; bytes += $(NF - 1) } END { printf "graph files written until linked: %d, %.1f MB\n", n, bytes / 1e6 }'
+		if [ "$i" -eq "$last_on" ]; then startup_restarts "$set" "$queries" "$rows"; fi
+		stop_cluster
+	done
+}
+
+# The restarts of one persisted cluster holding one linked space.
+startup_restarts() {
+	local set=$1 queries=$2 rows=$3 began
+	sql -c "VACUUM (ANALYZE) engram.observations"
+	began=$(date +%s%N)
+	sql -c "SELECT engram.checkpoint()"
+	echo "engram.checkpoint() after the ingest: $(milliseconds_since "$began") ms"
+	sql -c "SELECT name, observations, linked, memory_bytes, file_bytes,
+	               round(file_bytes::numeric / nullif(memory_bytes, 0), 3) AS file_per_memory,
+	               pg_total_relation_size('engram.observations') AS table_bytes
+	        FROM engram.spaces"
+	say "$set: recall latency before any restart, 1 client, 10 s"
+	local out baseline
+	out=$(load --mode recall --space "$set" --fvecs "$queries" --clients 1 --seconds 10)
+	echo "$out"
+	baseline=$(echo "$out" | sed -n 's/.* p50=\([0-9.]*\).*/\1/p')
+
+	say "$set: clean stop (-m fast, every file written), start from the graph files ($(load_average))"
+	began=$(date +%s%N)
+	as_user "$PGBIN/pg_ctl" -D "$CLUSTER" -m fast -w stop >/dev/null
+	echo "stop: $(milliseconds_since "$began") ms"
+	startup_probe "$set" "$queries" "$baseline" --wait-linked 1 --rows "$rows"
+
+	say "$set: CHECKPOINT and engram.checkpoint(), immediate stop, start from the graph files ($(load_average))"
+	sql -c "CHECKPOINT"
+	began=$(date +%s%N)
+	sql -c "SELECT engram.checkpoint()"
+	echo "engram.checkpoint(): $(milliseconds_since "$began") ms"
+	as_user "$PGBIN/pg_ctl" -D "$CLUSTER" -m immediate -w stop >/dev/null
+	startup_probe "$set" "$queries" "$baseline" --wait-linked 1 --rows "$rows"
+
+	say "$set: engram.persist = off, clean stop, start relinking every row from the table ($(load_average))"
+	sql -c "ALTER SYSTEM SET engram.persist = off" -c "SELECT pg_reload_conf()" >/dev/null
+	while compgen -G "$CLUSTER/engram/*.graph" >/dev/null; do sleep 0.1; done
+	began=$(date +%s%N)
+	as_user "$PGBIN/pg_ctl" -D "$CLUSTER" -m fast -w stop >/dev/null
+	echo "stop: $(milliseconds_since "$began") ms"
+	startup_probe "$set" "$queries" "$baseline" --wait-linked 1 --rows "$rows"
+}
+
+# Starts the stopped cluster and follows it with engram_load --mode startup
+# (further arguments go to it); then the server's own account of the load.
+startup_probe() {
+	local set=$1 queries=$2 baseline=$3 lines since
+	shift 3
+	lines=$(wc -l <"$CLUSTER/server.log")
+	since=$(date +%s%N)
+	as_user "$PGBIN/pg_ctl" -D "$CLUSTER" -l "$CLUSTER/server.log" -W start >/dev/null
+	load --mode startup --space "$set" --fvecs "$queries" --since "$since" --baseline-ms "$baseline" \
+		--seconds 1200 "$@"
+	tail -n +"$((lines + 1))" "$CLUSTER/server.log" |
+		grep -E 'redo done|ready to accept connections|engram loaded space|engram discarded|engram worker [0-9]+ loaded' ||
+		true
+}
+
+# pgvector (../shared/peers, built here for benchmarks only) in a throwaway
+# cluster: the same rows in a table with an HNSW index, then the first query
+# after CHECKPOINT and an immediate stop.
+startup_pgvector() {
+	local set=$1 rows=$2
+	local base="$SYNTH/$set/${set}_base.fvecs" queries="$SYNTH/$set/${set}_query.fvecs"
+	local peers tarball
+	peers=${ENGRAM_PEERS:-$(cd "$ROOT/.." && pwd)/shared/peers}
+	tarball=$(compgen -G "$peers/pgvector-*.tar.gz" | head -n 1 || true)
+	if [ -z "$tarball" ]; then
+		say "pgvector: no source in $peers, skipped"
+		return 0
+	fi
+	say "building pgvector from $tarball"
+	rm -rf "$WORK/pgvector-build"
+	mkdir -p "$WORK/pgvector-build"
+	tar -C "$WORK/pgvector-build" -xzf "$tarball"
+	local src
+	src=$(dirname "$(compgen -G "$WORK/pgvector-build/*/Makefile" | head -n 1)")
+	make -C "$src" -j 2 PG_CONFIG="$PGBIN/pg_config" >/dev/null
+	make -C "$src" install PG_CONFIG="$PGBIN/pg_config" >/dev/null
+	start_cluster pgvector 54334 "shared_buffers = '1GB'" "maintenance_work_mem = '2GB'"
+	say "pgvector: $rows rows of $set, HNSW index with m 16, ef_construction 64 (its defaults), ef_search 128"
+	sql -c "CREATE EXTENSION vector SCHEMA public"
+	load --mode plain_copy --fvecs "$base" --rows "$rows" --clients 4 --batch 500
+	local dim began
+	dim=$(sql -At -c "SELECT array_length(embedding, 1) FROM engram_bench.plain LIMIT 1")
+	sql -c "CREATE TABLE engram_bench.vectors AS SELECT id, embedding::public.vector($dim) AS embedding FROM engram_bench.plain" \
+		-c "DROP TABLE engram_bench.plain" -c "ALTER DATABASE postgres SET hnsw.ef_search = 128"
+	began=$(date +%s%N)
+	sql -c "CREATE INDEX ON engram_bench.vectors USING hnsw (embedding public.vector_l2_ops) WITH (m = 16, ef_construction = 64)"
+	echo "index built in $(milliseconds_since "$began") ms"
+	sql -c "VACUUM (ANALYZE) engram_bench.vectors"
+	local query='SELECT id FROM engram_bench.vectors ORDER BY embedding OPERATOR(public.<->) $2::public.vector LIMIT $3'
+	say "pgvector: query latency before the restart, 1 client, 10 s"
+	local out baseline
+	out=$(load --mode recall --space "$set" --fvecs "$queries" --clients 1 --seconds 10 --sql "$query")
+	echo "$out"
+	baseline=$(echo "$out" | sed -n 's/.* p50=\([0-9.]*\).*/\1/p')
+	sql -At -c "SELECT 'index scans so far: ' || idx_scan FROM pg_stat_user_indexes WHERE relname = 'vectors'"
+	say "pgvector: CHECKPOINT, immediate stop, start ($(load_average))"
+	sql -c "CHECKPOINT"
+	as_user "$PGBIN/pg_ctl" -D "$CLUSTER" -m immediate -w stop >/dev/null
+	startup_probe "$set" "$queries" "$baseline" --sql "$query"
+	stop_cluster
+}
+
 run_bench() {
 	local sections=("$@")
-	((${#sections[@]})) || sections=(ring ingest hnsw indexing recall)
+	((${#sections[@]})) || sections=(ring ingest hnsw indexing recall startup)
 	install_packages
 	build_core release
 	build_extension
 	local section
 	for section in "${sections[@]}"; do
 		case "$section" in
-			ring | ingest | hnsw | indexing | recall) "bench_$section" ;;
+			ring | ingest | hnsw | indexing | recall | startup) "bench_$section" ;;
 			*) echo "unknown benchmark section $section" >&2; exit 2 ;;
 		esac
 	done
