@@ -122,35 +122,44 @@ struct WriteOutcome {
 	std::uint64_t graph = 0, observations = 0, linked = 0, generation = 0;
 };
 
-// Writes the space's file if it is due. Everything that can raise an error
-// is done before the pin, so that nothing raises while it is held.
+// Pins the current graph of the slot's space if the space is ready (and,
+// with same_space, still the space `outcome` names), noting it in `outcome`.
+engram::core::GraphPin
+pin_ready(SpaceSlot &slot, WriteOutcome &outcome, bool same_space)
+{
+	engram::core::GraphPin pin;
+	LWLockAcquire(shared_directory_lock(), LW_SHARED);
+	if (slot.state.load(std::memory_order_acquire) == SPACE_SLOT_LIVE &&
+		slot.health.load(std::memory_order_acquire) == SPACE_READY &&
+		(!same_space || slot.space_id == outcome.space_id)) {
+		outcome.space_id = slot.space_id;
+		strlcpy(outcome.name, slot.name, sizeof outcome.name);
+		pin = engram::core::pin_current(directory_index(&slot));
+	}
+	LWLockRelease(shared_directory_lock());
+	return pin;
+}
+
+// Writes the space's file if it is due. What can raise an error (paths,
+// strings) is prepared between a first pin, which decides, and the pin the
+// write holds, so that nothing raises while a pin is held.
 WriteOutcome
 write_if_due(SpaceSlot &slot, Occasion occasion, TimestampTz now)
 {
 	WriteOutcome outcome;
-	LWLockAcquire(shared_directory_lock(), LW_SHARED);
-	const bool ready = slot.state.load(std::memory_order_acquire) == SPACE_SLOT_LIVE &&
-					   slot.health.load(std::memory_order_acquire) == SPACE_READY;
-	outcome.space_id = slot.space_id;
-	strlcpy(outcome.name, slot.name, sizeof outcome.name);
-	LWLockRelease(shared_directory_lock());
-	if (!ready)
-		return outcome;
+	{
+		const engram::core::GraphPin pin = pin_ready(slot, outcome, false);
+		if (!pin || !due(slot.file, pinned_graph(pin), occasion, now))
+			return outcome;
+	}
 	const char *path = graph_file_path(outcome.space_id);
 	const char *activity = psprintf("writing the graph file of space \"%s\"", outcome.name);
 	engram::core::GraphFileIdentity identity = graph_file_identity(outcome.space_id);
 
-	LWLockAcquire(shared_directory_lock(), LW_SHARED);
-	engram::core::GraphPin pin;
-	if (slot.state.load(std::memory_order_acquire) == SPACE_SLOT_LIVE && slot.space_id == outcome.space_id &&
-		slot.health.load(std::memory_order_acquire) == SPACE_READY)
-		pin = engram::core::pin_current(directory_index(&slot));
-	LWLockRelease(shared_directory_lock());
+	engram::core::GraphPin pin = pin_ready(slot, outcome, true);
 	if (!pin)
 		return outcome;
 	const engram::core::HnswGraph graph = pinned_graph(pin);
-	if (!due(slot.file, graph, occasion, now))
-		return outcome;
 	// Read before the write reads the graph: every row committed at or before
 	// it is stored by then.
 	identity.max_generation = shared_ring().published_generation();
@@ -267,7 +276,11 @@ writer_main(void)
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	pgstat_report_appname("engram writer");
 	started_at = GetCurrentTimestamp();
+	// Paths and messages of one round, freed after it.
+	MemoryContext round = AllocSetContextCreate(TopMemoryContext, "engram writer", ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(round);
 	for (;;) {
+		MemoryContextReset(round);
 		if (ConfigReloadPending) {
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
