@@ -47,7 +47,7 @@ using test_support::Region;
 using test_support::SharedRegion;
 
 constexpr std::uint32_t k_dim = 16;
-constexpr std::uint32_t k_nodes = k_thread_sanitizer ? 1500 : k_sanitized ? 3000 : 20000;
+constexpr std::uint32_t k_nodes = k_thread_sanitizer ? 1600 : k_sanitized ? 3000 : 20000;
 constexpr std::uint32_t k_batch = 40;
 constexpr std::uint32_t k_batches = k_nodes / k_batch;
 static_assert(k_nodes % k_batch == 0);
