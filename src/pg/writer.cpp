@@ -96,8 +96,7 @@ due(const SpaceFileState &file, const engram::core::HnswGraph &graph, Occasion o
 	const bool same_graph = graph.header_offset() == file.graph.load(std::memory_order_relaxed);
 	const std::uint64_t in_file = same_graph ? file.observations.load(std::memory_order_relaxed) : 0;
 	const std::uint64_t missing = graph.size() > in_file ? graph.size() - in_file : 0;
-	if (engram_persist_rows > 0 && missing >= static_cast<std::uint64_t>(engram_persist_rows) &&
-		missing * 4 >= in_file)
+	if (engram_persist_rows > 0 && missing >= static_cast<std::uint64_t>(engram_persist_rows) && missing * 4 >= in_file)
 		return true;
 	const TimestampTz since = std::max<TimestampTz>(file.attempted_at.load(std::memory_order_relaxed), started_at);
 	return engram_persist_interval_ms > 0 && TimestampDifferenceExceeds(since, now, engram_persist_interval_ms);
@@ -200,9 +199,9 @@ record(SpaceSlot &slot, const WriteOutcome &outcome, TimestampTz now)
 	}
 	LWLockRelease(shared_directory_lock());
 	if (written)
-		ereport(DEBUG1, (errmsg("engram wrote the graph file of space \"%s\": %llu observations, %lld bytes",
-								outcome.name, static_cast<unsigned long long>(outcome.observations),
-								static_cast<long long>(bytes))));
+		ereport(DEBUG1,
+				(errmsg("engram wrote the graph file of space \"%s\": %llu observations, %lld bytes", outcome.name,
+						static_cast<unsigned long long>(outcome.observations), static_cast<long long>(bytes))));
 	else {
 		errno = outcome.os_error;
 		ereport(WARNING,
