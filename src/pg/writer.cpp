@@ -35,6 +35,7 @@
 #include "pg/graph_files.hpp"
 #include "pg/guc.hpp"
 #include "pg/shared.hpp"
+#include "pg/worker.hpp"
 
 #include "pg/postgres.hpp"
 
@@ -320,16 +321,7 @@ writer_main(void)
 void
 writer_register(void)
 {
-	BackgroundWorker worker;
-	std::memset(&worker, 0, sizeof worker);
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 1;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "engram");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "engram_writer_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "engram writer");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "engram writer");
-	RegisterBackgroundWorker(&worker);
+	worker_register("engram_writer_main", "engram writer", "engram writer", 0);
 }
 
 void
