@@ -86,8 +86,9 @@ note_missing(Comparison &c, std::int64_t id)
 	if (c.missing_count == c.missing_capacity) {
 		c.missing_capacity = std::max<std::uint64_t>(1024, c.missing_capacity * 2);
 		const Size bytes = sizeof(std::int64_t) * c.missing_capacity;
-		c.missing = static_cast<std::int64_t *>(c.missing == nullptr ? MemoryContextAllocHuge(CurrentMemoryContext, bytes)
-																	: repalloc_huge(c.missing, bytes));
+		c.missing = static_cast<std::int64_t *>(c.missing == nullptr
+													? MemoryContextAllocHuge(CurrentMemoryContext, bytes)
+													: repalloc_huge(c.missing, bytes));
 	}
 	c.missing[c.missing_count++] = id;
 }
@@ -165,8 +166,8 @@ load_graph_file(SpaceSlot *slot, std::uint64_t load_generation)
 	}
 	Comparison comparison;
 	comparison.count = graph.size();
-	auto *labels = static_cast<std::int64_t *>(
-		MemoryContextAllocHuge(CurrentMemoryContext, sizeof(std::int64_t) * std::max<std::uint64_t>(comparison.count, 1)));
+	auto *labels = static_cast<std::int64_t *>(MemoryContextAllocHuge(
+		CurrentMemoryContext, sizeof(std::int64_t) * std::max<std::uint64_t>(comparison.count, 1)));
 	if (!sorted_labels(graph, labels)) {
 		pfree(labels);
 		discard_graph(slot, graph, "it is corrupt (an observation id repeats)");

@@ -81,12 +81,11 @@ ENGRAM_FUNCTION(engram_space_files)
 			continue;
 		const SpaceFileState &file = slot.file;
 		const TimestampTz written_at = file.written_at.load(std::memory_order_acquire);
-		Datum values[5] = {
-			Int32GetDatum(slot.space_id),
-			Int64GetDatum(static_cast<std::int64_t>(file.observations.load(std::memory_order_relaxed))),
-			Int64GetDatum(static_cast<std::int64_t>(file.generation.load(std::memory_order_relaxed))),
-			TimestampTzGetDatum(written_at),
-			Int64GetDatum(static_cast<std::int64_t>(file.bytes.load(std::memory_order_relaxed)))};
+		Datum values[5] = {Int32GetDatum(slot.space_id),
+						   Int64GetDatum(static_cast<std::int64_t>(file.observations.load(std::memory_order_relaxed))),
+						   Int64GetDatum(static_cast<std::int64_t>(file.generation.load(std::memory_order_relaxed))),
+						   TimestampTzGetDatum(written_at),
+						   Int64GetDatum(static_cast<std::int64_t>(file.bytes.load(std::memory_order_relaxed)))};
 		bool nulls[5] = {false, false, false, written_at == 0, false};
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}

@@ -291,20 +291,28 @@ wait_for_extension(void)
 } // namespace
 
 void
+worker_register(const char *function, const char *name, const char *type, int arg)
+{
+	BackgroundWorker worker;
+	std::memset(&worker, 0, sizeof worker);
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 1;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "engram");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "%s", function);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "%s", name);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "%s", type);
+	worker.bgw_main_arg = Int32GetDatum(arg);
+	RegisterBackgroundWorker(&worker);
+}
+
+void
 worker_register_pool(void)
 {
 	for (int i = 0; i < engram_workers; ++i) {
-		BackgroundWorker worker;
-		std::memset(&worker, 0, sizeof worker);
-		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-		worker.bgw_restart_time = 1;
-		snprintf(worker.bgw_library_name, BGW_MAXLEN, "engram");
-		snprintf(worker.bgw_function_name, BGW_MAXLEN, "engram_worker_main");
-		snprintf(worker.bgw_name, BGW_MAXLEN, "engram worker %d", i);
-		snprintf(worker.bgw_type, BGW_MAXLEN, "engram worker");
-		worker.bgw_main_arg = Int32GetDatum(i);
-		RegisterBackgroundWorker(&worker);
+		char name[BGW_MAXLEN];
+		snprintf(name, sizeof name, "engram worker %d", i);
+		worker_register("engram_worker_main", name, "engram worker", i);
 	}
 }
 

@@ -150,7 +150,8 @@ load_missing_rows(const SpaceSlot *slot, engram::core::HnswGraph &graph, std::ui
 		const auto n = static_cast<int>(std::min<std::uint64_t>(k_load_rows, count - from));
 		for (int i = 0; i < n; ++i)
 			elements[i] = Int64GetDatum(ids[from + static_cast<std::uint64_t>(i)]);
-		ArrayType *array = construct_array(elements, n, INT8OID, sizeof(std::int64_t), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
+		ArrayType *array =
+			construct_array(elements, n, INT8OID, sizeof(std::int64_t), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
 		Datum args[2] = {Int32GetDatum(slot->space_id), PointerGetDatum(array)};
 		if (SPI_execute_plan(plan, args, nullptr, true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not read engram.observations");
@@ -348,13 +349,13 @@ load_spaces(int worker_index)
 	pfree(definitions);
 	shared_state()->loaded_generation.store(generation, std::memory_order_release);
 	end_load();
-	ereport(LOG, (errmsg("engram worker %d loaded %llu observations of %llu spaces (%llu quarantined); %llu spaces "
-						 "came from graph files, %llu observations from engram.observations; linking what is "
-						 "not linked now",
-						 worker_index, static_cast<unsigned long long>(loaded + from_file_rows),
-						 static_cast<unsigned long long>(spaces),
-						 static_cast<unsigned long long>(quarantined + homeless),
-						 static_cast<unsigned long long>(from_files), static_cast<unsigned long long>(loaded))));
+	ereport(LOG,
+			(errmsg("engram worker %d loaded %llu observations of %llu spaces (%llu quarantined); %llu spaces "
+					"came from graph files, %llu observations from engram.observations; linking what is "
+					"not linked now",
+					worker_index, static_cast<unsigned long long>(loaded + from_file_rows),
+					static_cast<unsigned long long>(spaces), static_cast<unsigned long long>(quarantined + homeless),
+					static_cast<unsigned long long>(from_files), static_cast<unsigned long long>(loaded))));
 }
 
 void

@@ -35,6 +35,7 @@
 #include "pg/graph_files.hpp"
 #include "pg/guc.hpp"
 #include "pg/shared.hpp"
+#include "pg/worker.hpp"
 
 #include "pg/postgres.hpp"
 
@@ -96,8 +97,7 @@ due(const SpaceFileState &file, const engram::core::HnswGraph &graph, Occasion o
 	const bool same_graph = graph.header_offset() == file.graph.load(std::memory_order_relaxed);
 	const std::uint64_t in_file = same_graph ? file.observations.load(std::memory_order_relaxed) : 0;
 	const std::uint64_t missing = graph.size() > in_file ? graph.size() - in_file : 0;
-	if (engram_persist_rows > 0 && missing >= static_cast<std::uint64_t>(engram_persist_rows) &&
-		missing * 4 >= in_file)
+	if (engram_persist_rows > 0 && missing >= static_cast<std::uint64_t>(engram_persist_rows) && missing * 4 >= in_file)
 		return true;
 	const TimestampTz since = std::max<TimestampTz>(file.attempted_at.load(std::memory_order_relaxed), started_at);
 	return engram_persist_interval_ms > 0 && TimestampDifferenceExceeds(since, now, engram_persist_interval_ms);
@@ -122,35 +122,44 @@ struct WriteOutcome {
 	std::uint64_t graph = 0, observations = 0, linked = 0, generation = 0;
 };
 
-// Writes the space's file if it is due. Everything that can raise an error
-// is done before the pin, so that nothing raises while it is held.
+// Pins the current graph of the slot's space if the space is ready (and,
+// with same_space, still the space `outcome` names), noting it in `outcome`.
+engram::core::GraphPin
+pin_ready(SpaceSlot &slot, WriteOutcome &outcome, bool same_space)
+{
+	engram::core::GraphPin pin;
+	LWLockAcquire(shared_directory_lock(), LW_SHARED);
+	if (slot.state.load(std::memory_order_acquire) == SPACE_SLOT_LIVE &&
+		slot.health.load(std::memory_order_acquire) == SPACE_READY &&
+		(!same_space || slot.space_id == outcome.space_id)) {
+		outcome.space_id = slot.space_id;
+		strlcpy(outcome.name, slot.name, sizeof outcome.name);
+		pin = engram::core::pin_current(directory_index(&slot));
+	}
+	LWLockRelease(shared_directory_lock());
+	return pin;
+}
+
+// Writes the space's file if it is due. What can raise an error (paths,
+// strings) is prepared between a first pin, which decides, and the pin the
+// write holds, so that nothing raises while a pin is held.
 WriteOutcome
 write_if_due(SpaceSlot &slot, Occasion occasion, TimestampTz now)
 {
 	WriteOutcome outcome;
-	LWLockAcquire(shared_directory_lock(), LW_SHARED);
-	const bool ready = slot.state.load(std::memory_order_acquire) == SPACE_SLOT_LIVE &&
-					   slot.health.load(std::memory_order_acquire) == SPACE_READY;
-	outcome.space_id = slot.space_id;
-	strlcpy(outcome.name, slot.name, sizeof outcome.name);
-	LWLockRelease(shared_directory_lock());
-	if (!ready)
-		return outcome;
+	{
+		const engram::core::GraphPin pin = pin_ready(slot, outcome, false);
+		if (!pin || !due(slot.file, pinned_graph(pin), occasion, now))
+			return outcome;
+	}
 	const char *path = graph_file_path(outcome.space_id);
 	const char *activity = psprintf("writing the graph file of space \"%s\"", outcome.name);
 	engram::core::GraphFileIdentity identity = graph_file_identity(outcome.space_id);
 
-	LWLockAcquire(shared_directory_lock(), LW_SHARED);
-	engram::core::GraphPin pin;
-	if (slot.state.load(std::memory_order_acquire) == SPACE_SLOT_LIVE && slot.space_id == outcome.space_id &&
-		slot.health.load(std::memory_order_acquire) == SPACE_READY)
-		pin = engram::core::pin_current(directory_index(&slot));
-	LWLockRelease(shared_directory_lock());
+	engram::core::GraphPin pin = pin_ready(slot, outcome, true);
 	if (!pin)
 		return outcome;
 	const engram::core::HnswGraph graph = pinned_graph(pin);
-	if (!due(slot.file, graph, occasion, now))
-		return outcome;
 	// Read before the write reads the graph: every row committed at or before
 	// it is stored by then.
 	identity.max_generation = shared_ring().published_generation();
@@ -191,9 +200,9 @@ record(SpaceSlot &slot, const WriteOutcome &outcome, TimestampTz now)
 	}
 	LWLockRelease(shared_directory_lock());
 	if (written)
-		ereport(DEBUG1, (errmsg("engram wrote the graph file of space \"%s\": %llu observations, %lld bytes",
-								outcome.name, static_cast<unsigned long long>(outcome.observations),
-								static_cast<long long>(bytes))));
+		ereport(DEBUG1,
+				(errmsg("engram wrote the graph file of space \"%s\": %llu observations, %lld bytes", outcome.name,
+						static_cast<unsigned long long>(outcome.observations), static_cast<long long>(bytes))));
 	else {
 		errno = outcome.os_error;
 		ereport(WARNING,
@@ -267,7 +276,11 @@ writer_main(void)
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	pgstat_report_appname("engram writer");
 	started_at = GetCurrentTimestamp();
+	// Paths and messages of one round, freed after it.
+	MemoryContext round = AllocSetContextCreate(TopMemoryContext, "engram writer", ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(round);
 	for (;;) {
+		MemoryContextReset(round);
 		if (ConfigReloadPending) {
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
@@ -308,16 +321,7 @@ writer_main(void)
 void
 writer_register(void)
 {
-	BackgroundWorker worker;
-	std::memset(&worker, 0, sizeof worker);
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 1;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "engram");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "engram_writer_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "engram writer");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "engram writer");
-	RegisterBackgroundWorker(&worker);
+	worker_register("engram_writer_main", "engram writer", "engram writer", 0);
 }
 
 void
