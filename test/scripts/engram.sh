@@ -336,6 +336,10 @@ startup_restarts() {
 	as_user "$PGBIN/pg_ctl" -D "$CLUSTER" -m immediate -w stop >/dev/null
 	startup_probe "$set" "$queries" "$baseline" --wait-linked 1 --rows "$rows"
 
+	say "$set: what the load's comparison with the table reads: the space's ids in order"
+	sql -c "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) SELECT id FROM engram.observations
+	        WHERE space_id = (SELECT space_id FROM engram.space_catalog WHERE name = '$set') ORDER BY id"
+
 	say "$set: engram.persist = off, clean stop, start relinking every row from the table ($(load_average))"
 	sql -c "ALTER SYSTEM SET engram.persist = off" -c "SELECT pg_reload_conf()" >/dev/null
 	while compgen -G "$CLUSTER/engram/*.graph" >/dev/null; do sleep 0.1; done
