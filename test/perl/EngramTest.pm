@@ -110,7 +110,8 @@ sub graph_file
 	return $node->data_dir . "/engram/space_$space_id.graph";
 }
 
-# What the server log says since $offset about graph files at start-up:
+# What the server log says since $offset about graph files at start-up (LOG
+# lines only):
 # { loaded => { space => [ [observations, caught_up], ... ] },
 #   discarded => { space => [ reason, ... ] } }.
 sub graph_file_events
@@ -119,11 +120,11 @@ sub graph_file_events
 	my %events = (loaded => {}, discarded => {});
 	for my $line (split /\n/, slurp_file($node->logfile, $offset))
 	{
-		if ($line =~ /engram loaded space "([^"]+)" from its graph file: (\d+) observations, (\d+) caught up from engram\.observations/)
+		if ($line =~ /LOG:  engram loaded space "([^"]+)" from its graph file: (\d+) observations, (\d+) caught up from engram\.observations/)
 		{
 			push @{ $events{loaded}{$1} }, [ $2, $3 ];
 		}
-		elsif ($line =~ /engram discarded the graph file of space "([^"]+)": (.*)$/)
+		elsif ($line =~ /LOG:  engram discarded the graph file of space "([^"]+)": (.*)$/)
 		{
 			push @{ $events{discarded}{$1} }, $2;
 		}
