@@ -120,7 +120,9 @@ sub graph_file_events
 	my %events = (loaded => {}, discarded => {});
 	for my $line (split /\n/, slurp_file($node->logfile, $offset))
 	{
-		if ($line =~ /LOG:  engram loaded space "([^"]+)" from its graph file: (\d+) observations, (\d+) caught up from engram\.observations/)
+		if ($line =~
+			/LOG:  engram loaded space "([^"]+)" from its graph file: (\d+) observations, (\d+) caught up from engram\.observations/
+		  )
 		{
 			push @{ $events{loaded}{$1} }, [ $2, $3 ];
 		}

@@ -145,11 +145,14 @@ sub client_scripts
 		my $doomed = $i % 6 == 0;
 		$scripts[2] .= "BEGIN;\n" if $doomed;
 		$scripts[2] .= "COPY engram.observations (space_id, embedding, content) FROM STDIN;\n";
-		$scripts[2] .= join('',
-			map { "$s->{id}\t" . ($doomed ? doomed_vector_text($s->{dim}) . "\trolled back" : rand_vector_text($s->{dim}) . "\t\\N") . "\n" }
-			  1 .. 8);
+		my $row =
+		  $doomed
+		  ? sub { doomed_vector_text($s->{dim}) . "\trolled back" }
+		  : sub { rand_vector_text($s->{dim}) . "\t\\N" };
+		$scripts[2] .= join('', map { "$s->{id}\t" . $row->() . "\n" } 1 .. 8);
 		$scripts[2] .= "\\.\n";
-		$scripts[2] .= "SELECT 'rolled back ' || count(*) FROM engram.observations WHERE content = 'rolled back';\nROLLBACK;\n"
+		$scripts[2] .=
+		  "SELECT 'rolled back ' || count(*) FROM engram.observations WHERE content = 'rolled back';\nROLLBACK;\n"
 		  if $doomed;
 		$scripts[2] .= "SELECT pg_sleep(0.04);\n";
 
@@ -224,7 +227,12 @@ sub kill_postmaster_and_restart
 	ok(!@left, 'every server process exits once the postmaster is gone')
 	  or do
 	{
-		diag(join("\n", map { my $c = eval { slurp_file("/proc/$_/cmdline") } // '?'; $c =~ tr/\0/ /; "still running: $_ $c" } @left));
+		for my $pid (@left)
+		{
+			my $command = eval { slurp_file("/proc/$pid/cmdline") } // '?';
+			$command =~ tr/\0/ /;
+			diag("still running: $pid $command");
+		}
 		kill 'KILL', @left;
 		usleep(500_000);
 	};
@@ -268,7 +276,7 @@ for my $round (1 .. $rounds)
 	}
 	else
 	{
-		my $await = $kind eq 'writer' ? "SELECT public.await_victim('writer', 20)" : "SELECT public.await_victim('commit', 20)";
+		my $await = "SELECT public.await_victim('" . ($kind eq 'writer' ? 'writer' : 'commit') . "', 20)";
 		($marker, $victim) = split /\n/, $node->safe_psql('postgres', "$marker_sql;\n$await");
 		if ($kind eq 'writer')
 		{
@@ -295,15 +303,18 @@ for my $round (1 .. $rounds)
 			next;
 		}
 		ok(kill('KILL', $victim), "round $round: SIGKILL $how (pid $victim)");
-		$node->wait_for_log(
-			qr/\(PID $victim\) was terminated by signal 9.*all server processes terminated; reinitializing.*database system is ready to accept connections/s,
-			$offset);
+		my $restarted = join('.*',
+			"\\(PID $victim\\) was terminated by signal 9",
+			'all server processes terminated; reinitializing',
+			'database system is ready to accept connections');
+		$node->wait_for_log(qr/$restarted/s, $offset);
 	}
 
 	# The very first recall after the restart.
-	my ($ret, $first, $err) =
-	  $node->psql('postgres', "SELECT id || ' ' || distance FROM engram.recall('crash_l2', array_fill(${value}::real, ARRAY[16]), 1)");
-	is($first, "$marker 0", "round $round ($kind): the first recall after the restart finds the marker committed before the kill")
+	my ($ret, $first, $err) = $node->psql('postgres',
+		"SELECT id || ' ' || distance FROM engram.recall('crash_l2', array_fill(${value}::real, ARRAY[16]), 1)");
+	is($first, "$marker 0",
+		"round $round ($kind): the first recall after the restart finds the marker committed before the kill")
 	  or diag("recall returned $ret: $err");
 
 	my ($rolled_back, @errors) = reap_clients(30, @clients);
@@ -311,8 +322,8 @@ for my $round (1 .. $rounds)
 	is(scalar(@errors), 0, "round $round: the clients met no error before the crash") or diag(join("\n", @errors));
 	my $after = space_rows();
 	$rows_streamed{$_} += $after->{$_} - $before->{$_} for keys %$after;
-	note(sprintf('round %d (%s): %s rows committed, %d rolled back, %.1f s',
-		$round, $kind, join(' + ', map { $after->{$_} - $before->{$_} } sort keys %$after), $rolled_back, time - $round_started));
+	note(sprintf('round %d (%s): %s rows committed, %d rolled back, %.1f s', $round, $kind,
+		join(' + ', map { $after->{$_} - $before->{$_} } sort keys %$after), $rolled_back, time - $round_started));
 
 	is( $node->safe_psql(
 			'postgres', q{
@@ -357,6 +368,7 @@ cmp_ok($rounds_loading_files, '>', 0,
 	"$rounds_loading_files of $rounds restarts loaded spaces from their graph files ($files_loaded loads)");
 cmp_ok($writer_caught, '>', 0, "$writer_caught of $writer_rounds writer kills landed while it wrote a file");
 cmp_ok($rolled_back_total, '>', 0, "the clients rolled back $rolled_back_total rows in all");
-cmp_ok($rows_streamed{$_}, '>', 0, "the clients committed $rows_streamed{$_} rows into $_") for sort keys %rows_streamed;
+cmp_ok($rows_streamed{$_}, '>', 0, "the clients committed $rows_streamed{$_} rows into $_")
+  for sort keys %rows_streamed;
 
 done_testing();

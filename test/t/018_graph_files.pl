@@ -133,8 +133,11 @@ sub check_discarded
 sub file_size { return -s $_[0] // 0; }
 
 # --- before any file: the settings write none -----------------------------------
-is($node->safe_psql('postgres',
-		"SELECT string_agg(format('%s %s %s %s %s', name, persisted_observations, persisted_generation, persisted_at IS NULL, file_bytes), ', ' ORDER BY name) FROM engram.spaces"),
+is( $node->safe_psql(
+		'postgres', q{
+		SELECT string_agg(format('%s %s %s %s %s', name, persisted_observations, persisted_generation,
+								 persisted_at IS NULL, file_bytes), ', ' ORDER BY name)
+		FROM engram.spaces}),
 	'alpha 0 0 t 0, beta 0 0 t 0', 'before any checkpoint no space is persisted');
 ok(!-e graph_file($node, $alpha) && !-e graph_file($node, $beta), 'and no graph file exists');
 
@@ -243,7 +246,8 @@ is($other->safe_psql('postgres', "SELECT engram.create_space('alpha', 32, 'l2')"
 $other->safe_psql(
 	'postgres', qq{
 	INSERT INTO engram.observations (space_id, embedding)
-	SELECT $alpha, (SELECT array_agg(random()::real) FROM generate_series(1, 32) d WHERE g > 0) FROM generate_series(1, 500) g;
+	SELECT $alpha, (SELECT array_agg(random()::real) FROM generate_series(1, 32) d WHERE g > 0)
+	FROM generate_series(1, 500) g;
 	SELECT engram.checkpoint();});
 $other->stop;
 ok(-f graph_file($other, $alpha), "the other cluster wrote alpha's file");

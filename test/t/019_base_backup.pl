@@ -38,7 +38,8 @@ my $node = engram_node(
 my $sift = $node->safe_psql('postgres', "SELECT engram.create_space('sift5k', 128, 'l2')");
 is(copy_base($node, 'postgres', 'sift5k', $sift), 5000, 'sift5k: 5,000 base vectors copied');
 my $queries = load_queries($node, 'postgres', 'sift5k', 'public.sift_q');
-$node->safe_psql('postgres', "SELECT engram.create_space('live_a', 24, 'l2'), engram.create_space('live_b', 48, 'cosine')");
+my $live_a = $node->safe_psql('postgres', "SELECT engram.create_space('live_a', 24, 'l2')");
+my $live_b = $node->safe_psql('postgres', "SELECT engram.create_space('live_b', 48, 'cosine')");
 ok($node->safe_psql('postgres', "SELECT engram.wait_linked('sift5k', NULL, 600000)") eq 't', 'sift5k is linked');
 
 # Every query's hits among the ground truth's 10 (content is the base index).
@@ -79,7 +80,7 @@ ok( $node->poll_query_until(
 my $before_backup = $node->safe_psql('postgres', 'SELECT count(*) FROM engram.observations');
 $node->backup('live', backup_options => [ '-X', 'stream' ]);
 my $backup_dir = $node->backup_dir . '/live';
-for my $space ([ 'sift5k', $sift ], map { [ $_, $node->safe_psql('postgres', "SELECT space_id FROM engram.spaces WHERE name = '$_'") ] } qw(live_a live_b))
+for my $space ([ 'sift5k', $sift ], [ 'live_a', $live_a ], [ 'live_b', $live_b ])
 {
 	ok(-f "$backup_dir/engram/space_$space->[1].graph", "the base backup holds the graph file of $space->[0]");
 }
@@ -96,8 +97,9 @@ $restored->init_from_backup($node, 'live');
 my $offset = log_offset($restored);
 $restored->start;
 check_stored_sets($restored, 'restored');
-my %rows = split /\||\n/, $restored->safe_psql('postgres',
-	'SELECT c.name, count(o.id) FROM engram.space_catalog c LEFT JOIN engram.observations o USING (space_id) GROUP BY c.name');
+my %rows = split /\||\n/, $restored->safe_psql('postgres', q{
+	SELECT c.name, count(o.id) FROM engram.space_catalog c LEFT JOIN engram.observations o USING (space_id)
+	GROUP BY c.name});
 note('restored rows: ' . join(', ', map { "$_ $rows{$_}" } sort keys %rows));
 cmp_ok($rows{sift5k}, '>', 5000, 'the restored sift5k holds streamed rows beyond its base');
 cmp_ok($rows{live_a} + $rows{live_b} + $rows{sift5k}, '>=', $before_backup,
@@ -110,7 +112,8 @@ do
 	usleep(200_000);
 	$events = graph_file_events($restored, $offset);
 } while (grep { !$events->{loaded}{$_} && !$events->{discarded}{$_} } keys %rows) && time < $deadline;
-note(join('; ', map { my $s = $_; "$s loaded " . join(',', map { "$_->[0]+$_->[1]" } @{ $events->{loaded}{$s} }) } sort keys %{ $events->{loaded} }));
+note("restored log: $_ loaded " . join(', ', map { "$_->[0] + $_->[1]" } @{ $events->{loaded}{$_} }))
+  for sort keys %{ $events->{loaded} };
 is_deeply($events->{discarded}, {}, 'the restored cluster discards none of the backed-up files')
   or diag(explain($events));
 for my $space (qw(sift5k live_a live_b))
@@ -127,8 +130,10 @@ cmp_ok($restored_recall, '>=', 0.95, "restored: recall\@10 on sift5k is $restore
 
 # The restored cluster takes new rows and recalls them.
 my $id = $restored->safe_psql('postgres', q{SELECT engram.observe('live_a', array_fill(-3::real, ARRAY[24]))});
-is($restored->safe_psql('postgres', q{SELECT id || ' ' || distance FROM engram.recall('live_a', array_fill(-3::real, ARRAY[24]), 1)}),
-	"$id 0", 'the restored cluster recalls a new observation');
+is( $restored->safe_psql(
+		'postgres', q{SELECT id || ' ' || distance FROM engram.recall('live_a', array_fill(-3::real, ARRAY[24]), 1)}),
+	"$id 0",
+	'the restored cluster recalls a new observation');
 check_stored_sets($restored, 'restored, after a new row');
 $restored->log_check('restored: no crash', 0, log_unlike => [qr/PANIC|TRAP:|terminated by signal/]);
 
