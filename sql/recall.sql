@@ -24,7 +24,7 @@ JOIN engram.observations o USING (id) ORDER BY r.distance;
 -- A snapshot from before the indexes were loaded from the table (at the
 -- server's start) cannot be told apart, and says so.
 SELECT regexp_replace(try($$SELECT * FROM engram.recall('recall_l2', '{0,0,0}', 10, as_of => 0)$$),
-					  '(generation is|as_of =>) [0-9]+', '\1 N', 'g') AS before_the_load;
+					  '(generation|as_of =>) [0-9]+', '\1 N', 'g') AS before_the_load;
 -- Cosine: distance 1 - cos, score clamped to [0, 1]; the cue need not be unit length.
 SELECT engram.observe_batch('recall_cos', '{{1,0},{0,5},{-2,0}}', '{east,north,west}');
 SELECT o.content, round(r.distance::numeric, 4) AS distance, round(r.score::numeric, 4) AS score

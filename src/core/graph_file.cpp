@@ -47,6 +47,8 @@ struct GraphFileHeader {
 	std::uint32_t dim;
 	std::uint64_t max_generation;
 	std::int64_t max_label;
+	std::uint64_t snapshot_gap_from;
+	std::uint64_t snapshot_gap_to;
 	std::uint8_t metric;
 	std::uint8_t encoding;
 	std::uint8_t m;
@@ -65,7 +67,7 @@ struct GraphFileHeader {
 };
 static_assert(std::is_trivially_copyable_v<GraphFileHeader>);
 static_assert(sizeof(FilePrefix) == 24);
-static_assert(sizeof(GraphFileHeader) == 128, "no implicit padding: every byte is checksummed");
+static_assert(sizeof(GraphFileHeader) == 144, "no implicit padding: every byte is checksummed");
 
 struct NodeRecord {
 	std::uint64_t generation;
@@ -279,6 +281,18 @@ configured_chunk_cap(const SegmentedArrayHeader &array) noexcept
 								static_cast<std::uint32_t>(std::bit_width(k_max_chunk_bytes / array.stride) - 1));
 	return array.max_chunk_log2 == automatic ? 0 : array.max_chunk_log2;
 }
+
+// Keeps a graph's links frozen (hnsw_graph.hpp) for as long as it lives.
+class LinkFreeze {
+public:
+	explicit LinkFreeze(const HnswGraph &graph) noexcept : graph_(graph) { graph_.freeze_links(); }
+	LinkFreeze(const LinkFreeze &) = delete;
+	LinkFreeze &operator=(const LinkFreeze &) = delete;
+	~LinkFreeze() { graph_.thaw_links(); }
+
+private:
+	const HnswGraph &graph_;
+};
 
 // Destroys a graph under construction unless it is released.
 class GraphUnderConstruction {
@@ -558,12 +572,17 @@ write_graph_file(const HnswGraph &graph, const GraphFileIdentity &identity, cons
 			return fail(GraphFileStatus::io_error);
 		}
 		GraphFileHeader header{};
-		GraphFileAccess::fill_header(graph, header); // reads the entry before the count: the entry is below it
-		header.node_count = graph.size();
 		BodyWriter body(fd.get(), sizeof(GraphFileHeader));
-		GraphFileStatus status = GraphFileAccess::write_body(graph, header.node_count, body);
-		if (status != GraphFileStatus::ok || !body.flush())
-			return fail(GraphFileStatus::io_error);
+		{
+			// No link changes the graph while it is read; appends go on
+			// (past the count read here) and deletes only flip a flag.
+			const LinkFreeze freeze(graph);
+			GraphFileAccess::fill_header(graph, header); // reads the entry before the count: the entry is below it
+			header.node_count = graph.size();
+			const GraphFileStatus status = GraphFileAccess::write_body(graph, header.node_count, body);
+			if (status != GraphFileStatus::ok || !body.flush())
+				return fail(GraphFileStatus::io_error);
+		}
 		header.prefix.magic = k_graph_file_magic;
 		header.prefix.version = k_graph_file_version;
 		header.prefix.header_bytes = sizeof(GraphFileHeader);
@@ -573,6 +592,8 @@ write_graph_file(const HnswGraph &graph, const GraphFileIdentity &identity, cons
 		header.space_id = identity.space_id;
 		header.max_generation = identity.max_generation;
 		header.max_label = identity.max_label;
+		header.snapshot_gap_from = identity.snapshot_gap_from;
+		header.snapshot_gap_to = identity.snapshot_gap_to;
 		header.body_bytes = body.written();
 		header.body_crc = body.crc();
 		header.header_crc = header_crc(header);
@@ -625,7 +646,8 @@ read_header(int fd, std::uint64_t size, const GraphFileIdentity &expected, Graph
 		return GraphFileStatus::corrupt;
 	if (stored != nullptr)
 		*stored = GraphFileIdentity{header.system_identifier, header.installation, header.space_id,
-									header.max_generation, header.max_label};
+									header.max_generation,    header.max_label,    header.snapshot_gap_from,
+									header.snapshot_gap_to};
 	if (header.system_identifier != expected.system_identifier || header.installation != expected.installation ||
 		header.space_id != expected.space_id)
 		return GraphFileStatus::foreign;

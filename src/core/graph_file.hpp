@@ -20,10 +20,17 @@
 // exactly as after a link that failed and gave its node back (hnsw_insert.cpp),
 // whose retry merges into them. Leaving such nodes out would lose their
 // vectors and labels and punch holes in the ids other nodes point at.
-// A consistent file needs a graph that nothing appends to, links or deletes
-// in while it is written (the caller pauses its linkers). A graph that
-// changes meanwhile gives a file that reads back into a valid graph or is
-// refused as corrupt (a tree edge half made), never an invalid graph.
+// Consistency. The writer freezes the graph's links (the link gate,
+// hnsw_graph.hpp) while it reads the graph, so no list, tree edge or link
+// mark changes under it, and thaws them before the fsync and rename; callers
+// pause nothing. Appends go on: the file holds the nodes stored when the
+// writer read the node count, and list entries of later nodes are left out.
+// Deletes go on too: a node's deleted mark is in the file or not. Linkers
+// must take link turns for this to hold (LinkPool does); a graph linked
+// outside turns while it is written gives a file that reads back into a
+// valid graph or is refused as corrupt (a tree edge half made), never an
+// invalid graph. The freeze waits for the linkers' turns in flight, so the
+// caller must not hold a turn of the same graph.
 //
 // Format (native byte order: PGDATA never moves between architectures):
 //   prefix   magic "ENGRAMGF", format version u32, header bytes u32,
@@ -55,13 +62,19 @@ inline constexpr std::uint32_t k_graph_file_version = 1;
 // Whose graph a file holds; the glue fills it. A file is only read back into
 // the same cluster (system identifier), the same installation of the
 // extension and the same space. max_generation and max_label describe how far
-// the file covers the space's observations; they are stored, not compared.
+// the file covers the space's observations, and the snapshot gap the range of
+// generations (from, to) whose snapshots the graph cannot answer exactly,
+// because some rows were given new generations when they were loaded (both 0
+// when there is none; the glue defines the bounds). These are stored and
+// returned, not compared.
 struct GraphFileIdentity {
 	std::uint64_t system_identifier = 0;
 	std::uint64_t installation = 0;
 	std::int32_t space_id = 0;
 	std::uint64_t max_generation = 0;
 	std::int64_t max_label = 0;
+	std::uint64_t snapshot_gap_from = 0;
+	std::uint64_t snapshot_gap_to = 0;
 };
 
 enum class GraphFileStatus : std::uint8_t {

@@ -20,6 +20,19 @@
 // end of its link is found by exact_search over [linked_prefix(), size());
 // snapshot_search() combines both, which is what recall needs.
 //
+// Link gate: lets a graph file be written (graph_file.hpp) from a graph whose
+// lists do not change, while appends, deletes and searches go on. Linkers take
+// a turn (begin_link_turn, or a LinkTurn) before claim_unlinked and end it
+// once the links of that claim are done; freeze_links refuses new turns and
+// waits for those in flight, so from its return until thaw_links no link
+// changes the graph. A turn raises link_turns, then reads link_freezes; a
+// freeze raises link_freezes, then reads link_turns; both sequentially
+// consistent, so either the turn sees the freeze or the freeze sees the turn.
+// The counters live in the header, so the gate spans processes; freezes nest.
+// link() itself does not look at the gate: a linker that shares the graph
+// with a file writer must take turns. A thread must not freeze links while it
+// holds a turn (it would wait for itself).
+//
 // Snapshot filter: every node carries the generation at which it became
 // visible. A search with max_generation G returns only nodes with generation
 // <= G that are not deleted, but still walks through the others, so a filter
@@ -160,6 +173,17 @@ public:
 	// releases what it holds and gives the node back: claim_unlinked() hands
 	// it out again, and link() may be called for it again.
 	bool link(std::uint32_t id, SearchContext &context);
+	// The link gate (see the top of this file). begin_link_turn() is false,
+	// and nothing is held, while a freeze is in force; otherwise the caller
+	// may claim and link until end_link_turn(). freeze_links() returns once
+	// no turn is in flight and keeps new ones out until thaw_links(); it
+	// sleeps while it waits. Freezes are counted, so they nest.
+	bool begin_link_turn() noexcept;
+	void end_link_turn() noexcept;
+	void freeze_links() const noexcept;
+	void thaw_links() const noexcept;
+	// Whether a freeze is in force now (a hint: it may end at any moment).
+	bool links_frozen() const noexcept { return header_->link_freezes.load(std::memory_order_acquire) != 0; }
 	// append + link.
 	HnswStatus insert(std::span<const float> vector, std::uint64_t generation, SearchContext &context,
 					  std::uint32_t *id = nullptr);
@@ -291,6 +315,25 @@ private:
 	DistanceFn distance_;          // query against a stored vector
 	DistanceFn float32_distance_;  // query against a float32 vector (re-ranking)
 	std::uint32_t prefetch_lines_; // cache lines of a vector prefetched ahead of its distance
+};
+
+// One link turn of a graph, ended when it goes out of scope (so a link that
+// throws still ends it). Empty, holding nothing, if the graph's links are frozen.
+class LinkTurn {
+public:
+	explicit LinkTurn(HnswGraph &graph) noexcept : graph_(graph.begin_link_turn() ? &graph : nullptr) {}
+	LinkTurn(const LinkTurn &) = delete;
+	LinkTurn &operator=(const LinkTurn &) = delete;
+	~LinkTurn()
+	{
+		if (graph_ != nullptr)
+			graph_->end_link_turn();
+	}
+
+	explicit operator bool() const noexcept { return graph_ != nullptr; }
+
+private:
+	HnswGraph *graph_;
 };
 
 } // namespace engram::core

@@ -54,7 +54,7 @@
 namespace engram::core {
 
 inline constexpr std::uint64_t k_hnsw_magic = 0x454e4752414d484eULL; // "ENGRAMHN"
-inline constexpr std::uint32_t k_hnsw_layout_version = 4;
+inline constexpr std::uint32_t k_hnsw_layout_version = 5;
 inline constexpr std::uint32_t k_no_node = 0xFFFFFFFFu;
 // Node ids stay below 2^31: the search beam keeps an "expanded" mark in the top
 // bit, and stored lists a "checked" mark (k_list_checked).
@@ -107,6 +107,9 @@ struct HnswHeader {
 	std::atomic<std::uint64_t> linked;                    // nodes whose link has finished
 	std::atomic<std::uint64_t> link_cursor;               // ids below it were handed out to link
 	std::atomic<std::uint64_t> failed_links;              // links that failed and gave their node back
+	// The link gate (hnsw_graph.hpp): linkers inside a turn, and freezes in force.
+	std::atomic<std::uint32_t> link_turns;
+	std::atomic<std::uint32_t> link_freezes;
 
 	SegmentedArrayHeader nodes;
 	SegmentedArrayHeader vectors;

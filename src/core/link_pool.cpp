@@ -71,8 +71,13 @@ LinkPool::work_left() const noexcept
 	for (IndexSlot &slot : used_slots())
 		for (unsigned which = 0; which < 2; ++which)
 			if (slot.graphs[which].load(std::memory_order_relaxed) != 0)
-				if (GraphPin pin(slot, which); pin && HnswGraph(arena_, pin.offset()).has_unclaimed())
-					return true;
+				if (GraphPin pin(slot, which); pin) {
+					// A frozen graph waits for the next wake(): looking again
+					// now would only spin while its file is written.
+					const HnswGraph graph(arena_, pin.offset());
+					if (graph.has_unclaimed() && !graph.links_frozen())
+						return true;
+				}
 	return false;
 }
 
@@ -95,6 +100,11 @@ LinkPool::walk(SearchContext &context, bool &failed)
 			if (!pin)
 				continue;
 			HnswGraph graph(arena_, pin.offset());
+			// The turn covers the claim and its links: a file writer that
+			// freezes the graph waits for them, and meanwhile it is skipped.
+			const LinkTurn turn(graph);
+			if (!turn)
+				continue;
 			std::uint32_t first = 0;
 			const std::uint32_t claimed = graph.claim_unlinked(k_claim, first);
 			for (std::uint32_t id = first; id < first + claimed; ++id) {
@@ -102,7 +112,8 @@ LinkPool::walk(SearchContext &context, bool &failed)
 					linked += graph.link(id, context) ? 1 : 0;
 				} catch (...) {
 					// The node, and with it the rest of this claim, went back
-					// to the graph; the pin is dropped on the way out.
+					// to the graph; the turn ends and the pin is dropped on
+					// the way out.
 					failures_.fetch_add(1, std::memory_order_relaxed);
 					failed = true;
 					return linked;

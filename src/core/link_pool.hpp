@@ -6,7 +6,10 @@
 // up to `threads` tasks then run in the pool's own tbb::task_arena. Each task
 // walks every space's IndexSlot, pins each graph in turn, claims a few
 // unlinked ids (HnswGraph::claim_unlinked, shared by every worker process)
-// and links them, until a whole walk finds nothing to claim. Because claims
+// and links them inside a link turn, until a whole walk finds nothing to
+// claim. A graph whose links are frozen (its file is being written) refuses
+// the turn and is skipped, and counts as having no work, so the tasks end
+// rather than spin; the next wake() after the thaw links it again. Because claims
 // come from a counter inside the graph, one hot space keeps every thread of
 // every worker busy, and spaces never wait for one another: a thread holds a
 // pin, never a lock, and only for a few nodes at a time. A link that fails

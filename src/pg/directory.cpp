@@ -160,6 +160,12 @@ directory_install(const SpaceDefinition &definition, std::uint32_t create_xid)
 	slot.cause = QUARANTINE_NONE;
 	slot.cause_text[0] = '\0';
 	slot.dropped_observations.store(0, std::memory_order_relaxed);
+	// A space created after the load holds no row from before it; the loader
+	// sets the gap of the spaces it loads.
+	slot.snapshot_gap_from.store(0, std::memory_order_relaxed);
+	slot.snapshot_gap_to.store(shared_state()->loaded_generation.load(std::memory_order_acquire),
+							   std::memory_order_relaxed);
+	directory_forget_file(&slot);
 	slot.state.store(SPACE_SLOT_LIVE, std::memory_order_release);
 	if (static_cast<std::uint32_t>(index) >= d.in_use.load(std::memory_order_relaxed))
 		d.in_use.store(static_cast<std::uint32_t>(index) + 1, std::memory_order_release);
@@ -228,6 +234,16 @@ directory_free(SpaceSlot *slot)
 	free_list()[d.free_count++] = static_cast<std::int32_t>(slot - slots());
 	slot->state.store(SPACE_SLOT_FREE, std::memory_order_release);
 	LWLockRelease(shared_directory_lock());
+}
+
+void
+directory_forget_file(SpaceSlot *slot)
+{
+	SpaceFileState &f = slot->file;
+	for (std::atomic<std::uint64_t> *field : {&f.observations, &f.linked, &f.graph, &f.generation, &f.bytes})
+		field->store(0, std::memory_order_relaxed);
+	f.written_at.store(0, std::memory_order_relaxed);
+	f.attempted_at.store(0, std::memory_order_relaxed);
 }
 
 DropOutcome

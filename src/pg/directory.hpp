@@ -4,7 +4,7 @@
 //
 // Size. engram.max_spaces slots, fixed at server start; each costs
 // sizeof(SpaceSlot) + sizeof(IndexSlot) + 4 bytes of free list + 16 to 32
-// bytes of table buckets: 348 to 364 bytes (3.6 MB for the default 10,000).
+// bytes of table buckets: about 430 bytes (4.3 MB for the default 10,000).
 // create_space takes its slot at once (an insert trigger on
 // engram.space_catalog), so a full directory refuses the new space with a
 // clear error rather than failing later in a worker.
@@ -52,6 +52,19 @@ enum QuarantineCause : std::uint32_t {
 
 inline constexpr int k_cause_text_bytes = 128;
 
+// What the space's graph file holds (graph_files.hpp); written by the engram
+// writer after each write, read by engram.spaces and by the writer itself to
+// decide when the file is due again. All zero: the space has no file.
+struct SpaceFileState {
+	std::atomic<std::uint64_t> observations; // nodes in the file
+	std::atomic<std::uint64_t> linked;       // of those, linked when it was written
+	std::atomic<std::uint64_t> graph;        // header offset of the graph it was written from
+	std::atomic<std::uint64_t> generation;   // published generation when it was written
+	std::atomic<std::uint64_t> bytes;        // its size
+	std::atomic<std::int64_t> written_at;    // TimestampTz of the write
+	std::atomic<std::int64_t> attempted_at;  // of the last attempt, failed or not
+};
+
 struct SpaceSlot {
 	std::atomic<std::uint32_t> state;
 	std::int32_t space_id;
@@ -82,6 +95,12 @@ struct SpaceSlot {
 	char cause_text[k_cause_text_bytes];
 	// Observations committed since the quarantine, consumed and not indexed.
 	std::atomic<std::uint64_t> dropped_observations;
+	// Snapshots (as_of) at generations [from, to) are refused: some rows of
+	// the index were given a later generation than the one they committed
+	// at, when they were loaded from the table (worker_load.cpp).
+	std::atomic<std::uint64_t> snapshot_gap_from;
+	std::atomic<std::uint64_t> snapshot_gap_to;
+	SpaceFileState file;
 };
 
 struct SpaceDirectory {
@@ -126,6 +145,8 @@ void directory_forget_homeless(void);
 // slot. Takes the directory lock itself; the caller must not hold it.
 void directory_free(SpaceSlot *slot);
 engram::core::IndexSlot &directory_index(const SpaceSlot *slot);
+// Clears what the slot says of its space's graph file (it has none now).
+void directory_forget_file(SpaceSlot *slot);
 engram::core::HnswConfig directory_config(const SpaceSlot *slot);
 // A graph of a pinned index slot.
 engram::core::HnswGraph pinned_graph(const engram::core::GraphPin &pin);

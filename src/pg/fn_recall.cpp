@@ -137,24 +137,31 @@ check_generation(std::int64_t generation)
 	return static_cast<std::uint64_t>(generation);
 }
 
-// A snapshot older than the last load cannot be told apart: every row loaded
-// from the table carries the load's generation (the table keeps no other).
+// Rows loaded from the table carry the load's generation (the table keeps no
+// other), so the snapshots from just after the last generation the space's
+// index holds exactly up to that load cannot be told apart (SpaceSlot's gap).
 void
-check_answerable(std::uint64_t as_of)
+check_answerable(std::int32_t space_id, std::uint64_t as_of)
 {
-	const std::uint64_t oldest = shared_state()->loaded_generation.load(std::memory_order_acquire);
-	if (as_of >= oldest)
+	LWLockAcquire(shared_directory_lock(), LW_SHARED);
+	const SpaceSlot *slot = directory_find(space_id);
+	const std::uint64_t from = slot != nullptr ? slot->snapshot_gap_from.load(std::memory_order_acquire) : 0;
+	const std::uint64_t to = slot != nullptr ? slot->snapshot_gap_to.load(std::memory_order_acquire)
+											 : shared_state()->loaded_generation.load(std::memory_order_acquire);
+	LWLockRelease(shared_directory_lock());
+	if (as_of < from || as_of >= to)
 		return;
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("generation %llu is older than the index can answer", static_cast<unsigned long long>(as_of)),
-			 errdetail("The oldest answerable generation is %llu. The indexes were loaded from "
-					   "engram.observations at that generation (after a server start, a crash restart or a "
-					   "reinstall), and every row loaded then carries it, so earlier snapshots cannot be told "
-					   "apart.",
-					   static_cast<unsigned long long>(oldest)),
+			 errdetail("The index cannot answer snapshots from generation %llu up to generation %llu: rows "
+					   "committed then were loaded from engram.observations at generation %llu (after a server "
+					   "start, a crash restart or a reinstall, for rows no graph file held), and every row loaded "
+					   "then carries it, so those snapshots cannot be told apart.",
+					   static_cast<unsigned long long>(from), static_cast<unsigned long long>(to),
+					   static_cast<unsigned long long>(to)),
 			 errhint("Use as_of => %llu or later, or leave as_of NULL for the latest generation.",
-					 static_cast<unsigned long long>(oldest))));
+					 static_cast<unsigned long long>(to))));
 }
 
 float
@@ -197,7 +204,7 @@ ENGRAM_FUNCTION(engram_recall)
 	const std::uint64_t as_of = pinned_snapshot ? check_generation(PG_GETARG_INT64(3)) : 0;
 	require_published(pinned_snapshot ? as_of : capture_last_generation());
 	if (pinned_snapshot)
-		check_answerable(as_of);
+		check_answerable(info.space_id, as_of);
 	const std::uint64_t generation = pinned_snapshot ? as_of : shared_ring().published_generation();
 
 	auto *hits = static_cast<Hit *>(palloc(sizeof(Hit) * k));

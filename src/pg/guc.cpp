@@ -32,6 +32,9 @@ int engram_max_spaces = 10000;
 // whichever small one happens to ask next, that is quarantined.
 double engram_memory_reserve = 0.1;
 bool engram_pause_linking = false;
+bool engram_persist = true;
+int engram_persist_interval_ms = 60000;
+int engram_persist_rows = 100000;
 
 static const struct config_enum_entry overload_policy_options[] = {
 	{"wait", ENGRAM_POLICY_WAIT, false},
@@ -100,6 +103,21 @@ guc_define(void)
 							 "Stored observations stay in the exact tail that every recall scans until linking "
 							 "resumes; ingest goes on until backpressure stops it.",
 							 &engram_pause_linking, false, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+	// Graph files (graph_files.hpp): read by the engram writer and the
+	// loader, so set for the whole server.
+	DefineCustomBoolVariable("engram.persist", "Keeps each space's index in a graph file under the data directory.",
+							 "A start or crash restart then loads the files and links only the rows they lack. Off: "
+							 "no file is written or loaded, and existing ones are removed.",
+							 &engram_persist, true, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+	DefineCustomIntVariable("engram.persist_interval", "Longest time a changed index waits for its graph file.",
+							"0 writes files only on row counts, at checkpoint() and at a clean shutdown. Valid range "
+							"is 0..86400000 ms.",
+							&engram_persist_interval_ms, 60000, 0, 86400000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr,
+							nullptr);
+	DefineCustomIntVariable("engram.persist_rows", "Rows missing from a space's graph file that make it due at once.",
+							"The file is written without waiting for engram.persist_interval once this many rows, and "
+							"at least a quarter of the rows it holds, are missing from it. 0 disables the trigger.",
+							&engram_persist_rows, 100000, 0, INT_MAX, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 	MarkGUCPrefixReserved("engram");
 }
 

@@ -6,6 +6,7 @@
 #include "pg/instance.hpp"
 #include "pg/shared.hpp"
 #include "pg/worker.hpp"
+#include "pg/writer.hpp"
 
 #include "pg/postgres.hpp"
 
@@ -43,6 +44,7 @@ register_engram(void)
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = engram_shmem_startup;
 	worker_register_pool();
+	writer_register();
 	capture_register_callbacks();
 }
 

@@ -148,3 +148,11 @@ shared_wake_workers(void)
 			SetLatch(&ProcGlobal->allProcs[procno].procLatch);
 	}
 }
+
+void
+shared_wake_writer(void)
+{
+	const int procno = shared->writer.pgprocno.load(std::memory_order_acquire);
+	if (shared->writer.pid.load(std::memory_order_acquire) != 0 && procno >= 0)
+		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+}

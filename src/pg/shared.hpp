@@ -42,6 +42,17 @@ struct WorkerSlot {
 	std::atomic<std::uint64_t> alive_us;
 };
 
+// The engram writer (writer.hpp) and engram.checkpoint()'s requests to it:
+// a caller takes the next ticket and waits until `checkpoint_done` reaches it;
+// `checkpoint_failed` is the last ticket whose files could not all be written.
+struct WriterSlot {
+	std::atomic<std::int32_t> pid;
+	std::atomic<std::int32_t> pgprocno;
+	std::atomic<std::uint64_t> checkpoint_requested;
+	std::atomic<std::uint64_t> checkpoint_done;
+	std::atomic<std::uint64_t> checkpoint_failed;
+};
+
 struct EngramShared {
 	std::uint64_t magic;
 	std::uint64_t ring_offset;
@@ -68,6 +79,7 @@ struct EngramShared {
 	std::atomic<std::uint32_t> partial_range;
 	std::atomic<std::int64_t> partial_next_id;
 	WorkerSlot workers[64];
+	WriterSlot writer;
 	SpaceDirectory directory;
 };
 
@@ -86,3 +98,5 @@ engram::core::SpaceBacklog shared_backlog(void);
 
 // Wakes the workers' latches so they drain now rather than at their next poll.
 void shared_wake_workers(void);
+// Wakes the engram writer.
+void shared_wake_writer(void);

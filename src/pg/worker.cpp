@@ -37,6 +37,7 @@
 
 #include "core/link_pool.hpp"
 #include "core/ring.hpp"
+#include "pg/graph_files.hpp"
 #include "pg/guc.hpp"
 #include "pg/pressure.hpp"
 #include "pg/shared.hpp"
@@ -81,25 +82,29 @@ worker_detach(int, Datum)
 	my_slot().pid.store(0, std::memory_order_release);
 }
 
-// Frees the slots of spaces whose drop has committed or whose creation was
-// rolled back.
+// Frees the slots (and removes the graph files) of spaces whose drop has
+// committed or whose creation was rolled back.
 void
 resolve_drops(void)
 {
 	for (SpaceSlot &slot : directory_slots()) {
 		if (slot.state.load(std::memory_order_acquire) != SPACE_SLOT_LIVE)
 			continue;
+		const std::int32_t space_id = slot.space_id;
 		const DropOutcome created = directory_create_outcome(&slot);
 		if (created == DropOutcome::aborted) {
 			directory_free(&slot);
+			graph_file_remove(space_id);
 			continue;
 		}
 		if (created == DropOutcome::committed)
 			slot.create_xid.store(InvalidTransactionId, std::memory_order_release);
 		const DropOutcome outcome = directory_drop_outcome(&slot);
-		if (outcome == DropOutcome::committed)
+		if (outcome == DropOutcome::committed) {
+			// After the free, which waits for a write of the file in progress.
 			directory_free(&slot);
-		else if (outcome == DropOutcome::aborted)
+			graph_file_remove(space_id);
+		} else if (outcome == DropOutcome::aborted)
 			slot.drop_xid.store(InvalidTransactionId, std::memory_order_release);
 	}
 }
@@ -286,20 +291,28 @@ wait_for_extension(void)
 } // namespace
 
 void
+worker_register(const char *function, const char *name, const char *type, int arg)
+{
+	BackgroundWorker worker;
+	std::memset(&worker, 0, sizeof worker);
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 1;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "engram");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "%s", function);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "%s", name);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "%s", type);
+	worker.bgw_main_arg = Int32GetDatum(arg);
+	RegisterBackgroundWorker(&worker);
+}
+
+void
 worker_register_pool(void)
 {
 	for (int i = 0; i < engram_workers; ++i) {
-		BackgroundWorker worker;
-		std::memset(&worker, 0, sizeof worker);
-		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-		worker.bgw_restart_time = 1;
-		snprintf(worker.bgw_library_name, BGW_MAXLEN, "engram");
-		snprintf(worker.bgw_function_name, BGW_MAXLEN, "engram_worker_main");
-		snprintf(worker.bgw_name, BGW_MAXLEN, "engram worker %d", i);
-		snprintf(worker.bgw_type, BGW_MAXLEN, "engram worker");
-		worker.bgw_main_arg = Int32GetDatum(i);
-		RegisterBackgroundWorker(&worker);
+		char name[BGW_MAXLEN];
+		snprintf(name, sizeof name, "engram worker %d", i);
+		worker_register("engram_worker_main", name, "engram worker", i);
 	}
 }
 

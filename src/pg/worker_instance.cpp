@@ -20,6 +20,7 @@
 #include "pg/worker_instance.hpp"
 
 #include "core/observation_batch.hpp"
+#include "pg/graph_files.hpp"
 #include "pg/shared.hpp"
 #include "pg/worker_store.hpp"
 
@@ -99,6 +100,10 @@ adopt(engram::core::InstanceId next, int worker_index)
 		}
 	directory_forget_homeless();
 	progress_reset();
+	// The files belong to the installation that is gone. (At the first start
+	// there was none before: the files are this installation's to load.)
+	if (previous.valid())
+		graph_files_remove_all();
 	s->instance.store(next.packed(), std::memory_order_release);
 	if (!next.valid())
 		ereport(LOG, (errmsg("engram worker %d freed the indexes of %d spaces: the extension was dropped", worker_index,

@@ -25,8 +25,10 @@
 #include <algorithm>
 #include <cstring>
 
-#include "pg/quarantine.hpp"
+#include "pg/file_load.hpp"
+#include "pg/guc.hpp"
 #include "pg/observation_rows.hpp"
+#include "pg/quarantine.hpp"
 #include "pg/worker_store.hpp"
 
 extern "C" {
@@ -63,9 +65,40 @@ generations_of(const engram::core::HnswGraph &graph)
 	return map;
 }
 
+// Appends the rows SPI just returned (id, embedding, confidence) to `graph`,
+// a graph of `slot`, using `vectors` and `rows` (room for k_load_rows) as
+// buffers. Appends nothing when the graph cannot grow, or has grown into
+// engram.memory_reserve while holding the most memory.
+AppendResult
+append_fetched(const SpaceSlot *slot, engram::core::HnswGraph &graph, std::uint64_t generation, HTAB *generations,
+			   float *vectors, engram::core::NodeData *rows, std::uint64_t &loaded)
+{
+	const auto n = static_cast<std::uint32_t>(SPI_processed);
+	const std::uint32_t dim = graph.dim();
+	TupleDesc desc = SPI_tuptable->tupdesc;
+	for (std::uint32_t i = 0; i < n; ++i) {
+		const ObservationRow row = copy_observation(SPI_tuptable->vals[i], desc, dim, vectors + std::size_t{i} * dim);
+		std::uint64_t g = generation;
+		if (generations != nullptr)
+			if (auto *e = static_cast<GenerationEntry *>(hash_search(generations, &row.id, HASH_FIND, nullptr)))
+				g = e->generation;
+		rows[i] = engram::core::NodeData{g, row.id, row.confidence};
+	}
+	SPI_freetuptable(SPI_tuptable);
+	if (graph.reserve(graph.size() + n) != engram::core::HnswStatus::ok)
+		return AppendResult::no_memory;
+	if (takes_the_reserve(slot))
+		return AppendResult::reserve;
+	std::uint32_t first = 0;
+	(void) graph.append_batch(std::span<const float>(vectors, std::size_t{n} * dim),
+							  std::span<const engram::core::NodeData>(rows, n), first);
+	loaded += n;
+	CHECK_FOR_INTERRUPTS();
+	return AppendResult::ok;
+}
+
 // Appends every row of the space visible to the active snapshot to `graph`,
-// a graph of `slot`. Stops (having appended a prefix) when the graph cannot
-// grow, or has grown into engram.memory_reserve while holding the most memory.
+// a graph of `slot`. Stops (having appended a prefix) when append_fetched does.
 AppendResult
 load_rows(const SpaceSlot *slot, engram::core::HnswGraph &graph, std::uint64_t generation, HTAB *generations,
 		  std::uint64_t &loaded)
@@ -82,38 +115,53 @@ load_rows(const SpaceSlot *slot, engram::core::HnswGraph &graph, std::uint64_t g
 	AppendResult result = AppendResult::ok;
 	for (;;) {
 		SPI_cursor_fetch(portal, true, k_load_rows);
-		const auto n = static_cast<std::uint32_t>(SPI_processed);
-		if (n == 0)
+		if (SPI_processed == 0)
 			break;
-		TupleDesc desc = SPI_tuptable->tupdesc;
-		for (std::uint32_t i = 0; i < n; ++i) {
-			const ObservationRow row =
-				copy_observation(SPI_tuptable->vals[i], desc, dim, vectors + std::size_t{i} * dim);
-			std::uint64_t g = generation;
-			if (generations != nullptr)
-				if (auto *e = static_cast<GenerationEntry *>(hash_search(generations, &row.id, HASH_FIND, nullptr)))
-					g = e->generation;
-			rows[i] = engram::core::NodeData{g, row.id, row.confidence};
-		}
-		SPI_freetuptable(SPI_tuptable);
-		if (graph.reserve(graph.size() + n) != engram::core::HnswStatus::ok) {
-			result = AppendResult::no_memory;
+		result = append_fetched(slot, graph, generation, generations, vectors, rows, loaded);
+		if (result != AppendResult::ok)
 			break;
-		}
-		if (takes_the_reserve(slot)) {
-			result = AppendResult::reserve;
-			break;
-		}
-		std::uint32_t first = 0;
-		(void) graph.append_batch(std::span<const float>(vectors, std::size_t{n} * dim),
-								  std::span<const engram::core::NodeData>(rows, n), first);
-		loaded += n;
-		CHECK_FOR_INTERRUPTS();
 	}
 	SPI_cursor_close(portal);
 	SPI_freeplan(plan);
 	pfree(vectors);
 	pfree(rows);
+	return result;
+}
+
+// Appends the rows with the given ids (ascending) to `graph`: the rows a
+// graph file lacks. Stops like load_rows.
+AppendResult
+load_missing_rows(const SpaceSlot *slot, engram::core::HnswGraph &graph, std::uint64_t generation,
+				  const std::int64_t *ids, std::uint64_t count, std::uint64_t &loaded)
+{
+	if (takes_the_reserve(slot))
+		return AppendResult::reserve;
+	Oid types[2] = {INT4OID, INT8ARRAYOID};
+	SPIPlanPtr plan = SPI_prepare("SELECT id, embedding, confidence FROM engram.observations "
+								  "WHERE space_id OPERATOR(pg_catalog.=) $1 "
+								  "AND id OPERATOR(pg_catalog.=) ANY ($2) ORDER BY id",
+								  2, types);
+	const std::uint32_t dim = graph.dim();
+	auto *vectors = static_cast<float *>(palloc(sizeof(float) * dim * k_load_rows));
+	auto *rows = static_cast<engram::core::NodeData *>(palloc(sizeof(engram::core::NodeData) * k_load_rows));
+	auto *elements = static_cast<Datum *>(palloc(sizeof(Datum) * k_load_rows));
+	AppendResult result = AppendResult::ok;
+	for (std::uint64_t from = 0; from < count && result == AppendResult::ok; from += k_load_rows) {
+		const auto n = static_cast<int>(std::min<std::uint64_t>(k_load_rows, count - from));
+		for (int i = 0; i < n; ++i)
+			elements[i] = Int64GetDatum(ids[from + static_cast<std::uint64_t>(i)]);
+		ArrayType *array =
+			construct_array(elements, n, INT8OID, sizeof(std::int64_t), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
+		Datum args[2] = {Int32GetDatum(slot->space_id), PointerGetDatum(array)};
+		if (SPI_execute_plan(plan, args, nullptr, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read engram.observations");
+		result = append_fetched(slot, graph, generation, nullptr, vectors, rows, loaded);
+		pfree(array);
+	}
+	SPI_freeplan(plan);
+	pfree(vectors);
+	pfree(rows);
+	pfree(elements);
 	return result;
 }
 
@@ -127,6 +175,40 @@ load_rows_guarded(const SpaceSlot *slot, engram::core::HnswGraph &graph, std::ui
 	AppendResult result = AppendResult::damaged;
 	auto load = [&] { result = load_rows(slot, graph, generation, generations, loaded); };
 	return run_in_subtransaction(load, error, error_size) ? result : AppendResult::damaged;
+}
+
+// load_missing_rows() inside a subtransaction, like load_rows_guarded().
+AppendResult
+load_missing_rows_guarded(const SpaceSlot *slot, engram::core::HnswGraph &graph, std::uint64_t generation,
+						  const FileLoad &file, std::uint64_t &loaded, char *error, std::size_t error_size)
+{
+	AppendResult result = AppendResult::damaged;
+	auto load = [&] { result = load_missing_rows(slot, graph, generation, file.missing, file.missing_count, loaded); };
+	return run_in_subtransaction(load, error, error_size) ? result : AppendResult::damaged;
+}
+
+// The snapshots (as_of) a space loaded at `generation` cannot answer, the
+// generations [from, to): all of them before it, if its rows came from the
+// table; if they came from its graph file, those the file could not (as
+// written down in it) and, if the table had rows the file lacked, those
+// after the file's write up to now, since those rows now carry `generation`
+// instead of their own.
+void
+set_snapshot_gap(SpaceSlot *slot, const FileLoad &file, std::uint64_t generation)
+{
+	std::uint64_t from = 0, to = generation;
+	if (file.loaded) {
+		const engram::core::GraphFileIdentity &f = file.stored;
+		const bool file_gap = f.snapshot_gap_to > f.snapshot_gap_from;
+		from = file_gap ? f.snapshot_gap_from : 0;
+		to = file_gap ? f.snapshot_gap_to : 0;
+		if (file.missing_count > 0) {
+			from = file_gap ? std::min(from, f.max_generation + 1) : f.max_generation + 1;
+			to = generation;
+		}
+	}
+	slot->snapshot_gap_from.store(from, std::memory_order_relaxed);
+	slot->snapshot_gap_to.store(to, std::memory_order_release);
 }
 
 // Takes the snapshot a load reads with and arms the filter with it.
@@ -228,11 +310,14 @@ load_spaces(int worker_index)
 						  errhint("Raise engram.max_spaces and restart the server, or drop unused spaces and run "
 								  "engram.rebuild() on the others.")));
 
-	std::uint64_t loaded = 0, quarantined = 0;
+	std::uint64_t loaded = 0, quarantined = 0, from_files = 0, from_file_rows = 0;
 	for (std::uint64_t i = 0; i < spaces - homeless; ++i) {
 		LWLockAcquire(shared_directory_lock(), LW_SHARED);
 		SpaceSlot *slot = directory_find(definitions[i].space_id);
 		LWLockRelease(shared_directory_lock());
+		FileLoad file;
+		if (slot != nullptr && engram_persist && slot->health.load(std::memory_order_acquire) == SPACE_READY)
+			file = load_graph_file(slot, generation);
 		if (slot == nullptr || !space_takes_rows(slot)) {
 			quarantined++;
 			continue;
@@ -241,19 +326,36 @@ load_spaces(int worker_index)
 		engram::core::HnswGraph graph(shared_arena(),
 									  index.graphs[index.current.load(std::memory_order_acquire)].load());
 		char error[k_cause_text_bytes] = "while loading after a start";
-		const AppendResult result = load_rows_guarded(slot, graph, generation, nullptr, loaded, error, sizeof error);
+		std::uint64_t caught_up = 0;
+		const AppendResult result =
+			file.loaded ? load_missing_rows_guarded(slot, graph, generation, file, caught_up, error, sizeof error)
+						: load_rows_guarded(slot, graph, generation, nullptr, caught_up, error, sizeof error);
+		loaded += caught_up;
 		if (result != AppendResult::ok) {
 			quarantine_space(slot, quarantine_cause_of(result), graph.size(), error);
 			quarantined++;
+			continue;
 		}
+		set_snapshot_gap(slot, file, generation);
+		if (!file.loaded)
+			continue;
+		from_files++;
+		from_file_rows += graph.size() - caught_up;
+		ereport(LOG, (errmsg("engram loaded space \"%s\" from its graph file: %llu observations, %llu caught up from "
+							 "engram.observations",
+							 slot->name, static_cast<unsigned long long>(graph.size() - caught_up),
+							 static_cast<unsigned long long>(caught_up))));
 	}
 	pfree(definitions);
 	shared_state()->loaded_generation.store(generation, std::memory_order_release);
 	end_load();
 	ereport(LOG,
-			(errmsg("engram worker %d loaded %llu observations of %llu spaces (%llu quarantined); linking them now",
-					worker_index, static_cast<unsigned long long>(loaded), static_cast<unsigned long long>(spaces),
-					static_cast<unsigned long long>(quarantined + homeless))));
+			(errmsg("engram worker %d loaded %llu observations of %llu spaces (%llu quarantined); %llu spaces "
+					"came from graph files, %llu observations from engram.observations; linking what is "
+					"not linked now",
+					worker_index, static_cast<unsigned long long>(loaded + from_file_rows),
+					static_cast<unsigned long long>(spaces), static_cast<unsigned long long>(quarantined + homeless),
+					static_cast<unsigned long long>(from_files), static_cast<unsigned long long>(loaded))));
 }
 
 void
@@ -301,8 +403,9 @@ start_rebuilds(void)
 		HTAB *generations = old_offset != 0 ? generations_of(engram::core::HnswGraph(arena, old_offset)) : nullptr;
 		std::uint64_t loaded = 0;
 		char error[k_cause_text_bytes] = "while rebuilding";
+		const std::uint64_t generation = shared_ring().last_generation();
 		const AppendResult result =
-			load_rows_guarded(&slot, graph, shared_ring().last_generation(), generations, loaded, error, sizeof error);
+			load_rows_guarded(&slot, graph, generation, generations, loaded, error, sizeof error);
 		if (generations != nullptr)
 			hash_destroy(generations);
 		if (result != AppendResult::ok) {
@@ -317,6 +420,11 @@ start_rebuilds(void)
 										   ? "the replacement index would take engram.memory_reserve"
 										   : "engram.memory_limit is exhausted");
 			continue;
+		}
+		if (after_quarantine) {
+			// No graph lent its generations: every row now carries this one.
+			slot.snapshot_gap_from.store(0, std::memory_order_relaxed);
+			slot.snapshot_gap_to.store(generation, std::memory_order_release);
 		}
 		slot.rebuild_requested.store(2, std::memory_order_release);
 		end_load();

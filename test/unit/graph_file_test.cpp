@@ -19,8 +19,10 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace engram::core {
@@ -29,12 +31,12 @@ namespace {
 using test_support::Region;
 using test_support::random_vectors;
 
-constexpr std::size_t k_header_bytes = 128;     // sizeof(GraphFileHeader)
-constexpr std::size_t k_body_crc_at = 120;      // GraphFileHeader::body_crc
-constexpr std::size_t k_header_crc_at = 124;    // GraphFileHeader::header_crc
+constexpr std::size_t k_header_bytes = 144;     // sizeof(GraphFileHeader)
+constexpr std::size_t k_body_crc_at = 136;      // GraphFileHeader::body_crc
+constexpr std::size_t k_header_crc_at = 140;    // GraphFileHeader::header_crc
 constexpr std::size_t k_node_record_bytes = 32; // sizeof(NodeRecord)
 
-const GraphFileIdentity k_identity{0x1122334455667788ULL, 42, 7, 5000, 123456};
+const GraphFileIdentity k_identity{0x1122334455667788ULL, 42, 7, 5000, 123456, 4100, 4250};
 
 // A fresh directory, removed with everything in it.
 class TempDir {
@@ -274,6 +276,8 @@ TEST(GraphFile, RoundTripGivesTheSameGraphAndSearchResults)
 		ASSERT_EQ(read_graph_file(target.arena, dir / "graph", k_identity, offset, &stored), GraphFileStatus::ok);
 		EXPECT_EQ(stored.max_generation, k_identity.max_generation);
 		EXPECT_EQ(stored.max_label, k_identity.max_label);
+		EXPECT_EQ(stored.snapshot_gap_from, k_identity.snapshot_gap_from);
+		EXPECT_EQ(stored.snapshot_gap_to, k_identity.snapshot_gap_to);
 		ASSERT_EQ(HnswGraph::check(target.arena, offset), HnswStatus::ok);
 		const HnswGraph copy(target.arena, offset);
 		expect_same_graph(original, copy);
@@ -386,8 +390,39 @@ TEST(GraphFile, OtherOwnerIsForeignAndCoverageIsOnlyReported)
 	GraphFileIdentity other_coverage = k_identity;
 	other_coverage.max_generation = 1;
 	other_coverage.max_label = -5;
+	other_coverage.snapshot_gap_from = 0;
+	other_coverage.snapshot_gap_to = 0;
 	std::uint64_t offset = 0;
 	EXPECT_EQ(read_graph_file(target.arena, written.dir / "graph", other_coverage, offset), GraphFileStatus::ok);
+}
+
+// Every field of the identity comes back as written, the coverage fields
+// whatever their values.
+TEST(GraphFile, IdentityRoundTripsWithItsSnapshotGap)
+{
+	Region source(4 << 20);
+	const HnswGraph graph = build_graph(source, config_of(8, Metric::l2, Encoding::float32), 30, 30, 6);
+	TempDir dir;
+	constexpr std::uint64_t top = std::numeric_limits<std::uint64_t>::max();
+	for (const auto &[from, to] : {std::pair<std::uint64_t, std::uint64_t>{0, 0},
+								   {17, 18},
+								   {1, top},
+								   {top - 1, top},
+								   {0x0102030405060708ULL, 0x1112131415161718ULL}}) {
+		GraphFileIdentity written{0xfedcba9876543210ULL, 0x0123456789abcdefULL, -3, from + 5, -77, from, to};
+		ASSERT_EQ(write_graph_file(graph, written, dir / "graph"), GraphFileStatus::ok);
+		Region target(4 << 20);
+		std::uint64_t offset = 0;
+		GraphFileIdentity stored;
+		ASSERT_EQ(read_graph_file(target.arena, dir / "graph", written, offset, &stored), GraphFileStatus::ok);
+		EXPECT_EQ(stored.system_identifier, written.system_identifier);
+		EXPECT_EQ(stored.installation, written.installation);
+		EXPECT_EQ(stored.space_id, written.space_id);
+		EXPECT_EQ(stored.max_generation, written.max_generation);
+		EXPECT_EQ(stored.max_label, written.max_label);
+		EXPECT_EQ(stored.snapshot_gap_from, from);
+		EXPECT_EQ(stored.snapshot_gap_to, to);
+	}
 }
 
 TEST(GraphFile, OtherFormatVersionIsAMismatch)
@@ -417,6 +452,33 @@ TEST(GraphFile, MissingFileAndUnwritableDirectory)
 	EXPECT_EQ(write_graph_file(graph, k_identity, dir.path() / "no-such-directory" / "graph", &error),
 			  GraphFileStatus::io_error);
 	EXPECT_EQ(error, ENOENT);
+}
+
+// The writer freezes the graph's links only while it reads the graph: they
+// are thawed after a write, whether it succeeded or failed half-way, and a
+// freeze the caller holds stays in force.
+TEST(GraphFile, WritingLeavesTheLinksThawed)
+{
+	TempDir dir;
+	Region source(4 << 20);
+	HnswGraph graph = build_graph(source, config_of(8, Metric::l2, Encoding::float32), 50, 50, 2);
+	ASSERT_EQ(write_graph_file(graph, k_identity, dir / "graph"), GraphFileStatus::ok);
+	EXPECT_FALSE(graph.links_frozen());
+	// The temporary file is a link to a device that refuses every write, so
+	// the body fails while the links are frozen.
+	ASSERT_TRUE(std::filesystem::exists("/dev/full"));
+	std::filesystem::create_symlink("/dev/full", dir / "full.tmp");
+	int error = 0;
+	EXPECT_EQ(write_graph_file(graph, k_identity, dir / "full", &error), GraphFileStatus::io_error);
+	EXPECT_EQ(error, ENOSPC);
+	EXPECT_FALSE(graph.links_frozen());
+	EXPECT_TRUE(graph.begin_link_turn());
+	graph.end_link_turn();
+	graph.freeze_links();
+	ASSERT_EQ(write_graph_file(graph, k_identity, dir / "graph"), GraphFileStatus::ok);
+	EXPECT_TRUE(graph.links_frozen());
+	graph.thaw_links();
+	EXPECT_FALSE(graph.links_frozen());
 }
 
 TEST(GraphFile, WritingReplacesTheOldFile)
@@ -455,8 +517,8 @@ TEST(GraphFile, ArenaTooSmallIsOutOfMemoryAndLeavesItUnchanged)
 TEST(GraphFile, ChecksummedNonsenseIsCorrupt)
 {
 	const WrittenGraph written;
-	const std::size_t node_count = load<std::uint64_t>(written.bytes, 96);
-	const std::size_t vector_bytes = load<std::uint32_t>(written.bytes, 80);
+	const std::size_t node_count = load<std::uint64_t>(written.bytes, 112);
+	const std::size_t vector_bytes = load<std::uint32_t>(written.bytes, 96);
 	const std::size_t first_list = k_header_bytes + k_node_record_bytes + vector_bytes; // node 0, level 0
 	ASSERT_GT(load<std::uint32_t>(written.bytes, first_list), 1u);
 	const auto edit = [&](auto change, const std::string &what) {
@@ -472,10 +534,10 @@ TEST(GraphFile, ChecksummedNonsenseIsCorrupt)
 	edit([&](auto &b) { store(b, k_header_bytes + 25, std::uint8_t{0x80}); }, "unknown flag");
 	edit([&](auto &b) { store(b, k_header_bytes + 26, std::uint8_t{200}); }, "more children than m");
 	edit([&](auto &b) { store(b, k_header_bytes + 20, std::uint32_t(node_count + 3)); }, "parent past the end");
-	edit([&](auto &b) { store(b, 104, std::uint64_t{node_count + 1}); }, "entry past the end");
+	edit([&](auto &b) { store(b, 120, std::uint64_t{node_count + 1}); }, "entry past the end");
 	edit([&](auto &b) { store(b, 44, std::uint32_t{0}); }, "zero dimensions");
-	edit([&](auto &b) { store(b, 96, std::uint64_t{node_count + 1}); }, "more nodes than the body holds");
-	edit([&](auto &b) { store(b, 80, std::uint32_t(vector_bytes + 4)); }, "vector size other than the config's");
+	edit([&](auto &b) { store(b, 112, std::uint64_t{node_count + 1}); }, "more nodes than the body holds");
+	edit([&](auto &b) { store(b, 96, std::uint32_t(vector_bytes + 4)); }, "vector size other than the config's");
 	edit([&](auto &b) { store(b, k_header_bytes + k_node_record_bytes, std::numeric_limits<float>::quiet_NaN()); },
 		 "non-finite vector");
 }

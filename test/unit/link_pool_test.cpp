@@ -236,5 +236,41 @@ TEST(LinkPool, PausedPoolLinksNothingUntilResumed)
 	EXPECT_EQ(linked.load(), 400u);
 }
 
+// While a graph's links are frozen (its file is written) the pool links the
+// other graphs, leaves it alone and lets its tasks end instead of spinning;
+// the first wake() after the thaw links it.
+TEST(LinkPool, FrozenGraphWaitsForTheThawWithoutSpinning)
+{
+	SKIP_UNDER_TSAN_WITH_TBB();
+	Region region(32 << 20);
+	std::vector<IndexSlot> slots(2);
+	for (IndexSlot &s : slots)
+		reset(s);
+	std::atomic<std::uint64_t> linked{0};
+	LinkPool pool(region.arena, slots, 2, &linked);
+	install(slots[0], 0, new_graph(region.arena));
+	install(slots[1], 0, new_graph(region.arena));
+	HnswGraph frozen(region.arena, slots[0].graphs[0].load());
+	HnswGraph other(region.arena, slots[1].graphs[0].load());
+	const auto vectors = random_vectors(600, k_dim, 10);
+	frozen.freeze_links();
+	append(frozen, vectors, 0, 300);
+	append(other, vectors, 300, 300);
+	pool.wake();
+	ASSERT_TRUE(wait_for([&] { return other.linked_prefix() == 300; })) << other.linked_prefix();
+	EXPECT_TRUE(wait_for([&] { return pool.running() == 0; })) << "tasks end while the only work left is frozen";
+	// and stay ended: a task that kept looking would restart itself.
+	int restarted = 0;
+	for (int i = 0; i < 100; ++i, std::this_thread::sleep_for(std::chrono::milliseconds(1)))
+		restarted += pool.running() != 0;
+	EXPECT_EQ(restarted, 0) << "tasks spin on the frozen graph";
+	EXPECT_EQ(frozen.linked_count(), 0u);
+	EXPECT_TRUE(frozen.has_unclaimed());
+	frozen.thaw_links();
+	pool.wake();
+	ASSERT_TRUE(wait_for([&] { return frozen.linked_prefix() == 300; })) << frozen.linked_prefix();
+	EXPECT_EQ(linked.load(), 600u);
+}
+
 } // namespace
 } // namespace engram::core

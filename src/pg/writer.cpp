@@ -1,0 +1,331 @@
+// The engram writer: one background worker that keeps each space's graph
+// file (graph_files.hpp) close behind its index in shared memory, so that a
+// start or a crash restart loads the files instead of relinking every row.
+//
+// When. A space whose index changed since its file was written (rows stored,
+// nodes linked, or a rebuild that replaced its graph) is written
+//   - once engram.persist_interval has passed since its last attempt,
+//   - at once when engram.persist_rows rows, and at least a quarter of the
+//     rows its file holds, are missing from the file (the quarter keeps the
+//     bytes written proportional to the bytes ingested while a space grows),
+//   - when engram.checkpoint() asks, and at a clean shutdown (SIGTERM).
+// Only ready spaces are written, and only once the start-up load is done,
+// since until then the indexes hold part of the table.
+//
+// How. write_graph_file (core) freezes the graph's linking while it reads it,
+// and writes a temporary file that it syncs and renames over the old one;
+// appends, recalls and the linking of every other space go on. The graph is
+// pinned for the whole write and nothing in between can raise an error, so
+// the pin is always dropped: a drop or a quarantine that frees the graph
+// waits for the write to finish, and the file of a dropped space is removed
+// only after that (worker.cpp).
+//
+// What a file covers. Every record the ring had published when the write
+// began was stored (published_generation), so the file holds every row
+// committed at or before that generation, and perhaps some after it. The
+// loader uses that bound to keep as_of snapshots exact (worker_load.cpp).
+#include "pg/writer.hpp"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/graph_file.hpp"
+#include "pg/graph_files.hpp"
+#include "pg/guc.hpp"
+#include "pg/shared.hpp"
+#include "pg/worker.hpp"
+
+#include "pg/postgres.hpp"
+
+extern "C" PGDLLEXPORT void engram_writer_main(Datum arg);
+
+namespace {
+
+volatile sig_atomic_t shutdown_requested = false;
+
+// When this writer started: a space never written is due an interval later.
+TimestampTz started_at = 0;
+// The load (its generation) after which this writer last swept the directory.
+std::uint64_t swept_after_load = 0;
+bool files_removed = false;
+
+void
+handle_sigterm(SIGNAL_ARGS)
+{
+	const int saved_errno = errno;
+	shutdown_requested = true;
+	SetLatch(MyLatch);
+	errno = saved_errno;
+}
+
+void
+writer_detach(int, Datum)
+{
+	if (EngramShared *s = shared_state()) {
+		s->writer.pid.store(0, std::memory_order_release);
+	}
+}
+
+// The loaded spaces of the current installation are what files are written from.
+bool
+spaces_loaded(void)
+{
+	const EngramShared *s = shared_state();
+	return s->load_state.load(std::memory_order_acquire) == LOAD_DONE &&
+		   s->instance.load(std::memory_order_acquire) != 0;
+}
+
+enum class Occasion { routine, checkpoint, shutdown };
+
+bool
+changed_since_file(const SpaceFileState &file, const engram::core::HnswGraph &graph)
+{
+	return graph.header_offset() != file.graph.load(std::memory_order_relaxed) ||
+		   graph.size() != file.observations.load(std::memory_order_relaxed) ||
+		   graph.linked_count() != file.linked.load(std::memory_order_relaxed);
+}
+
+bool
+due(const SpaceFileState &file, const engram::core::HnswGraph &graph, Occasion occasion, TimestampTz now)
+{
+	if (!changed_since_file(file, graph))
+		return false;
+	if (occasion != Occasion::routine)
+		return true;
+	const bool same_graph = graph.header_offset() == file.graph.load(std::memory_order_relaxed);
+	const std::uint64_t in_file = same_graph ? file.observations.load(std::memory_order_relaxed) : 0;
+	const std::uint64_t missing = graph.size() > in_file ? graph.size() - in_file : 0;
+	if (engram_persist_rows > 0 && missing >= static_cast<std::uint64_t>(engram_persist_rows) && missing * 4 >= in_file)
+		return true;
+	const TimestampTz since = std::max<TimestampTz>(file.attempted_at.load(std::memory_order_relaxed), started_at);
+	return engram_persist_interval_ms > 0 && TimestampDifferenceExceeds(since, now, engram_persist_interval_ms);
+}
+
+std::int64_t
+max_label(const engram::core::HnswGraph &graph, std::uint64_t nodes)
+{
+	std::int64_t most = 0;
+	for (std::uint64_t id = 0; id < nodes; ++id)
+		most = std::max(most, graph.label(static_cast<std::uint32_t>(id)));
+	return most;
+}
+
+// What one write did, kept in plain data until it is reported.
+struct WriteOutcome {
+	bool attempted = false;
+	engram::core::GraphFileStatus status = engram::core::GraphFileStatus::ok;
+	int os_error = 0;
+	std::int32_t space_id = 0;
+	char name[k_space_name_bytes] = "";
+	std::uint64_t graph = 0, observations = 0, linked = 0, generation = 0;
+};
+
+// Pins the current graph of the slot's space if the space is ready (and,
+// with same_space, still the space `outcome` names), noting it in `outcome`.
+engram::core::GraphPin
+pin_ready(SpaceSlot &slot, WriteOutcome &outcome, bool same_space)
+{
+	engram::core::GraphPin pin;
+	LWLockAcquire(shared_directory_lock(), LW_SHARED);
+	if (slot.state.load(std::memory_order_acquire) == SPACE_SLOT_LIVE &&
+		slot.health.load(std::memory_order_acquire) == SPACE_READY &&
+		(!same_space || slot.space_id == outcome.space_id)) {
+		outcome.space_id = slot.space_id;
+		strlcpy(outcome.name, slot.name, sizeof outcome.name);
+		pin = engram::core::pin_current(directory_index(&slot));
+	}
+	LWLockRelease(shared_directory_lock());
+	return pin;
+}
+
+// Writes the space's file if it is due. What can raise an error (paths,
+// strings) is prepared between a first pin, which decides, and the pin the
+// write holds, so that nothing raises while a pin is held.
+WriteOutcome
+write_if_due(SpaceSlot &slot, Occasion occasion, TimestampTz now)
+{
+	WriteOutcome outcome;
+	{
+		const engram::core::GraphPin pin = pin_ready(slot, outcome, false);
+		if (!pin || !due(slot.file, pinned_graph(pin), occasion, now))
+			return outcome;
+	}
+	const char *path = graph_file_path(outcome.space_id);
+	const char *activity = psprintf("writing the graph file of space \"%s\"", outcome.name);
+	engram::core::GraphFileIdentity identity = graph_file_identity(outcome.space_id);
+
+	engram::core::GraphPin pin = pin_ready(slot, outcome, true);
+	if (!pin)
+		return outcome;
+	const engram::core::HnswGraph graph = pinned_graph(pin);
+	// Read before the write reads the graph: every row committed at or before
+	// it is stored by then.
+	identity.max_generation = shared_ring().published_generation();
+	identity.snapshot_gap_from = slot.snapshot_gap_from.load(std::memory_order_acquire);
+	identity.snapshot_gap_to = slot.snapshot_gap_to.load(std::memory_order_acquire);
+	pgstat_report_activity(STATE_RUNNING, activity);
+	outcome.attempted = true;
+	outcome.graph = graph.header_offset();
+	outcome.linked = graph.linked_count();
+	outcome.observations = graph.size();
+	outcome.generation = identity.max_generation;
+	identity.max_label = max_label(graph, outcome.observations);
+	outcome.status = engram::core::write_graph_file(graph, identity, path, &outcome.os_error);
+	pin.release();
+	pgstat_report_activity(STATE_IDLE, nullptr);
+	return outcome;
+}
+
+// Records a write in the slot, if the slot still holds the space it wrote.
+void
+record(SpaceSlot &slot, const WriteOutcome &outcome, TimestampTz now)
+{
+	struct stat st;
+	const bool written = outcome.status == engram::core::GraphFileStatus::ok;
+	const off_t bytes = written && stat(graph_file_path(outcome.space_id), &st) == 0 ? st.st_size : 0;
+	LWLockAcquire(shared_directory_lock(), LW_SHARED);
+	if (slot.state.load(std::memory_order_acquire) == SPACE_SLOT_LIVE && slot.space_id == outcome.space_id) {
+		SpaceFileState &file = slot.file;
+		file.attempted_at.store(now, std::memory_order_relaxed);
+		if (written) {
+			file.graph.store(outcome.graph, std::memory_order_relaxed);
+			file.observations.store(outcome.observations, std::memory_order_relaxed);
+			file.linked.store(outcome.linked, std::memory_order_relaxed);
+			file.generation.store(outcome.generation, std::memory_order_relaxed);
+			file.bytes.store(static_cast<std::uint64_t>(bytes), std::memory_order_relaxed);
+			file.written_at.store(now, std::memory_order_release);
+		}
+	}
+	LWLockRelease(shared_directory_lock());
+	if (written)
+		ereport(DEBUG1,
+				(errmsg("engram wrote the graph file of space \"%s\": %llu observations, %lld bytes", outcome.name,
+						static_cast<unsigned long long>(outcome.observations), static_cast<long long>(bytes))));
+	else {
+		errno = outcome.os_error;
+		ereport(WARNING,
+				(errcode_for_file_access(),
+				 outcome.os_error != 0 ? errmsg("could not write the graph file of space \"%s\": %s: %m", outcome.name,
+												engram::core::to_string(outcome.status))
+									   : errmsg("could not write the graph file of space \"%s\": %s", outcome.name,
+												engram::core::to_string(outcome.status)),
+				 errdetail("The index in shared memory is unaffected; a restart relinks the rows the last file "
+						   "lacks."),
+				 errhint("Check the free space and permissions of \"%s\". The writer tries again after "
+						 "engram.persist_interval.",
+						 graph_file_directory())));
+	}
+}
+
+// Writes every space that is due; false if a write failed.
+bool
+write_spaces(Occasion occasion)
+{
+	bool all_written = true;
+	for (SpaceSlot &slot : directory_slots()) {
+		if (slot.state.load(std::memory_order_acquire) != SPACE_SLOT_LIVE)
+			continue;
+		const TimestampTz now = GetCurrentTimestamp();
+		const WriteOutcome outcome = write_if_due(slot, occasion, now);
+		if (outcome.attempted) {
+			record(slot, outcome, GetCurrentTimestamp());
+			all_written = all_written && outcome.status == engram::core::GraphFileStatus::ok;
+		}
+		if (occasion != Occasion::shutdown)
+			CHECK_FOR_INTERRUPTS();
+	}
+	return all_written;
+}
+
+// engram.persist off: no file stays behind, and the slots say so.
+void
+remove_files_once(void)
+{
+	if (files_removed)
+		return;
+	graph_files_remove_all();
+	for (SpaceSlot &slot : directory_slots())
+		if (slot.state.load(std::memory_order_acquire) == SPACE_SLOT_LIVE)
+			directory_forget_file(&slot);
+	files_removed = true;
+}
+
+void
+answer_checkpoints(std::uint64_t ticket, bool written)
+{
+	WriterSlot &w = shared_state()->writer;
+	if (!written)
+		w.checkpoint_failed.store(ticket, std::memory_order_release);
+	w.checkpoint_done.store(ticket, std::memory_order_release);
+}
+
+void
+writer_main(void)
+{
+	pqsignal(SIGTERM, handle_sigterm);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+	before_shmem_exit(writer_detach, 0);
+	WriterSlot &w = shared_state()->writer;
+	w.pgprocno.store(MyProc->pgprocno, std::memory_order_relaxed);
+	w.pid.store(MyProcPid, std::memory_order_release);
+	// A connection, though the writer reads no table, puts it in pg_stat_activity.
+	BackgroundWorkerInitializeConnection(engram_database, nullptr, 0);
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	pgstat_report_appname("engram writer");
+	started_at = GetCurrentTimestamp();
+	// Paths and messages of one round, freed after it.
+	MemoryContext round = AllocSetContextCreate(TopMemoryContext, "engram writer", ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(round);
+	for (;;) {
+		MemoryContextReset(round);
+		if (ConfigReloadPending) {
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		const bool loaded = spaces_loaded();
+		if (shutdown_requested) {
+			if (loaded && engram_persist)
+				(void) write_spaces(Occasion::shutdown);
+			// Not 0, which would unregister the writer: after a SIGTERM from
+			// pg_terminate_backend() the postmaster starts it again.
+			proc_exit(1);
+		}
+		const std::uint64_t ticket = w.checkpoint_requested.load(std::memory_order_acquire);
+		const bool asked = ticket > w.checkpoint_done.load(std::memory_order_acquire);
+		if (loaded && !engram_persist) {
+			remove_files_once();
+			if (asked)
+				answer_checkpoints(ticket, false);
+		} else if (loaded) {
+			files_removed = false;
+			const std::uint64_t load = shared_state()->loaded_generation.load(std::memory_order_acquire);
+			if (swept_after_load != load) {
+				graph_files_sweep();
+				swept_after_load = load;
+			}
+			const bool written = write_spaces(asked ? Occasion::checkpoint : Occasion::routine);
+			if (asked)
+				answer_checkpoints(ticket, written);
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+} // namespace
+
+void
+writer_register(void)
+{
+	worker_register("engram_writer_main", "engram writer", "engram writer", 0);
+}
+
+void
+engram_writer_main(Datum)
+{
+	guarded(writer_main);
+}
