@@ -57,12 +57,11 @@ sub stream
 {
 	my ($body) = @_;
 	my $sql = "SET log_statement = 'none';\n" . join('', map { "$body\nSELECT pg_sleep(0.02);\n" } 1 .. 20000);
-	my ($h) = start_psql_script($node, $sql);
-	return $h;
+	return [ start_psql_script($node, $sql) ];
 }
 my $batch = sub {
 	my ($space, $n, $dim, $base) = @_;
-	return "engram.observe_batch('$space', (SELECT array_agg(v) FROM (SELECT array_agg($base + random()::real) v "
+	return "engram.observe_batch('$space', (SELECT array_agg(v) FROM (SELECT array_agg(($base + random())::real) v "
 	  . "FROM generate_series(1, $n) r, generate_series(1, $dim) d GROUP BY r) s))";
 };
 my @clients = (
@@ -87,7 +86,12 @@ for my $space ([ 'sift5k', $sift ], [ 'live_a', $live_a ], [ 'live_b', $live_b ]
 # The clients go on after the backup, so the source moves past it.
 my $after_backup = $node->safe_psql('postgres', 'SELECT count(*) FROM engram.observations');
 $node->poll_query_until('postgres', "SELECT count(*) > $after_backup + 500 FROM engram.observations");
-$_->kill_kill for @clients;
+for my $c (@clients)    # finish reads what they wrote
+{
+	$c->[0]->signal('TERM');
+	$c->[0]->finish;
+}
+is(join('', map { ${ $_->[1] } } @clients), '', 'the clients met no error');
 cmp_ok($after_backup, '>', $before_backup, 'rows were committed while the backup was taken');
 check_stored_sets($node, 'source');
 
