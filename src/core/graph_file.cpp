@@ -552,11 +552,20 @@ to_string(GraphFileStatus status) noexcept
 
 GraphFileStatus
 write_graph_file(const HnswGraph &graph, const GraphFileIdentity &identity, const std::filesystem::path &path,
-				 int *os_error) noexcept
+				 int *os_error, const GraphFileWriteOptions &options) noexcept
 {
+	bool read_reported = false;
+	const auto report_read = [&]() noexcept {
+		const int saved = errno; // of a failed write, for os_error
+		if (!read_reported && options.graph_read != nullptr)
+			options.graph_read(options.context);
+		read_reported = true;
+		errno = saved;
+	};
 	std::filesystem::path temporary;
 	const auto fail = [&](GraphFileStatus status) noexcept {
 		const int saved = errno;
+		report_read();
 		if (!temporary.empty())
 			::unlink(temporary.c_str());
 		if (os_error != nullptr)
@@ -566,23 +575,28 @@ write_graph_file(const HnswGraph &graph, const GraphFileIdentity &identity, cons
 	try {
 		temporary = path;
 		temporary += ".tmp";
-		FileDescriptor fd(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+		FileDescriptor fd(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+								 static_cast<mode_t>(options.mode)));
 		if (!fd.valid()) {
 			temporary.clear(); // nothing of ours to remove
 			return fail(GraphFileStatus::io_error);
 		}
 		GraphFileHeader header{};
 		BodyWriter body(fd.get(), sizeof(GraphFileHeader));
+		bool body_written = false;
 		{
 			// No link changes the graph while it is read; appends go on
 			// (past the count read here) and deletes only flip a flag.
 			const LinkFreeze freeze(graph);
 			GraphFileAccess::fill_header(graph, header); // reads the entry before the count: the entry is below it
 			header.node_count = graph.size();
-			const GraphFileStatus status = GraphFileAccess::write_body(graph, header.node_count, body);
-			if (status != GraphFileStatus::ok || !body.flush())
-				return fail(GraphFileStatus::io_error);
+			body_written = GraphFileAccess::write_body(graph, header.node_count, body) == GraphFileStatus::ok &&
+						   body.flush();
 		}
+		// Thawed: nothing below touches the graph, so the caller may let it go.
+		report_read();
+		if (!body_written)
+			return fail(GraphFileStatus::io_error);
 		header.prefix.magic = k_graph_file_magic;
 		header.prefix.version = k_graph_file_version;
 		header.prefix.header_bytes = sizeof(GraphFileHeader);

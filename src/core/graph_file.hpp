@@ -92,8 +92,20 @@ const char *to_string(GraphFileStatus status) noexcept;
 
 // Writes the graph to path (replacing any file there). On io_error, *os_error
 // (if given) receives the errno of the call that failed.
+// How a file is written: its permission bits, and whom to tell once the graph
+// has been read. From that call on the writer touches only the file (sync,
+// rename, directory sync), so the caller may let the graph go, e.g. drop the
+// pin that kept it alive, while the slow part goes on. The call must not
+// throw.
+struct GraphFileWriteOptions {
+	unsigned mode = 0600;
+	void (*graph_read)(void *context) noexcept = nullptr;
+	void *context = nullptr;
+};
+
 GraphFileStatus write_graph_file(const HnswGraph &graph, const GraphFileIdentity &identity,
-								 const std::filesystem::path &path, int *os_error = nullptr) noexcept;
+								 const std::filesystem::path &path, int *os_error = nullptr,
+								 const GraphFileWriteOptions &options = {}) noexcept;
 
 // Builds the file's graph in the arena; header_offset receives its offset.
 // On any status but ok nothing is left allocated in the arena. stored (if

@@ -45,19 +45,27 @@ reason_of(engram::core::GraphFileStatus status, int os_error)
 	return "it could not be read";
 }
 
+// Not used: the space is loaded from the table. A file that is wrong, not
+// just unreadable now (no memory, an I/O error), is removed, so that it
+// cannot be taken later, when new rows might happen to match it.
 void
-discard(const SpaceSlot *slot, const char *reason)
+discard(const SpaceSlot *slot, const char *reason, bool remove = true)
 {
 	ereport(LOG, (errmsg("engram discarded the graph file of space \"%s\": %s", slot->name, reason),
-				  errdetail("The space is loaded from engram.observations instead, and its rows are linked again."),
-				  errhint("The writer replaces the file once the space is loaded.")));
+				  errdetail("The space is loaded from engram.observations instead, and its rows are linked "
+							"again%s.",
+							remove ? "; the file was removed" : ""),
+				  errhint("The writer writes a new file once the space is loaded.")));
+	if (remove)
+		graph_file_remove(slot->space_id);
 }
 
-// The file's graph was built in shared memory: free it.
+// The file's graph was installed as the space's graph: free it.
 void
-discard_graph(const SpaceSlot *slot, engram::core::HnswGraph &graph, const char *reason)
+discard_graph(SpaceSlot *slot, const char *reason)
 {
-	graph.destroy();
+	engram::core::IndexSlot &index = directory_index(slot);
+	directory_destroy_graph(index, index.current.load(std::memory_order_acquire));
 	discard(slot, reason);
 }
 
@@ -152,16 +160,23 @@ load_graph_file(SpaceSlot *slot, std::uint64_t load_generation)
 	if (status == engram::core::GraphFileStatus::missing)
 		return result;
 	if (status != engram::core::GraphFileStatus::ok) {
-		discard(slot, reason_of(status, os_error));
+		discard(slot, reason_of(status, os_error),
+				status != engram::core::GraphFileStatus::out_of_memory &&
+					status != engram::core::GraphFileStatus::io_error);
 		return result;
 	}
-	engram::core::HnswGraph graph(shared_arena(), offset);
+	// Installed at once, so that an error from here on (a cancel) leaves the
+	// graph where the next load, a quarantine or a drop frees it. Nothing
+	// answers from it before the load is done.
+	engram::core::IndexSlot &index = directory_index(slot);
+	engram::core::install(index, index.current.load(std::memory_order_acquire), offset);
+	const engram::core::HnswGraph graph(shared_arena(), offset);
 	if (!same_shape(slot, graph)) {
-		discard_graph(slot, graph, "it holds an index of another dimension, metric or build parameters");
+		discard_graph(slot, "it holds an index of another dimension, metric or build parameters");
 		return result;
 	}
 	if (graph.max_generation() >= load_generation) {
-		discard_graph(slot, graph, "its generations are newer than this cluster's write-ahead log");
+		discard_graph(slot, "its generations are newer than this cluster's write-ahead log");
 		return result;
 	}
 	Comparison comparison;
@@ -170,7 +185,7 @@ load_graph_file(SpaceSlot *slot, std::uint64_t load_generation)
 		CurrentMemoryContext, sizeof(std::int64_t) * std::max<std::uint64_t>(comparison.count, 1)));
 	if (!sorted_labels(graph, labels)) {
 		pfree(labels);
-		discard_graph(slot, graph, "it is corrupt (an observation id repeats)");
+		discard_graph(slot, "it is corrupt (an observation id repeats)");
 		return result;
 	}
 	comparison.labels = labels;
@@ -178,19 +193,16 @@ load_graph_file(SpaceSlot *slot, std::uint64_t load_generation)
 	auto compare = [&] { compare_with_table(slot->space_id, comparison); };
 	if (!run_in_subtransaction(compare, error, sizeof error)) {
 		pfree(labels);
-		discard_graph(slot, graph, psprintf("engram.observations could not be read: %s", error));
+		discard_graph(slot, psprintf("engram.observations could not be read: %s", error));
 		return result;
 	}
 	pfree(labels);
 	if (comparison.only_in_file > 0) {
-		discard_graph(slot, graph,
-					  psprintf("it holds %llu observations that engram.observations does not hold (a file newer "
-							   "than the table, as after restoring an older backup)",
-							   static_cast<unsigned long long>(comparison.only_in_file)));
+		discard_graph(slot, psprintf("it holds %llu observations that engram.observations does not hold (a file "
+									 "newer than the table, as after restoring an older backup)",
+									 static_cast<unsigned long long>(comparison.only_in_file)));
 		return result;
 	}
-	engram::core::IndexSlot &index = directory_index(slot);
-	engram::core::install(index, index.current.load(std::memory_order_acquire), offset);
 	result.loaded = true;
 	result.missing = comparison.missing;
 	result.missing_count = comparison.missing_count;

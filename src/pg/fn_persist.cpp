@@ -16,6 +16,9 @@ extern "C" {
 
 namespace {
 
+// How long checkpoint() waits for a writer that does not run.
+constexpr int k_writer_absent_ms = 10000;
+
 void
 require_checkpoint_role(void)
 {
@@ -43,6 +46,10 @@ ENGRAM_FUNCTION(engram_checkpoint)
 {
 	EngramShared *s = shared_require();
 	require_checkpoint_role();
+	if (RecoveryInProgress())
+		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						errmsg("engram.checkpoint() cannot run during recovery"),
+						errdetail("engram's workers and writer run only on a primary.")));
 	instance_require();
 	if (!engram_persist)
 		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE), errmsg("engram.persist is off"),
@@ -56,7 +63,16 @@ ENGRAM_FUNCTION(engram_checkpoint)
 	}
 	WriterSlot &w = s->writer;
 	const std::uint64_t ticket = w.checkpoint_requested.fetch_add(1, std::memory_order_acq_rel) + 1;
+	TimestampTz writer_seen = GetCurrentTimestamp();
 	while (w.checkpoint_done.load(std::memory_order_acquire) < ticket) {
+		if (w.pid.load(std::memory_order_acquire) != 0)
+			writer_seen = GetCurrentTimestamp();
+		else if (TimestampDifferenceExceeds(writer_seen, GetCurrentTimestamp(), k_writer_absent_ms))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE), errmsg("the engram writer is not running"),
+					 errdetail("No engram writer process has run for %d ms.", k_writer_absent_ms),
+					 errhint("Check max_worker_processes (engram needs engram.workers + 1 background "
+							 "workers) and the server log.")));
 		shared_wake_writer();
 		wait_a_little();
 	}

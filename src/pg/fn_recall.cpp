@@ -126,9 +126,13 @@ require_published(std::uint64_t target)
 std::uint64_t
 check_generation(std::int64_t generation)
 {
-	const std::uint64_t latest = shared_ring().last_generation();
 	if (generation < 0)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("generation must not be negative")));
+	// After a start the generation counter continues from the WAL only once
+	// the workers have loaded the spaces: until then every older generation
+	// would look like one from the future.
+	require_published(0);
+	const std::uint64_t latest = shared_ring().last_generation();
 	if (static_cast<std::uint64_t>(generation) > latest)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						errmsg("generation %lld is in the future", static_cast<long long>(generation)),

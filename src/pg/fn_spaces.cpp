@@ -81,7 +81,7 @@ void
 mark_dropped(std::int32_t space_id)
 {
 	shared_require();
-	instance_require();
+	instance_require_loaded();
 	const TransactionId xid = GetCurrentTransactionId();
 	LWLockAcquire(shared_directory_lock(), LW_EXCLUSIVE);
 	if (SpaceSlot *slot = directory_find(space_id))

@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include <sys/stat.h>
+
 #include "pg/shared.hpp"
 
 #include "pg/postgres.hpp"
@@ -46,8 +48,11 @@ classify(const char *name, std::int32_t &space_id)
 void
 remove_path(const char *path)
 {
-	if (unlink(path) != 0 && errno != ENOENT)
-		ereport(WARNING, (errcode_for_file_access(), errmsg("could not remove graph file \"%s\": %m", path)));
+	struct stat st;
+	if (lstat(path, &st) != 0 && errno == ENOENT)
+		return;
+	// Synced, so that a crash cannot bring back a file that was refused.
+	(void) durable_unlink(path, WARNING);
 }
 
 bool
@@ -67,8 +72,12 @@ remove_files(Unwanted unwanted)
 {
 	const char *directory = graph_file_directory();
 	DIR *dir = AllocateDir(directory);
+	if (dir == nullptr && errno == ENOENT)
+		return;
 	struct dirent *entry;
-	while ((entry = ReadDir(dir, directory)) != nullptr) {
+	// A directory that cannot be read is logged, not raised: a worker or the
+	// writer would otherwise restart over and over.
+	while ((entry = ReadDirExtended(dir, directory, WARNING)) != nullptr) {
 		std::int32_t space_id = 0;
 		const FileKind kind = classify(entry->d_name, space_id);
 		if (kind != FileKind::other && unwanted(kind, space_id))
@@ -82,10 +91,19 @@ remove_files(Unwanted unwanted)
 const char *
 graph_file_directory(void)
 {
-	const char *directory = psprintf("%s/engram", DataDir);
-	if (MakePGDirectory(directory) != 0 && errno != EEXIST)
-		ereport(ERROR, (errcode_for_file_access(), errmsg("could not create directory \"%s\": %m", directory)));
-	return directory;
+	return psprintf("%s/engram", DataDir);
+}
+
+bool
+graph_file_directory_create(void)
+{
+	const char *directory = graph_file_directory();
+	if (MakePGDirectory(directory) == 0 || errno == EEXIST)
+		return true;
+	ereport(WARNING, (errcode_for_file_access(), errmsg("could not create directory \"%s\": %m", directory),
+					  errhint("engram writes no graph file until it can; the indexes in shared memory are "
+							  "unaffected.")));
+	return false;
 }
 
 const char *

@@ -15,14 +15,18 @@
 
 // Paths are plain strings (palloc'd), so that an error raised here never
 // unwinds through a C++ object that owns memory.
-// $PGDATA/engram, created (mode 0700) if missing; raises an error if it cannot be.
+// $PGDATA/engram.
 const char *graph_file_directory(void);
 const char *graph_file_path(std::int32_t space_id);
+// Creates $PGDATA/engram (the cluster's directory mode) if it is missing;
+// false, with a WARNING, if it cannot.
+bool graph_file_directory_create(void);
 
 // The identity every file of this cluster, installation and space carries.
 engram::core::GraphFileIdentity graph_file_identity(std::int32_t space_id);
 
-// Removes the space's file if there is one; a failure is logged, not raised.
+// Removes the space's file if there is one, durably (the directory is
+// synced); a failure is logged, not raised.
 void graph_file_remove(std::int32_t space_id);
 // Removes every graph file (engram.persist off, the extension dropped or
 // installed anew).

@@ -102,3 +102,16 @@ instance_require(void)
 					errhint("Check that the workers run (SELECT * FROM engram.workers) and retry; an installation "
 							"created in this transaction is taken up only after it commits.")));
 }
+
+void
+instance_require_loaded(void)
+{
+	instance_require();
+	const EngramShared *s = shared_require();
+	while (s->load_state.load(std::memory_order_acquire) != LOAD_DONE) {
+		shared_wake_workers();
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}

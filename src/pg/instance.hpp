@@ -16,3 +16,7 @@ void instance_require_database(void);
 // Waits (briefly) until the shared state belongs to the caller's installation,
 // as it does within a second of CREATE EXTENSION; raises 55000 if it does not.
 void instance_require(void);
+// instance_require(), then waits (interruptibly) until the workers have
+// loaded the installation's spaces: until then the directory is being
+// rebuilt, and a mark put on a slot (a drop) could be lost with it.
+void instance_require_loaded(void);

@@ -281,6 +281,7 @@ load_spaces(int worker_index)
 	begin_load(-1, 0);
 	ring.seed_generation(GetXLogInsertRecPtr());
 	const std::uint64_t generation = ring.last_generation();
+	load_filter.generation = generation;
 	progress_reset();
 
 	std::uint64_t spaces = 0;
@@ -404,6 +405,7 @@ start_rebuilds(void)
 		std::uint64_t loaded = 0;
 		char error[k_cause_text_bytes] = "while rebuilding";
 		const std::uint64_t generation = shared_ring().last_generation();
+		load_filter.generation = generation;
 		const AppendResult result =
 			load_rows_guarded(&slot, graph, generation, generations, loaded, error, sizeof error);
 		if (generations != nullptr)

@@ -78,6 +78,29 @@ filtered_graphs(const engram::core::RecordView &record, const engram::core::Batc
 	return batch.header.space_id == load_filter.space_id ? static_cast<int>(load_filter.replacement) : -1;
 }
 
+// A record the filter keeps from a loaded graph: its rows are there, read
+// from the table with the load's generation instead of the record's own, so
+// the snapshots between the two cannot tell them apart; the space's gap
+// grows to cover them (its commit may even be stamped after the load's
+// snapshot, with a later generation than the load's).
+void
+widen_snapshot_gap(std::int32_t space_id, std::uint64_t generation)
+{
+	const std::uint64_t low = std::min(generation, load_filter.generation);
+	const std::uint64_t high = std::max(generation, load_filter.generation);
+	if (low == high)
+		return;
+	LWLockAcquire(shared_directory_lock(), LW_SHARED);
+	if (SpaceSlot *slot = directory_find(space_id)) {
+		const std::uint64_t from = slot->snapshot_gap_from.load(std::memory_order_acquire);
+		const std::uint64_t to = slot->snapshot_gap_to.load(std::memory_order_acquire);
+		const bool empty = to <= from;
+		slot->snapshot_gap_from.store(empty ? low : std::min(from, low), std::memory_order_relaxed);
+		slot->snapshot_gap_to.store(empty ? high : std::max(to, high), std::memory_order_release);
+	}
+	LWLockRelease(shared_directory_lock());
+}
+
 std::uint64_t
 space_bytes(const SpaceSlot &slot)
 {
@@ -414,6 +437,8 @@ store_record(const engram::core::RecordView &record)
 	}
 	const std::uint64_t observations = engram::core::observation_count(*batch);
 	const int skip = filtered_graphs(record, *batch);
+	if (skip >= 0)
+		widen_snapshot_gap(batch->header.space_id, record.generation);
 	SpaceSlot *slot = skip == 2 ? nullptr : slot_for(batch->header.space_id);
 	if (slot == nullptr)
 		return 0;

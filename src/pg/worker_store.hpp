@@ -23,6 +23,8 @@ struct LoadFilter {
 	std::int32_t space_id;
 	unsigned replacement; // the graph a rebuild fills
 	std::uint64_t tail_mark;
+	// The generation the load gives the rows it reads from the table.
+	std::uint64_t generation;
 	TransactionId xmin, xmax;
 	TransactionId *xip; // in TopMemoryContext
 	std::uint32_t xcnt;

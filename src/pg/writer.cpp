@@ -15,10 +15,17 @@
 // How. write_graph_file (core) freezes the graph's linking while it reads it,
 // and writes a temporary file that it syncs and renames over the old one;
 // appends, recalls and the linking of every other space go on. The graph is
-// pinned for the whole write and nothing in between can raise an error, so
-// the pin is always dropped: a drop or a quarantine that frees the graph
-// waits for the write to finish, and the file of a dropped space is removed
-// only after that (worker.cpp).
+// pinned while it is read and nothing in between can raise an error, so the
+// pin is always dropped; a drop, quarantine or rebuild that frees the graph
+// waits for that read, not for the sync. A space dropped meanwhile may see
+// its file removed (worker.cpp) before the rename puts it back, so the
+// writer removes a file it wrote for a space that is gone. The WAL is
+// flushed just before each write, so only a row committed asynchronously
+// while the file is written can be in a file and lost by a crash; the next
+// start refuses such a file (the row is not in the table) and removes it.
+// The writer retries a failed write after the interval (10 s at least), and
+// at a clean shutdown writes the most out-of-date spaces first for at most
+// 30 s.
 //
 // What a file covers. Every record the ring had published when the write
 // began was stored (published_generation), so the file holds every row
@@ -30,6 +37,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <span>
 
 #include "core/graph_file.hpp"
 #include "pg/graph_files.hpp"
@@ -39,9 +47,18 @@
 
 #include "pg/postgres.hpp"
 
+extern "C" {
+#include "common/file_perm.h"
+}
+
 extern "C" PGDLLEXPORT void engram_writer_main(Datum arg);
 
 namespace {
+
+// How long a failed write waits before the next attempt, at least.
+constexpr int k_retry_ms = 10000;
+// How long a clean shutdown goes on starting new writes.
+constexpr int k_shutdown_budget_ms = 30000;
 
 volatile sig_atomic_t shutdown_requested = false;
 
@@ -87,6 +104,15 @@ changed_since_file(const SpaceFileState &file, const engram::core::HnswGraph &gr
 		   graph.linked_count() != file.linked.load(std::memory_order_relaxed);
 }
 
+// Rows of the graph its file lacks (all of them when the file is of another graph).
+std::uint64_t
+rows_missing(const SpaceFileState &file, const engram::core::HnswGraph &graph)
+{
+	const bool same_graph = graph.header_offset() == file.graph.load(std::memory_order_relaxed);
+	const std::uint64_t in_file = same_graph ? file.observations.load(std::memory_order_relaxed) : 0;
+	return graph.size() > in_file ? graph.size() - in_file : 0;
+}
+
 bool
 due(const SpaceFileState &file, const engram::core::HnswGraph &graph, Occasion occasion, TimestampTz now)
 {
@@ -94,9 +120,13 @@ due(const SpaceFileState &file, const engram::core::HnswGraph &graph, Occasion o
 		return false;
 	if (occasion != Occasion::routine)
 		return true;
-	const bool same_graph = graph.header_offset() == file.graph.load(std::memory_order_relaxed);
-	const std::uint64_t in_file = same_graph ? file.observations.load(std::memory_order_relaxed) : 0;
-	const std::uint64_t missing = graph.size() > in_file ? graph.size() - in_file : 0;
+	// After a failed write (a full disk) the next attempt waits, whatever the rows say.
+	const TimestampTz attempted = file.attempted_at.load(std::memory_order_relaxed);
+	if (attempted > file.written_at.load(std::memory_order_relaxed) &&
+		!TimestampDifferenceExceeds(attempted, now, std::max(engram_persist_interval_ms, k_retry_ms)))
+		return false;
+	const std::uint64_t missing = rows_missing(file, graph);
+	const std::uint64_t in_file = graph.size() - missing;
 	if (engram_persist_rows > 0 && missing >= static_cast<std::uint64_t>(engram_persist_rows) && missing * 4 >= in_file)
 		return true;
 	const TimestampTz since = std::max<TimestampTz>(file.attempted_at.load(std::memory_order_relaxed), started_at);
@@ -118,9 +148,16 @@ struct WriteOutcome {
 	engram::core::GraphFileStatus status = engram::core::GraphFileStatus::ok;
 	int os_error = 0;
 	std::int32_t space_id = 0;
+	std::uint64_t installation = 0;
 	char name[k_space_name_bytes] = "";
 	std::uint64_t graph = 0, observations = 0, linked = 0, generation = 0;
 };
+
+void
+release_pin(void *pin) noexcept
+{
+	static_cast<engram::core::GraphPin *>(pin)->release();
+}
 
 // Pins the current graph of the slot's space if the space is ready (and,
 // with same_space, still the space `outcome` names), noting it in `outcome`.
@@ -141,8 +178,10 @@ pin_ready(SpaceSlot &slot, WriteOutcome &outcome, bool same_space)
 }
 
 // Writes the space's file if it is due. What can raise an error (paths,
-// strings) is prepared between a first pin, which decides, and the pin the
-// write holds, so that nothing raises while a pin is held.
+// strings, the WAL flush) is done between a first pin, which decides, and
+// the pin the write holds, so that nothing raises while a pin is held; that
+// pin is dropped as soon as the graph has been read, so a drop, quarantine
+// or rebuild waits for the read only, not for the file's sync.
 WriteOutcome
 write_if_due(SpaceSlot &slot, Occasion occasion, TimestampTz now)
 {
@@ -154,12 +193,16 @@ write_if_due(SpaceSlot &slot, Occasion occasion, TimestampTz now)
 	}
 	const char *path = graph_file_path(outcome.space_id);
 	const char *activity = psprintf("writing the graph file of space \"%s\"", outcome.name);
-	engram::core::GraphFileIdentity identity = graph_file_identity(outcome.space_id);
+	// Every row the file will hold was committed before this: with its WAL
+	// flushed, no crash (not even of asynchronous commits) leaves the file
+	// holding rows the table lost.
+	XLogFlush(GetXLogInsertRecPtr());
 
 	engram::core::GraphPin pin = pin_ready(slot, outcome, true);
 	if (!pin)
 		return outcome;
 	const engram::core::HnswGraph graph = pinned_graph(pin);
+	engram::core::GraphFileIdentity identity = graph_file_identity(outcome.space_id);
 	// Read before the write reads the graph: every row committed at or before
 	// it is stored by then.
 	identity.max_generation = shared_ring().published_generation();
@@ -167,14 +210,18 @@ write_if_due(SpaceSlot &slot, Occasion occasion, TimestampTz now)
 	identity.snapshot_gap_to = slot.snapshot_gap_to.load(std::memory_order_acquire);
 	pgstat_report_activity(STATE_RUNNING, activity);
 	outcome.attempted = true;
+	outcome.installation = identity.installation;
 	outcome.graph = graph.header_offset();
 	outcome.linked = graph.linked_count();
 	outcome.observations = graph.size();
 	outcome.generation = identity.max_generation;
 	identity.max_label = max_label(graph, outcome.observations);
-	outcome.status = engram::core::write_graph_file(graph, identity, path, &outcome.os_error);
-	pin.release();
-	pgstat_report_activity(STATE_IDLE, nullptr);
+	engram::core::GraphFileWriteOptions options;
+	options.mode = static_cast<unsigned>(pg_file_create_mode);
+	options.graph_read = release_pin;
+	options.context = &pin;
+	outcome.status = engram::core::write_graph_file(graph, identity, path, &outcome.os_error, options);
+	pgstat_report_activity(STATE_IDLE, "");
 	return outcome;
 }
 
@@ -186,7 +233,10 @@ record(SpaceSlot &slot, const WriteOutcome &outcome, TimestampTz now)
 	const bool written = outcome.status == engram::core::GraphFileStatus::ok;
 	const off_t bytes = written && stat(graph_file_path(outcome.space_id), &st) == 0 ? st.st_size : 0;
 	LWLockAcquire(shared_directory_lock(), LW_SHARED);
-	if (slot.state.load(std::memory_order_acquire) == SPACE_SLOT_LIVE && slot.space_id == outcome.space_id) {
+	const bool same_space = slot.state.load(std::memory_order_acquire) == SPACE_SLOT_LIVE &&
+							slot.space_id == outcome.space_id &&
+							shared_state()->instance.load(std::memory_order_acquire) == outcome.installation;
+	if (same_space) {
 		SpaceFileState &file = slot.file;
 		file.attempted_at.store(now, std::memory_order_relaxed);
 		if (written) {
@@ -199,6 +249,13 @@ record(SpaceSlot &slot, const WriteOutcome &outcome, TimestampTz now)
 		}
 	}
 	LWLockRelease(shared_directory_lock());
+	// The space was dropped (or the extension reinstalled) while its file was
+	// written: whoever freed the slot may have removed the file before the
+	// rename put it back.
+	if (written && !same_space) {
+		graph_file_remove(outcome.space_id);
+		return;
+	}
 	if (written)
 		ereport(DEBUG1,
 				(errmsg("engram wrote the graph file of space \"%s\": %llu observations, %lld bytes", outcome.name,
@@ -214,7 +271,7 @@ record(SpaceSlot &slot, const WriteOutcome &outcome, TimestampTz now)
 				 errdetail("The index in shared memory is unaffected; a restart relinks the rows the last file "
 						   "lacks."),
 				 errhint("Check the free space and permissions of \"%s\". The writer tries again after "
-						 "engram.persist_interval.",
+						 "engram.persist_interval (at least 10 s).",
 						 graph_file_directory())));
 	}
 }
@@ -223,20 +280,58 @@ record(SpaceSlot &slot, const WriteOutcome &outcome, TimestampTz now)
 bool
 write_spaces(Occasion occasion)
 {
+	if (!graph_file_directory_create())
+		return false;
 	bool all_written = true;
 	for (SpaceSlot &slot : directory_slots()) {
 		if (slot.state.load(std::memory_order_acquire) != SPACE_SLOT_LIVE)
 			continue;
-		const TimestampTz now = GetCurrentTimestamp();
-		const WriteOutcome outcome = write_if_due(slot, occasion, now);
+		const WriteOutcome outcome = write_if_due(slot, occasion, GetCurrentTimestamp());
 		if (outcome.attempted) {
 			record(slot, outcome, GetCurrentTimestamp());
 			all_written = all_written && outcome.status == engram::core::GraphFileStatus::ok;
 		}
-		if (occasion != Occasion::shutdown)
-			CHECK_FOR_INTERRUPTS();
+		CHECK_FOR_INTERRUPTS();
 	}
 	return all_written;
+}
+
+struct Stale {
+	std::uint64_t missing;
+	SpaceSlot *slot;
+};
+
+// At a clean shutdown: the spaces whose files lack the most rows first, and
+// none started after k_shutdown_budget_ms, so that a server with many
+// changed spaces still stops in time (the rest catch up at the next start).
+void
+write_spaces_at_shutdown(void)
+{
+	if (!graph_file_directory_create())
+		return;
+	const std::span<SpaceSlot> slots = directory_slots();
+	auto *stale = static_cast<Stale *>(palloc(sizeof(Stale) * std::max<std::size_t>(slots.size(), 1)));
+	std::size_t count = 0;
+	for (SpaceSlot &slot : slots) {
+		WriteOutcome probe;
+		const engram::core::GraphPin pin = pin_ready(slot, probe, false);
+		if (pin && changed_since_file(slot.file, pinned_graph(pin)))
+			stale[count++] = Stale{rows_missing(slot.file, pinned_graph(pin)), &slot};
+	}
+	std::sort(stale, stale + count, [](const Stale &a, const Stale &b) { return a.missing > b.missing; });
+	const TimestampTz started = GetCurrentTimestamp();
+	std::size_t written = 0;
+	for (; written < count && !TimestampDifferenceExceeds(started, GetCurrentTimestamp(), k_shutdown_budget_ms);
+		 ++written) {
+		const WriteOutcome outcome = write_if_due(*stale[written].slot, Occasion::shutdown, GetCurrentTimestamp());
+		if (outcome.attempted)
+			record(*stale[written].slot, outcome, GetCurrentTimestamp());
+	}
+	if (written < count)
+		ereport(LOG, (errmsg("engram writer left %zu graph files out of date at shutdown", count - written),
+					  errdetail("Writing them would have taken longer than %d ms; the next start loads the older "
+								"files and reads the rows they lack from engram.observations.",
+								k_shutdown_budget_ms)));
 }
 
 // engram.persist off: no file stays behind, and the slots say so.
@@ -288,7 +383,7 @@ writer_main(void)
 		const bool loaded = spaces_loaded();
 		if (shutdown_requested) {
 			if (loaded && engram_persist)
-				(void) write_spaces(Occasion::shutdown);
+				write_spaces_at_shutdown();
 			// Not 0, which would unregister the writer: after a SIGTERM from
 			// pg_terminate_backend() the postmaster starts it again.
 			proc_exit(1);

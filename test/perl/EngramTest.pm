@@ -11,7 +11,8 @@ use Exporter 'import';
 use IPC::Run;
 
 our @EXPORT = qw(engram_node wait_stored check_converged worker_pids write_script start_psql_script
-  log_offset server_crashes engram_worker_exits run_as start_bystander bystander_alive wait_serving);
+  log_offset server_crashes engram_worker_exits run_as start_bystander bystander_alive wait_serving
+  check_stored_sets graph_file graph_file_events);
 
 # A started node with engram preloaded and created in database postgres.
 sub engram_node
@@ -65,6 +66,74 @@ sub check_converged
 	return;
 }
 
+# Every space's stored ids, as a set, are exactly the ids of its committed
+# rows in engram.observations: none missing, none extra (another space's or
+# an uncommitted row's), none twice. Returns whether every space passed.
+sub check_stored_sets
+{
+	my ($node, $label) = @_;
+	ok(wait_stored($node), "$label: workers caught up");
+	my $rows = $node->safe_psql(
+		'postgres', q{
+		SELECT c.name, t.rows, s.ids, m.n, m.sample, e.n, e.sample, s.ids - s.distinct_ids
+		FROM engram.space_catalog c
+		CROSS JOIN LATERAL (SELECT count(*) AS rows FROM engram.observations o WHERE o.space_id = c.space_id) t
+		CROSS JOIN LATERAL (SELECT count(*) AS ids, count(DISTINCT x) AS distinct_ids
+							FROM engram.stored_ids(c.name) x) s
+		CROSS JOIN LATERAL (SELECT count(*) AS n, string_agg(id::text, ',' ORDER BY id) FILTER (WHERE r <= 5) AS sample
+							FROM (SELECT id, row_number() OVER (ORDER BY id) AS r
+								  FROM (SELECT o.id FROM engram.observations o WHERE o.space_id = c.space_id
+										EXCEPT SELECT x FROM engram.stored_ids(c.name) x) d(id)) f) m
+		CROSS JOIN LATERAL (SELECT count(*) AS n, string_agg(id::text, ',' ORDER BY id) FILTER (WHERE r <= 5) AS sample
+							FROM (SELECT id, row_number() OVER (ORDER BY id) AS r
+								  FROM (SELECT x FROM engram.stored_ids(c.name) x
+										EXCEPT SELECT o.id FROM engram.observations o WHERE o.space_id = c.space_id) d(id)) f) e
+		ORDER BY c.name});
+	my $passed = 1;
+	for my $line (split /\n/, $rows)
+	{
+		my ($space, $committed, $stored, $missing, $missing_sample, $extra, $extra_sample, $duplicates) = split /\|/,
+		  $line;
+		my $same = $missing == 0 && $extra == 0 && $duplicates == 0;
+		ok($same, "$label: space $space stores exactly the ids of its $committed committed rows")
+		  or diag("space $space: $stored ids stored; $missing committed rows missing (first: $missing_sample), "
+			  . "$extra ids not among its committed rows (first: $extra_sample), $duplicates stored twice");
+		$passed &&= $same;
+	}
+	return $passed;
+}
+
+# The path of a space's graph file in the node's data directory.
+sub graph_file
+{
+	my ($node, $space_id) = @_;
+	return $node->data_dir . "/engram/space_$space_id.graph";
+}
+
+# What the server log says since $offset about graph files at start-up (LOG
+# lines only):
+# { loaded => { space => [ [observations, caught_up], ... ] },
+#   discarded => { space => [ reason, ... ] } }.
+sub graph_file_events
+{
+	my ($node, $offset) = @_;
+	my %events = (loaded => {}, discarded => {});
+	for my $line (split /\n/, slurp_file($node->logfile, $offset))
+	{
+		if ($line =~
+			/LOG:  engram loaded space "([^"]+)" from its graph file: (\d+) observations, (\d+) caught up from engram\.observations/
+		  )
+		{
+			push @{ $events{loaded}{$1} }, [ $2, $3 ];
+		}
+		elsif ($line =~ /LOG:  engram discarded the graph file of space "([^"]+)": (.*)$/)
+		{
+			push @{ $events{discarded}{$1} }, $2;
+		}
+	}
+	return \%events;
+}
+
 sub worker_pids
 {
 	my ($node) = @_;
@@ -85,8 +154,8 @@ sub write_script
 }
 
 # Starts psql on a script (written to a file, so it runs at once rather than
-# when IPC::Run gets round to feeding stdin); returns the harness and a
-# reference to its stderr.
+# when IPC::Run gets round to feeding stdin); returns the harness and
+# references to its stderr and its stdout.
 sub start_psql_script
 {
 	my ($node, $sql, @options) = @_;
@@ -94,7 +163,7 @@ sub start_psql_script
 	my ($out, $err) = ('', '');
 	my $h = IPC::Run::start([ 'psql', '-X', '-q', @options, '-d', $node->connstr('postgres'), '-f', $file ],
 		'>', \$out, '2>', \$err);
-	return ($h, \$err);
+	return ($h, \$err, \$out);
 }
 
 # --- crash detection ---------------------------------------------------------

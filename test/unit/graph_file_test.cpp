@@ -8,6 +8,8 @@
 #include "core/crc32c.hpp"
 #include "core/hnsw_context.hpp"
 
+#include <sys/stat.h>
+
 #include <gtest/gtest.h>
 
 #include "heap_region.hpp"
@@ -479,6 +481,50 @@ TEST(GraphFile, WritingLeavesTheLinksThawed)
 	EXPECT_TRUE(graph.links_frozen());
 	graph.thaw_links();
 	EXPECT_FALSE(graph.links_frozen());
+}
+
+// What the caller learns while a file is written: the callback comes once,
+// after the graph was read and before the file is in place, also when the
+// write fails; the file gets the permission bits asked for.
+struct ReadReport {
+	std::filesystem::path path;
+	int calls = 0;
+	bool file_in_place = false;
+	bool frozen = false;
+	const HnswGraph *graph = nullptr;
+};
+
+TEST(GraphFile, CallerHearsWhenTheGraphIsReadAndChoosesTheMode)
+{
+	TempDir dir;
+	Region source(4 << 20);
+	HnswGraph graph = build_graph(source, config_of(8, Metric::l2, Encoding::float32), 50, 50, 2);
+	ReadReport report{dir / "graph"};
+	report.graph = &graph;
+	GraphFileWriteOptions options;
+	options.mode = 0640;
+	options.context = &report;
+	options.graph_read = [](void *context) noexcept {
+		auto &r = *static_cast<ReadReport *>(context);
+		r.calls++;
+		r.file_in_place = std::filesystem::exists(r.path);
+		r.frozen = r.graph->links_frozen();
+	};
+	const mode_t previous = ::umask(0);
+	ASSERT_EQ(write_graph_file(graph, k_identity, report.path, nullptr, options), GraphFileStatus::ok);
+	::umask(previous);
+	EXPECT_EQ(report.calls, 1);
+	EXPECT_FALSE(report.file_in_place);
+	EXPECT_FALSE(report.frozen);
+	struct stat st {};
+	ASSERT_EQ(::stat(report.path.c_str(), &st), 0);
+	EXPECT_EQ(st.st_mode & 0777, 0640u);
+
+	std::filesystem::create_symlink("/dev/full", dir / "full.tmp");
+	report = ReadReport{dir / "full"};
+	report.graph = &graph;
+	EXPECT_EQ(write_graph_file(graph, k_identity, report.path, nullptr, options), GraphFileStatus::io_error);
+	EXPECT_EQ(report.calls, 1);
 }
 
 TEST(GraphFile, WritingReplacesTheOldFile)
