@@ -162,9 +162,7 @@ directory_install(const SpaceDefinition &definition, std::uint32_t create_xid)
 	slot.dropped_observations.store(0, std::memory_order_relaxed);
 	// A space created after the load holds no row from before it; the loader
 	// sets the gap of the spaces it loads.
-	slot.snapshot_gap_from.store(0, std::memory_order_relaxed);
-	slot.snapshot_gap_to.store(shared_state()->loaded_generation.load(std::memory_order_acquire),
-							   std::memory_order_relaxed);
+	directory_set_snapshot_gap(&slot, 0, shared_state()->loaded_generation.load(std::memory_order_acquire));
 	directory_forget_file(&slot);
 	slot.state.store(SPACE_SLOT_LIVE, std::memory_order_release);
 	if (static_cast<std::uint32_t>(index) >= d.in_use.load(std::memory_order_relaxed))
@@ -244,6 +242,26 @@ directory_forget_file(SpaceSlot *slot)
 		field->store(0, std::memory_order_relaxed);
 	f.written_at.store(0, std::memory_order_relaxed);
 	f.attempted_at.store(0, std::memory_order_relaxed);
+}
+
+void
+directory_set_snapshot_gap(SpaceSlot *slot, std::uint64_t from, std::uint64_t to)
+{
+	slot->snapshot_gap_from.store(from, std::memory_order_relaxed);
+	slot->snapshot_gap_to.store(to, std::memory_order_release);
+}
+
+void
+directory_widen_snapshot_gap(SpaceSlot *slot, std::uint64_t from, std::uint64_t to)
+{
+	if (to <= from)
+		return;
+	const std::uint64_t old_from = slot->snapshot_gap_from.load(std::memory_order_acquire);
+	const std::uint64_t old_to = slot->snapshot_gap_to.load(std::memory_order_acquire);
+	if (old_to <= old_from)
+		directory_set_snapshot_gap(slot, from, to);
+	else
+		directory_set_snapshot_gap(slot, std::min(old_from, from), std::max(old_to, to));
 }
 
 DropOutcome

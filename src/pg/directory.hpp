@@ -147,6 +147,11 @@ void directory_free(SpaceSlot *slot);
 engram::core::IndexSlot &directory_index(const SpaceSlot *slot);
 // Clears what the slot says of its space's graph file (it has none now).
 void directory_forget_file(SpaceSlot *slot);
+// The generations [from, to) whose snapshots the space's index cannot answer
+// (SpaceSlot's gap): set it, or widen it to cover [from, to) as well. Called
+// by the token holder, the only writer of a live slot's gap.
+void directory_set_snapshot_gap(SpaceSlot *slot, std::uint64_t from, std::uint64_t to);
+void directory_widen_snapshot_gap(SpaceSlot *slot, std::uint64_t from, std::uint64_t to);
 engram::core::HnswConfig directory_config(const SpaceSlot *slot);
 // A graph of a pinned index slot.
 engram::core::HnswGraph pinned_graph(const engram::core::GraphPin &pin);

@@ -196,19 +196,13 @@ load_missing_rows_guarded(const SpaceSlot *slot, engram::core::HnswGraph &graph,
 void
 set_snapshot_gap(SpaceSlot *slot, const FileLoad &file, std::uint64_t generation)
 {
-	std::uint64_t from = 0, to = generation;
-	if (file.loaded) {
-		const engram::core::GraphFileIdentity &f = file.stored;
-		const bool file_gap = f.snapshot_gap_to > f.snapshot_gap_from;
-		from = file_gap ? f.snapshot_gap_from : 0;
-		to = file_gap ? f.snapshot_gap_to : 0;
-		if (file.missing_count > 0) {
-			from = file_gap ? std::min(from, f.max_generation + 1) : f.max_generation + 1;
-			to = generation;
-		}
+	if (!file.loaded) {
+		directory_set_snapshot_gap(slot, 0, generation);
+		return;
 	}
-	slot->snapshot_gap_from.store(from, std::memory_order_relaxed);
-	slot->snapshot_gap_to.store(to, std::memory_order_release);
+	directory_set_snapshot_gap(slot, file.stored.snapshot_gap_from, file.stored.snapshot_gap_to);
+	if (file.missing_count > 0)
+		directory_widen_snapshot_gap(slot, file.stored.max_generation + 1, generation);
 }
 
 // Takes the snapshot a load reads with and arms the filter with it.
@@ -425,8 +419,7 @@ start_rebuilds(void)
 		}
 		if (after_quarantine) {
 			// No graph lent its generations: every row now carries this one.
-			slot.snapshot_gap_from.store(0, std::memory_order_relaxed);
-			slot.snapshot_gap_to.store(generation, std::memory_order_release);
+			directory_set_snapshot_gap(&slot, 0, generation);
 		}
 		slot.rebuild_requested.store(2, std::memory_order_release);
 		end_load();

@@ -86,18 +86,10 @@ filtered_graphs(const engram::core::RecordView &record, const engram::core::Batc
 void
 widen_snapshot_gap(std::int32_t space_id, std::uint64_t generation)
 {
-	const std::uint64_t low = std::min(generation, load_filter.generation);
-	const std::uint64_t high = std::max(generation, load_filter.generation);
-	if (low == high)
-		return;
 	LWLockAcquire(shared_directory_lock(), LW_SHARED);
-	if (SpaceSlot *slot = directory_find(space_id)) {
-		const std::uint64_t from = slot->snapshot_gap_from.load(std::memory_order_acquire);
-		const std::uint64_t to = slot->snapshot_gap_to.load(std::memory_order_acquire);
-		const bool empty = to <= from;
-		slot->snapshot_gap_from.store(empty ? low : std::min(from, low), std::memory_order_relaxed);
-		slot->snapshot_gap_to.store(empty ? high : std::max(to, high), std::memory_order_release);
-	}
+	if (SpaceSlot *slot = directory_find(space_id))
+		directory_widen_snapshot_gap(slot, std::min(generation, load_filter.generation),
+									 std::max(generation, load_filter.generation));
 	LWLockRelease(shared_directory_lock());
 }
 
