@@ -181,7 +181,7 @@ for my $mode (@modes)
 	ok($node->safe_psql('postgres', "SELECT bool_and(engram.wait_linked(name, NULL, 600000)) FROM engram.spaces") eq 't',
 		"$label: the workers indexed and linked every restored space");
 	is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'engram'"),
-		'0.3.0', "$label: the extension is at 0.3.0");
+		'0.4.0', "$label: the extension is at 0.4.0");
 	is($node->safe_psql('postgres', $state_sql), $state, "$label: rows, space ids, sessions and sequences as dumped");
 	check_converged($node, $label);
 	is($node->safe_psql('postgres', "SELECT observations || '/' || linked FROM engram.spaces WHERE name = 'sift5k'"),
