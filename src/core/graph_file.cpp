@@ -50,6 +50,7 @@ struct GraphFileHeader {
 	std::int64_t max_label;
 	std::uint64_t snapshot_gap_from;
 	std::uint64_t snapshot_gap_to;
+	std::int64_t revision;
 	std::uint8_t metric;
 	std::uint8_t encoding;
 	std::uint8_t m;
@@ -68,7 +69,7 @@ struct GraphFileHeader {
 };
 static_assert(std::is_trivially_copyable_v<GraphFileHeader>);
 static_assert(sizeof(FilePrefix) == 24);
-static_assert(sizeof(GraphFileHeader) == 144, "no implicit padding: every byte is checksummed");
+static_assert(sizeof(GraphFileHeader) == 152, "no implicit padding: every byte is checksummed");
 
 struct NodeRecord {
 	std::uint64_t generation;
@@ -627,6 +628,7 @@ write_graph_file(const HnswGraph &graph, const GraphFileIdentity &identity, cons
 		header.max_label = identity.max_label;
 		header.snapshot_gap_from = identity.snapshot_gap_from;
 		header.snapshot_gap_to = identity.snapshot_gap_to;
+		header.revision = identity.revision;
 		header.body_bytes = body.written();
 		header.body_crc = body.crc();
 		header.header_crc = header_crc(header);
@@ -680,7 +682,7 @@ read_header(int fd, std::uint64_t size, const GraphFileIdentity &expected, Graph
 	if (stored != nullptr)
 		*stored = GraphFileIdentity{header.system_identifier, header.installation, header.space_id,
 									header.max_generation,    header.max_label,    header.snapshot_gap_from,
-									header.snapshot_gap_to};
+									header.snapshot_gap_to,   header.revision};
 	if (header.system_identifier != expected.system_identifier || header.installation != expected.installation ||
 		header.space_id != expected.space_id)
 		return GraphFileStatus::foreign;

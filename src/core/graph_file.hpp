@@ -80,6 +80,9 @@ struct GraphFileIdentity {
 	std::int64_t max_label = 0;
 	std::uint64_t snapshot_gap_from = 0;
 	std::uint64_t snapshot_gap_to = 0;
+	// The newest revision of the space's rows (deletes, updates) the file
+	// holds; the caller's to define (engram: pg/revisions.hpp).
+	std::int64_t revision = 0;
 };
 
 enum class GraphFileStatus : std::uint8_t {

@@ -125,10 +125,10 @@ struct VectorSource {
 
 // What a stored node carries besides its vector.
 struct NodeData {
-	std::uint64_t generation = 0;          // visible to snapshots at or after it
-	std::int64_t label = 0;                // the caller's name for the node
-	float confidence = 1.0f;               // searches can ask for a minimum
-	std::int64_t observed_at = 0;          // caller's clock (engram: PostgreSQL microseconds since 2000-01-01)
+	std::uint64_t generation = 0;            // visible to snapshots at or after it
+	std::int64_t label = 0;                  // the caller's name for the node
+	float confidence = 1.0f;                 // searches can ask for a minimum
+	std::int64_t observed_at = 0;            // caller's clock (engram: PostgreSQL microseconds since 2000-01-01)
 	std::span<const std::uint64_t> tokens{}; // any order, duplicates allowed; at most k_max_node_tokens
 };
 

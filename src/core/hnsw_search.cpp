@@ -292,9 +292,9 @@ HnswGraph::search(std::span<const float> query, const SearchParams &params, Sear
 	const std::uint64_t limit = size();
 	// The forgotten count is acquired before lowest_forgotten is read, so a
 	// forget it counts has lowered lowest_forgotten already.
-	const bool nothing_forgotten_hidden =
-		header_->forgotten.load(std::memory_order_acquire) == 0 ||
-		params.max_generation < header_->lowest_forgotten.load(std::memory_order_relaxed);
+	const bool nothing_forgotten_hidden = header_->forgotten.load(std::memory_order_acquire) == 0 ||
+										  params.max_generation <
+											  header_->lowest_forgotten.load(std::memory_order_relaxed);
 	const bool everything_visible =
 		params.max_generation >= header_->max_generation.load(std::memory_order_acquire) && nothing_forgotten_hidden &&
 		!(params.min_confidence > header_->lowest_confidence.load(std::memory_order_acquire));

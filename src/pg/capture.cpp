@@ -385,10 +385,12 @@ capture_row(std::int64_t id, std::int32_t space_id, Oid relation, std::span<cons
 		std::memcpy(pending.vectors + pending.float_count, vector.data(), dim * sizeof(float));
 		if (token_count > 0)
 			std::memcpy(pending.tokens + pending.token_count, tokens.data(), token_count * sizeof(std::uint64_t));
-		pending.rows[pending.row_count++] = PendingRow{id,		   space_id,		  dim,
-													   subid,	   0,				  confidence,
-													   relation, pending.float_count, observed_at,
-													   pending.token_count, token_count};
+		pending.rows[pending.row_count++] = PendingRow{id,          space_id,
+													   dim,         subid,
+													   0,           confidence,
+													   relation,    pending.float_count,
+													   observed_at, pending.token_count,
+													   token_count};
 		pending.float_count += dim;
 		pending.token_count += token_count;
 	}
@@ -583,10 +585,10 @@ void
 fill_record(const PlannedRecord &record, std::span<std::byte> payload, std::uint32_t xid)
 {
 	if (record.kind != engram::core::BatchKind::vectors) {
-		const PendingRange *ranges =
-			record.kind == engram::core::BatchKind::forgets ? pending.forgets : pending.ranges;
-		std::span<engram::core::IdRange> out = engram::core::write_ranges_header(
-			payload, record.kind, record.space_id, record.dim, record.count, xid, instance_of(record.relation));
+		const PendingRange *ranges = record.kind == engram::core::BatchKind::forgets ? pending.forgets : pending.ranges;
+		std::span<engram::core::IdRange> out = engram::core::write_ranges_header(payload, record.kind, record.space_id,
+																				 record.dim, record.count, xid,
+																				 instance_of(record.relation));
 		for (std::uint32_t k = 0; k < record.count; ++k)
 			out[k] = {ranges[record.first + k].first, ranges[record.first + k].last};
 		return;
@@ -594,8 +596,9 @@ fill_record(const PlannedRecord &record, std::span<std::byte> payload, std::uint
 	const PendingRow &first = pending.rows[record.first];
 	const PendingRow &last = pending.rows[record.first + record.count - 1];
 	const std::size_t tokens = last.token_offset + last.token_count - first.token_offset;
-	engram::core::VectorsSections s = engram::core::write_vectors_header(
-		payload, record.space_id, record.dim, record.count, tokens, xid, instance_of(record.relation));
+	engram::core::VectorsSections s = engram::core::write_vectors_header(payload, record.space_id, record.dim,
+																		 record.count, tokens, xid,
+																		 instance_of(record.relation));
 	for (std::uint32_t k = 0; k < record.count; ++k) {
 		const PendingRow &row = pending.rows[record.first + k];
 		s.ids[k] = row.id;
@@ -1001,11 +1004,11 @@ same_bytes(Datum a, Datum b)
 [[noreturn]] void
 refuse_update(std::int64_t id, const char *column)
 {
-	ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					errmsg("the %s of an observation cannot be updated", column),
-					errdetail("Observation %lld would change its %s; the index holds its embedding in its space.",
-							  static_cast<long long>(id), column),
-					errhint("Delete the observation and observe it again (engram.forget, then engram.observe).")));
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("the %s of an observation cannot be updated", column),
+			 errdetail("Observation %lld would change its %s; the index holds its embedding in its space.",
+					   static_cast<long long>(id), column),
+			 errhint("Delete the observation and observe it again (engram.forget, then engram.observe).")));
 }
 
 void
@@ -1019,9 +1022,9 @@ capture_updated(HeapTuple old_tuple, HeapTuple new_tuple, TupleDesc desc, Oid re
 		refuse_update(before.id, "space_id");
 	if (!same_bytes(before.embedding, after.embedding))
 		refuse_update(before.id, "embedding");
-	const bool same_metadata = (before.metadata == nullptr) == (after.metadata == nullptr) &&
-							   (before.metadata == nullptr ||
-								same_bytes(PointerGetDatum(before.metadata), PointerGetDatum(after.metadata)));
+	const bool same_metadata =
+		(before.metadata == nullptr) == (after.metadata == nullptr) &&
+		(before.metadata == nullptr || same_bytes(PointerGetDatum(before.metadata), PointerGetDatum(after.metadata)));
 	// Content is not in the index: an update of it alone changes nothing here.
 	if (same_metadata && before.confidence == after.confidence && before.observed_at == after.observed_at)
 		return;

@@ -241,7 +241,8 @@ void
 directory_forget_file(SpaceSlot *slot)
 {
 	SpaceFileState &f = slot->file;
-	for (std::atomic<std::uint64_t> *field : {&f.observations, &f.linked, &f.forgotten, &f.graph, &f.generation, &f.bytes})
+	for (std::atomic<std::uint64_t> *field :
+		 {&f.observations, &f.linked, &f.forgotten, &f.graph, &f.generation, &f.bytes})
 		field->store(0, std::memory_order_relaxed);
 	f.erase_written.store(f.erase_requested.load(std::memory_order_relaxed), std::memory_order_relaxed);
 	f.written_at.store(0, std::memory_order_relaxed);

@@ -119,7 +119,8 @@ guc_define(void)
 							"The file is written without waiting for engram.persist_interval once this many rows, and "
 							"at least a quarter of the rows it holds, are missing from it. 0 disables the trigger.",
 							&engram_persist_rows, 100000, 0, INT_MAX, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
-	DefineCustomIntVariable("engram.erase_within", "Longest time a forgotten observation's vector stays in engram's memory.",
+	DefineCustomIntVariable("engram.erase_within",
+							"Longest time a forgotten observation's vector stays in engram's memory.",
 							"Deleted observations are removed from the index, their memory overwritten and reused, and "
 							"their space's graph file rewritten within about this long after the delete commits. "
 							"Snapshots (as_of) older than the last such removal are refused. Valid range is "

@@ -82,11 +82,11 @@ append_fetched(const SpaceSlot *slot, engram::core::HnswGraph &graph, std::uint6
 			if (auto *e = static_cast<GenerationEntry *>(hash_search(generations, &rows[i].label, HASH_FIND, nullptr)))
 				rows[i].generation = e->generation;
 	SPI_freetuptable(SPI_tuptable);
-	const AppendResult result =
-		graph.reserve(graph.size() + n, graph.token_slots() + tokens.count) != engram::core::HnswStatus::ok
-			? AppendResult::no_memory
-		: takes_the_reserve(slot) ? AppendResult::reserve
-								  : AppendResult::ok;
+	const AppendResult result = graph.reserve(graph.size() + n, graph.token_slots() + tokens.count) !=
+										engram::core::HnswStatus::ok
+									? AppendResult::no_memory
+								: takes_the_reserve(slot) ? AppendResult::reserve
+														  : AppendResult::ok;
 	if (result == AppendResult::ok) {
 		std::uint32_t first = 0;
 		(void) graph.append_batch(std::span<const float>(vectors, std::size_t{n} * dim),
@@ -106,10 +106,10 @@ load_rows(const SpaceSlot *slot, engram::core::HnswGraph &graph, std::uint64_t g
 		  std::uint64_t &loaded)
 {
 	Oid argtype = INT4OID;
-	SPIPlanPtr plan = SPI_prepare(
-		"SELECT " ENGRAM_OBSERVATION_COLUMNS " FROM engram.observations WHERE space_id OPERATOR(pg_catalog.=) $1 "
-		"ORDER BY id",
-		1, &argtype);
+	SPIPlanPtr plan = SPI_prepare("SELECT " ENGRAM_OBSERVATION_COLUMNS
+								  " FROM engram.observations WHERE space_id OPERATOR(pg_catalog.=) $1 "
+								  "ORDER BY id",
+								  1, &argtype);
 	Datum arg = Int32GetDatum(slot->space_id);
 	Portal portal = SPI_cursor_open(nullptr, plan, &arg, nullptr, true);
 	const std::uint32_t dim = graph.dim();

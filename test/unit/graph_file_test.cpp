@@ -33,12 +33,12 @@ namespace {
 using test_support::Region;
 using test_support::random_vectors;
 
-constexpr std::size_t k_header_bytes = 144;     // sizeof(GraphFileHeader)
+constexpr std::size_t k_header_bytes = 152;     // sizeof(GraphFileHeader)
 constexpr std::size_t k_body_crc_at = 136;      // GraphFileHeader::body_crc
 constexpr std::size_t k_header_crc_at = 140;    // GraphFileHeader::header_crc
 constexpr std::size_t k_node_record_bytes = 56; // sizeof(NodeRecord)
 
-const GraphFileIdentity k_identity{0x1122334455667788ULL, 42, 7, 5000, 123456, 4100, 4250};
+const GraphFileIdentity k_identity{0x1122334455667788ULL, 42, 7, 5000, 123456, 4100, 4250, 77};
 
 // A fresh directory, removed with everything in it.
 class TempDir {
@@ -290,6 +290,7 @@ TEST(GraphFile, RoundTripGivesTheSameGraphAndSearchResults)
 		EXPECT_EQ(stored.max_label, k_identity.max_label);
 		EXPECT_EQ(stored.snapshot_gap_from, k_identity.snapshot_gap_from);
 		EXPECT_EQ(stored.snapshot_gap_to, k_identity.snapshot_gap_to);
+		EXPECT_EQ(stored.revision, k_identity.revision);
 		ASSERT_EQ(HnswGraph::check(target.arena, offset), HnswStatus::ok);
 		const HnswGraph copy(target.arena, offset);
 		expect_same_graph(original, copy);

@@ -234,7 +234,7 @@ TEST(HnswAttributes, TokensRoundTripSortedAndUniqueAcrossChunkEnds)
 		// Sizes up to k_max_node_tokens, many near it, so that runs meet the
 		// ends of the (1024-element) first chunks; duplicates and any order.
 		const std::uint32_t size = i % 5 == 0 ? k_max_node_tokens - static_cast<std::uint32_t>(rng() % 8)
-											   : static_cast<std::uint32_t>(rng() % 300);
+											  : static_cast<std::uint32_t>(rng() % 300);
 		for (std::uint32_t t = 0; t < size; ++t)
 			given[i].push_back(t % 7 == 3 && t > 0 ? given[i][t / 2] : rng() % 100000);
 		std::uint32_t id = 0;
@@ -293,8 +293,7 @@ TEST(HnswAttributes, AppendsAfterAReserveCannotFailEvenWithTheArenaFull)
 	ASSERT_FALSE(taken.empty());
 	for (std::uint32_t i = 0; i < n; ++i) {
 		std::uint32_t id = 0;
-		ASSERT_EQ(graph.append(row(base, 0), NodeData{1, 7 * std::int64_t{i}, 1.0f, 0, tokens[i]}, id),
-				  HnswStatus::ok)
+		ASSERT_EQ(graph.append(row(base, 0), NodeData{1, 7 * std::int64_t{i}, 1.0f, 0, tokens[i]}, id), HnswStatus::ok)
 			<< i;
 	}
 	for (std::uint32_t i = 0; i < n; i += 97)
@@ -326,8 +325,8 @@ TEST(AttributeToken, IsTheDocumentedHashAndSeparatesItsParts)
 	EXPECT_EQ(attribute_token("tags", AttributeKind::array, ""), 0xb08605714064e11dULL);
 	EXPECT_EQ(attribute_token("ключ", AttributeKind::scalar, "значение"), 0xcd9a41c058f61a27ULL);
 	std::set<std::uint64_t> distinct;
-	for (AttributeKind kind : {AttributeKind::object, AttributeKind::scalar, AttributeKind::element,
-							   AttributeKind::array}) {
+	for (AttributeKind kind :
+		 {AttributeKind::object, AttributeKind::scalar, AttributeKind::element, AttributeKind::array}) {
 		distinct.insert(attribute_token("ab", kind, "c"));
 		distinct.insert(attribute_token("a", kind, "bc"));
 		distinct.insert(attribute_token("abc", kind, ""));
