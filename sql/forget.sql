@@ -21,8 +21,9 @@ SELECT engram.current_generation('forget_l2') AS before_delete \gset
 -- DELETE: gone from the latest snapshot, still there as_of before it.
 DELETE FROM engram.observations WHERE space_id = :forget_space AND content = 'b';
 SELECT string_agg(content, ',' ORDER BY distance) AS after_delete FROM recalled;
-SELECT string_agg(o.content, ',' ORDER BY r.distance) AS as_of_before_delete
-FROM engram.recall('forget_l2', '{0,0}', 10, as_of => :before_delete) r JOIN engram.observations o USING (id);
+-- (Row i lies at distance i from the cue: b, deleted from the table, is the 1.)
+SELECT string_agg(r.distance::text, ',' ORDER BY r.distance) AS as_of_before_delete
+FROM engram.recall('forget_l2', '{0,0}', 10, as_of => :before_delete) r;
 
 -- A rolled-back delete hides nothing; forget() counts what it deleted.
 BEGIN;
@@ -45,10 +46,10 @@ SELECT string_agg(content, ',' ORDER BY distance) AS after_savepoint FROM recall
 -- updated in its own transaction appears once, as last written.
 BEGIN;
 INSERT INTO engram.observations (space_id, embedding, content) VALUES (:forget_space, '{0.5,0}', 'gone');
-DELETE FROM engram.observations WHERE content = 'gone';
+DELETE FROM engram.observations WHERE space_id = :forget_space AND content = 'gone';
 INSERT INTO engram.observations (space_id, embedding, content, confidence) VALUES (:forget_space, '{0.25,0}', 'twice', 0.1);
-UPDATE engram.observations SET confidence = 0.3 WHERE content = 'twice';
-UPDATE engram.observations SET confidence = 0.4 WHERE content = 'twice';
+UPDATE engram.observations SET confidence = 0.3 WHERE space_id = :forget_space AND content = 'twice';
+UPDATE engram.observations SET confidence = 0.4 WHERE space_id = :forget_space AND content = 'twice';
 COMMIT;
 SELECT content, confidence FROM recalled ORDER BY distance;
 SELECT (SELECT count(*) FROM engram.stored_ids('forget_l2')) AS stored,
@@ -70,8 +71,12 @@ SELECT count(*) FILTER (WHERE r.confidence >= 0.9) AS confident
 FROM engram.recall('forget_l2', '{0,0}', 10, min_confidence => 0.9) r;
 
 -- Refused updates, and TRUNCATE.
-SELECT try($$UPDATE engram.observations SET embedding = '{9,9}' WHERE content = 'a'$$);
-SELECT try($$UPDATE engram.observations SET id = id + 1000 WHERE content = 'a'$$);
+SELECT try($$UPDATE engram.observations SET embedding = '{9,9}' WHERE content = 'a' AND space_id = $$ || :forget_space);
+SELECT regexp_replace(try($$UPDATE engram.observations SET id = id + 1000 WHERE content = 'a' AND space_id = $$ || :forget_space),
+					  'Observation [0-9]+', 'Observation N') AS id_update;
+SELECT engram.create_space('forget_other', 2, 'l2') > 0 AS other_space;
+SELECT try($$UPDATE engram.observations SET space_id = engram._space_id('forget_other') WHERE content = 'a' AND space_id = $$ || :forget_space);
+SELECT engram.drop_space('forget_other');
 SELECT try($$TRUNCATE engram.observations$$);
 
 -- forget_before: retention by observed_at.

@@ -253,8 +253,15 @@ ENGRAM_FUNCTION(engram_guard_immutable)
 		if (!isnull && capture_delete_allowed(DatumGetInt32(space_id)))
 			return PointerGetDatum(trigdata->tg_trigtuple);
 	}
+	// Row events reach this function only from a catalog older than 0.4.0,
+	// whose capture trigger does not forget.
+	if (truncate)
+		ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("engram.observations cannot be truncated"),
+						errdetail("TRUNCATE fires no row trigger, so the spaces' indexes would keep the rows."),
+						errhint("Delete the rows instead (DELETE, engram.forget_before), or use engram.drop_space() "
+								"to remove a whole space.")));
 	ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("observations cannot be updated or deleted"),
-					errdetail("engram.observations is append-only; the spaces' indexes are derived from it."),
-					errhint("Use engram.drop_space() to remove a whole space.")));
+					errdetail("engram.observations is append-only in this version of the extension's catalog."),
+					errhint("Run ALTER EXTENSION engram UPDATE, or use engram.drop_space() to remove a whole space.")));
 	return static_cast<Datum>(0);
 }
