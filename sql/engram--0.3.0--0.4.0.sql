@@ -106,3 +106,13 @@ LEFT JOIN engram._space_state() s ON s.space_id = c.space_id
 LEFT JOIN engram._space_files() f ON f.space_id = c.space_id
 LEFT JOIN engram._space_forgotten() g ON g.space_id = c.space_id
 CROSS JOIN LATERAL engram._space_condition(c.space_id) q;
+
+----------------------------------------------------------------------------
+-- engram.audit_erasure(embedding): where a vector (a forgotten one) still
+-- occurs in engram's shared memory and graph files, as given or normalised.
+-- Superusers only (checked in C too): it reads every space's vectors.
+----------------------------------------------------------------------------
+CREATE FUNCTION engram.audit_erasure(embedding real[]) RETURNS TABLE(place text, occurrences bigint)
+	AS 'MODULE_PATHNAME', 'engram_audit_erasure' LANGUAGE C
+	SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION engram.audit_erasure(real[]) FROM PUBLIC;

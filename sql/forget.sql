@@ -137,5 +137,20 @@ SELECT try_as('forget_reader', $$SELECT count(*) FROM engram.revisions$$);
 DROP OWNED BY forget_reader;
 DROP ROLE forget_reader;
 
+-- audit_erasure: a vector the index holds is found in shared memory, one it
+-- never held is not; superusers only.
+SELECT engram.observe('forget_l2', '{1234.5,-6789.25}') > 0 AS observed;
+SELECT place, occurrences > 0 AS present
+FROM engram.audit_erasure('{1234.5,-6789.25}') WHERE place = 'shared memory';
+SELECT place, occurrences FROM engram.audit_erasure('{4321.5,-9876.25}') WHERE place = 'shared memory';
+SELECT try($$SELECT * FROM engram.audit_erasure('{1}')$$);
+SELECT try($$SELECT * FROM engram.audit_erasure(NULL)$$);
+SELECT try($$SELECT * FROM engram.audit_erasure('{1,NaN}')$$);
+CREATE ROLE forget_auditor;
+GRANT USAGE ON SCHEMA engram, public TO forget_auditor;
+SELECT try_as('forget_auditor', $$SELECT * FROM engram.audit_erasure('{1,2,3}')$$);
+DROP OWNED BY forget_auditor;
+DROP ROLE forget_auditor;
+
 SELECT engram.drop_space('forget_l2');
 SELECT count(*) AS revisions_of_dropped FROM engram.revisions WHERE space_id = :forget_space;
