@@ -282,18 +282,6 @@ configured_chunk_cap(const SegmentedArrayHeader &array) noexcept
 	return array.max_chunk_log2 == automatic ? 0 : array.max_chunk_log2;
 }
 
-// Keeps a graph's links frozen (hnsw_graph.hpp) for as long as it lives.
-class LinkFreeze {
-public:
-	explicit LinkFreeze(const HnswGraph &graph) noexcept : graph_(graph) { graph_.freeze_links(); }
-	LinkFreeze(const LinkFreeze &) = delete;
-	LinkFreeze &operator=(const LinkFreeze &) = delete;
-	~LinkFreeze() { graph_.thaw_links(); }
-
-private:
-	const HnswGraph &graph_;
-};
-
 // Destroys a graph under construction unless it is released.
 class GraphUnderConstruction {
 public:
