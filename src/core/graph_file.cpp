@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <new>
 #include <span>
 #include <type_traits>
@@ -75,12 +76,16 @@ struct NodeRecord {
 	float confidence;
 	std::uint32_t parent;
 	std::uint8_t level;
-	std::uint8_t flags; // k_node_deleted | k_node_linked
+	std::uint8_t flags; // k_node_linked
 	std::uint8_t children;
 	std::array<std::uint8_t, 5> reserved;
+	std::uint64_t forgotten; // as NodeHead::forgotten
+	std::int64_t observed_at;
+	std::uint32_t token_count; // tokens after the vector, sorted and unique
+	std::uint32_t reserved2;
 };
 static_assert(std::is_trivially_copyable_v<NodeRecord>);
-static_assert(sizeof(NodeRecord) == 32, "no implicit padding: every byte is checksummed");
+static_assert(sizeof(NodeRecord) == 56, "no implicit padding: every byte is checksummed");
 
 template <typename T>
 std::span<const std::byte>
@@ -364,9 +369,14 @@ GraphFileAccess::write_body(const HnswGraph &graph, std::uint64_t count, BodyWri
 		if (record.parent != k_no_node && record.parent >= count)
 			record.parent = k_no_node;
 		record.level = node.level;
-		record.flags = node.flags.load(std::memory_order_acquire) & (k_node_deleted | k_node_linked);
+		record.flags = node.flags.load(std::memory_order_acquire) & k_node_linked;
 		record.children = node.children.load(std::memory_order_acquire);
-		if (!out.put_value(record) || !out.put(std::span<const std::byte>(graph.vector_bytes(id), h.vector_bytes)))
+		record.forgotten = node.forgotten.load(std::memory_order_acquire);
+		record.observed_at = node.observed_at;
+		const std::span<const std::uint64_t> tokens = graph.tokens(id);
+		record.token_count = static_cast<std::uint32_t>(tokens.size());
+		if (!out.put_value(record) || !out.put(std::span<const std::byte>(graph.vector_bytes(id), h.vector_bytes)) ||
+			!out.put(std::as_bytes(tokens)))
 			return GraphFileStatus::io_error;
 		for (std::uint32_t level = 0; level <= node.level; ++level) {
 			std::uint32_t n = list_count(read_list(graph.list(id, level), ids.data(), true));
@@ -444,6 +454,7 @@ GraphFileAccess::read_body(HnswGraph &graph, const GraphFileHeader &header, Body
 	std::vector<std::uint32_t> ids(h.m0);
 	std::vector<std::uint32_t> sorted;
 	sorted.reserve(h.m0);
+	std::vector<std::uint64_t> tokens(k_max_node_tokens);
 	std::uint64_t linked = 0;
 	std::uint64_t linked_prefix = count;
 	for (std::uint64_t i = 0; i < count; ++i) {
@@ -454,18 +465,26 @@ GraphFileAccess::read_body(HnswGraph &graph, const GraphFileHeader &header, Body
 		if (r != ReadResult::ok)
 			return from_read(r);
 		const bool reserved_clear =
-			std::all_of(record.reserved.begin(), record.reserved.end(), [](std::uint8_t b) { return b == 0; });
-		if (!reserved_clear || record.level != graph.level_of(i) ||
-			(record.flags & ~(k_node_deleted | k_node_linked)) != 0 || record.children > h.m ||
-			(record.parent != k_no_node && record.parent >= count) || std::isnan(record.confidence))
+			std::all_of(record.reserved.begin(), record.reserved.end(), [](std::uint8_t b) { return b == 0; }) &&
+			record.reserved2 == 0;
+		if (!reserved_clear || record.level != graph.level_of(i) || (record.flags & ~k_node_linked) != 0 ||
+			record.children > h.m || (record.parent != k_no_node && record.parent >= count) ||
+			std::isnan(record.confidence) || record.forgotten < record.generation ||
+			record.token_count > k_max_node_tokens)
 			return GraphFileStatus::corrupt;
+		const std::span<std::uint64_t> node_tokens(tokens.data(), record.token_count);
+		r = in.get(std::as_writable_bytes(node_tokens));
+		if (r != ReadResult::ok)
+			return from_read(r);
+		if (std::adjacent_find(node_tokens.begin(), node_tokens.end(), std::greater_equal<>()) != node_tokens.end())
+			return GraphFileStatus::corrupt; // written sorted and unique
 		// Append the decoded vector (which lays the node out and checks the
 		// vector), then put back the exact encoded bytes: decoding and
 		// encoding again need not give the same bytes for a quantized encoding.
 		decode(h.encoding, encoded.data(), decoded);
 		std::uint32_t id;
-		const HnswStatus appended =
-			graph.append(decoded, NodeData{record.generation, record.label, record.confidence}, id);
+		const HnswStatus appended = graph.append(
+			decoded, NodeData{record.generation, record.label, record.confidence, record.observed_at, node_tokens}, id);
 		if (appended != HnswStatus::ok)
 			return from_hnsw(appended);
 		if (id != i)
@@ -499,8 +518,8 @@ GraphFileAccess::read_body(HnswGraph &graph, const GraphFileHeader &header, Body
 		} else {
 			linked_prefix = std::min(linked_prefix, i);
 		}
-		if ((record.flags & k_node_deleted) != 0)
-			graph.mark_deleted(id);
+		if (record.forgotten != k_never_forgotten)
+			graph.hide(id, record.forgotten);
 	}
 	if (in.remaining() != 0 || in.crc() != header.body_crc)
 		return GraphFileStatus::corrupt;
@@ -574,7 +593,7 @@ write_graph_file(const HnswGraph &graph, const GraphFileIdentity &identity, cons
 		bool body_written = false;
 		{
 			// No link changes the graph while it is read; appends go on
-			// (past the count read here) and deletes only flip a flag.
+			// (past the count read here) and forgets only write one word.
 			const LinkFreeze freeze(graph);
 			GraphFileAccess::fill_header(graph, header); // reads the entry before the count: the entry is below it
 			header.node_count = graph.size();

@@ -3,7 +3,8 @@
 //
 // The file holds the graph's logical content, not its arena blocks: per node
 // in id order its encoded vector, level, neighbour lists, label, generation,
-// confidence, deletion mark, link state and spanning-tree facts, plus the
+// confidence, forgotten generation, observed_at, attribute tokens, link state
+// and spanning-tree facts, plus the
 // graph's configuration, entry point and root. Arena blocks would be faster
 // to write, but they carry offsets, chunk sizes, the arena's free list and
 // the layout version of every in-memory structure; the logical form can be
@@ -25,7 +26,7 @@
 // mark changes under it, and thaws them before the fsync and rename; callers
 // pause nothing. Appends go on: the file holds the nodes stored when the
 // writer read the node count, and list entries of later nodes are left out.
-// Deletes go on too: a node's deleted mark is in the file or not. Linkers
+// Forgets go on too: a node's forgotten generation is in the file or not. Linkers
 // must take link turns for this to hold (LinkPool does); a graph linked
 // outside turns while it is written gives a file that reads back into a
 // valid graph or is refused as corrupt (a tree edge half made), never an
@@ -38,8 +39,12 @@
 //            corrupt, and a well-formed file of another version as version
 //            mismatch whatever its header looks like)
 //   header   GraphFileHeader below, ending in the CRC-32C of everything before it
-//   body     per node: NodeRecord, vector bytes, then for levels 0..level a
-//            u32 count and count u32 ids (ids keep their pruning mark)
+//   body     per node: NodeRecord, vector bytes, its attribute tokens (u64,
+//            sorted and unique), then for levels 0..level a u32 count and
+//            count u32 ids (ids keep their pruning mark)
+// Version 2 added the forgotten generation, observed_at and the tokens;
+// version 1 files are refused as version_mismatch (the glue relinks). The
+// label table is not written: reading appends every node, which rebuilds it.
 // The header holds the body's length and CRC-32C, so a short file is found
 // truncated before anything is allocated, and any changed byte is found.
 //
@@ -57,7 +62,7 @@
 
 namespace engram::core {
 
-inline constexpr std::uint32_t k_graph_file_version = 1;
+inline constexpr std::uint32_t k_graph_file_version = 2;
 
 // Whose graph a file holds; the glue fills it. A file is only read back into
 // the same cluster (system identifier), the same installation of the
