@@ -32,8 +32,6 @@
 
 #include <algorithm>
 #include <bit>
-#include <cstring>
-#include <limits>
 #include <new>
 #include <vector>
 
@@ -43,11 +41,11 @@ namespace engram::core {
 
 namespace {
 
-// Whether a node is forgotten as of the horizon.
+// Whether a node is hidden from every snapshot after the horizon.
 bool
-forgotten_by(const NodeHead &node, std::uint64_t /* horizon */) noexcept
+forgotten_by(const NodeHead &node, std::uint64_t horizon) noexcept
 {
-	return (node.flags.load(std::memory_order_acquire) & k_node_deleted) != 0;
+	return node.forgotten.load(std::memory_order_acquire) <= horizon;
 }
 
 // Destroys a graph under construction unless it is kept.
@@ -95,7 +93,7 @@ private:
 	HnswConfig configuration() const noexcept;
 	void survey();
 	HnswStatus reserve(HnswGraph &to) const noexcept;
-	void copy_nodes(HnswGraph &to);
+	HnswStatus copy_nodes(HnswGraph &to);
 	void copy_lists(HnswGraph &to, SearchContext &context);
 	void repair_list(HnswGraph &to, std::uint32_t old_id, std::uint32_t level, std::span<const std::uint32_t> ids,
 					 SearchContext &context);
@@ -111,6 +109,7 @@ private:
 	std::vector<std::uint32_t> new_id_; // per old id; k_no_node if removed
 	std::vector<std::uint32_t> old_id_; // per new id
 	std::uint64_t upper_needed_ = 0;    // upper blocks of the survivors
+	std::uint64_t tokens_needed_ = 0;   // attribute tokens of the survivors
 	std::uint64_t linked_ = 0;          // linked survivors
 	std::uint32_t root_ = k_no_node;    // new id of the tree's root
 	std::vector<std::uint32_t> orphans_; // new ids of tree nodes whose parent was removed
@@ -166,6 +165,7 @@ GraphCompaction::survey()
 		new_id_[id] = static_cast<std::uint32_t>(old_id_.size());
 		old_id_.push_back(id);
 		upper_needed_ += node.level;
+		tokens_needed_ += from_.attrs(id).count;
 		if ((node.flags.load(std::memory_order_acquire) & k_node_linked) != 0)
 			++linked_;
 	}
@@ -177,54 +177,47 @@ HnswStatus
 GraphCompaction::reserve(HnswGraph &to) const noexcept
 {
 	const std::uint64_t n = old_id_.size();
-	if (!to.nodes_.ensure_capacity(n) || !to.vectors_.ensure_capacity(n) || !to.upper_.ensure_capacity(upper_needed_))
+	if (!to.nodes_.ensure_capacity(n) || !to.vectors_.ensure_capacity(n) || !to.upper_.ensure_capacity(upper_needed_) ||
+		!to.attrs_.ensure_capacity(n) || !to.tokens_.ensure_capacity(to.token_slots_needed(0, tokens_needed_)))
 		return HnswStatus::out_of_memory;
-	return HnswStatus::ok;
+	const SpinLockGuard append_lock(to.header_->append_lock);
+	return to.reserve_labels(n) ? HnswStatus::ok : HnswStatus::out_of_memory;
 }
 
-void
+HnswStatus
 GraphCompaction::copy_nodes(HnswGraph &to)
 {
 	const HnswHeader &h = *from_.header_;
 	const bool tree = linked_ != 0; // a copy without linked nodes starts a fresh tree
-	std::uint64_t upper = 0;
-	for (std::uint32_t id = 0; id < old_id_.size(); ++id) {
-		const std::uint32_t old = old_id_[id];
+	for (std::uint32_t old : old_id_) {
 		const NodeHead &from = from_.head(old);
-		auto *node = new (to.nodes_.at(id)) NodeHead{};
-		node->generation = from.generation;
-		node->label = from.label;
-		node->confidence = from.confidence;
-		node->level = from.level;
-		node->upper = from.level > 0 ? static_cast<std::uint32_t>(upper) : 0;
-		const std::uint8_t flags = from.flags.load(std::memory_order_acquire);
+		const NodeData data{from.generation, from.label, from.confidence, from.observed_at, from_.tokens(old)};
+		std::uint32_t id = 0;
+		const HnswStatus stored =
+			to.append_stored(std::span<const std::byte>(from_.vector_bytes(old), h.vector_bytes), data, from.level, id);
+		if (stored != HnswStatus::ok)
+			return stored;
+		NodeHead &node = to.head(id);
 		// Linked nodes stay claimed; the others are handed out to link in the copy.
-		node->flags.store((flags & k_node_linked) != 0 ? k_node_linked | k_node_claimed : 0, std::memory_order_relaxed);
+		if ((from.flags.load(std::memory_order_acquire) & k_node_linked) != 0)
+			node.flags.store(k_node_linked | k_node_claimed, std::memory_order_relaxed);
 		const std::uint32_t parent = tree ? from.parent.load(std::memory_order_acquire) : k_no_node;
-		std::uint32_t new_parent = k_no_node;
 		if (parent == old)
-			root_ = new_parent = id;
-		else if (parent != k_no_node && !removed(parent))
-			new_parent = new_id_[parent];
+			root_ = id;
+		if (parent == old || (parent != k_no_node && !removed(parent)))
+			node.parent.store(new_id_[parent], std::memory_order_relaxed);
 		else if (parent != k_no_node)
 			orphans_.push_back(id);
-		node->parent.store(new_parent, std::memory_order_relaxed);
-		node->children.store(0, std::memory_order_relaxed);
-		for (std::uint32_t l = 0; l <= from.level; ++l) {
-			const ListRef list = to.list(id, l);
-			list.word->store(0, std::memory_order_relaxed);
-			const std::uint32_t capacity = l == 0 ? h.m0 : h.m;
-			for (std::uint32_t i = 0; i < capacity; ++i)
-				list.ids[i].store(0, std::memory_order_relaxed);
-		}
-		upper += from.level;
-		std::memcpy(to.vectors_.at(id), from_.vector_bytes(old), h.vector_bytes);
+		const std::uint64_t forgotten = from.forgotten.load(std::memory_order_acquire);
+		if (forgotten != k_never_forgotten)
+			to.hide(id, forgotten);
 	}
 	for (std::uint32_t id = 0; id < old_id_.size(); ++id) {
 		const std::uint32_t parent = to.head(id).parent.load(std::memory_order_relaxed);
 		if (parent != k_no_node && parent != id)
 			to.head(parent).children.fetch_add(1, std::memory_order_relaxed);
 	}
+	return HnswStatus::ok;
 }
 
 void
@@ -431,27 +424,16 @@ GraphCompaction::publish(HnswGraph &to)
 {
 	HnswHeader &h = *to.header_;
 	const auto n = static_cast<std::uint32_t>(old_id_.size());
-	std::uint64_t prefix = n;
-	std::uint64_t deleted = 0;
-	float lowest_confidence = std::numeric_limits<float>::infinity();
-	for (std::uint32_t id = 0; id < n; ++id) {
-		const NodeHead &node = to.head(id);
-		if (prefix == n && !to.is_linked(id))
-			prefix = id;
-		deleted += (node.flags.load(std::memory_order_relaxed) & k_node_deleted) != 0;
-		lowest_confidence = std::min(lowest_confidence, node.confidence);
-	}
+	std::uint32_t prefix = 0;
+	while (prefix < n && to.is_linked(prefix))
+		++prefix;
 	h.root = root_ == k_no_node ? 0 : root_;
-	h.upper_used.store(upper_needed_, std::memory_order_relaxed);
 	// The old bound stays: it says how far the graph has taken in the space's generations.
 	h.max_generation.store(from_.header_->max_generation.load(std::memory_order_acquire), std::memory_order_relaxed);
-	h.deleted.store(deleted, std::memory_order_relaxed);
-	h.lowest_confidence.store(lowest_confidence, std::memory_order_relaxed);
 	h.linked.store(linked_, std::memory_order_relaxed);
 	h.linked_prefix.store(prefix, std::memory_order_relaxed);
 	h.link_cursor.store(prefix, std::memory_order_relaxed);
-	h.entry.store(choose_entry(to), std::memory_order_relaxed);
-	h.count.store(n, std::memory_order_release);
+	h.entry.store(choose_entry(to), std::memory_order_release);
 }
 
 HnswStatus
@@ -469,10 +451,12 @@ GraphCompaction::run(std::uint64_t &header_offset, CompactionStats &stats)
 	const HnswStatus reserved = reserve(to);
 	if (reserved != HnswStatus::ok)
 		return reserved;
+	const HnswStatus copied = copy_nodes(to);
+	if (copied != HnswStatus::ok)
+		return copied;
 	SearchContext context;
 	context.reserve(to, 0);
 	vector_.resize(to.dim());
-	copy_nodes(to);
 	if (linked_ != 0) {
 		copy_lists(to, context);
 		repair_tree(to, context);

@@ -329,6 +329,16 @@ private:
 	// The appends: node data from `data` if given, else generation only (label = id).
 	HnswStatus append_nodes(std::span<const float> vectors, std::size_t n, const NodeData *data,
 							const std::uint64_t *generations, std::uint32_t &first) noexcept;
+	// Appends one node as a graph or a file held it: its encoded vector bytes
+	// copied, and its level as given rather than from the hash of its id (a
+	// compacted graph's renumbered nodes keep their levels). For the graph's
+	// friends, which trust the bytes they pass.
+	HnswStatus append_stored(std::span<const std::byte> encoded, const NodeData &data, std::uint32_t level,
+							 std::uint32_t &id) noexcept;
+	// Lays out node id (head, empty lists, tokens, label) under the append
+	// lock, with room ensured; advances the upper blocks and token slots used.
+	void construct_node(std::uint32_t id, const NodeData &data, std::uint32_t level, std::uint64_t &upper,
+						std::uint64_t &tokens_used) noexcept;
 	// Normalises a validated query (cosine) into the context, or points at it.
 	const float *prepare_query(std::span<const float> query, SearchContext &context) const;
 

@@ -89,7 +89,7 @@ TEST(CompactionRecall, Glove100HalfForgottenKeepsRecallAtSpaceDefaults)
 	std::vector<bool> forgotten(n, false);
 	for (std::size_t i = 0; i < n / 2; ++i) {
 		forgotten[rows[i]] = true;
-		ASSERT_EQ(graph.mark_deleted(rows[i]), HnswStatus::ok);
+		ASSERT_EQ(graph.forget_node(rows[i], 2), ForgetResult::forgotten);
 	}
 	std::vector<std::int64_t> truth(data.query.rows() * k_k);
 	for (std::size_t q = 0; q < data.query.rows(); ++q) {
@@ -104,13 +104,13 @@ TEST(CompactionRecall, Glove100HalfForgottenKeepsRecallAtSpaceDefaults)
 	const std::size_t arena_before = region.arena.used_bytes();
 	std::uint64_t compacted = 0;
 	CompactionStats stats;
-	ASSERT_EQ(compact(graph, 1, compacted, &stats), HnswStatus::ok);
+	ASSERT_EQ(compact(graph, 2, compacted, &stats), HnswStatus::ok);
 	graph.destroy();
 	const HnswGraph copy(region.arena, compacted);
 	EXPECT_EQ(stats.removed, n / 2);
 	EXPECT_EQ(copy.size(), n - n / 2);
 	const double after = recall(copy, data, truth);
-	std::printf("glove100, half forgotten, recall@10 at ef %u: %.4f on the graph with deletion marks, %.4f compacted\n"
+	std::printf("glove100, half forgotten, recall@10 at ef %u: %.4f on the graph with forgotten nodes, %.4f compacted\n"
 				"  %llu lists repaired, %llu tree nodes reattached; graph memory %zu -> %zu bytes, arena %zu -> %zu\n",
 				k_ef_search, before, after, static_cast<unsigned long long>(stats.repaired_lists),
 				static_cast<unsigned long long>(stats.reattached), stats.bytes_before, stats.bytes_after, arena_before,

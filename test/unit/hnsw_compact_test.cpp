@@ -6,8 +6,11 @@
 // while searches and linkers run on the old graph, fails on an exhausted
 // arena without leaking or touching the old graph, and once the old graph is
 // destroyed no byte of a forgotten vector is left anywhere in the arena.
+#include "core/graph_file.hpp"
 #include "core/hnsw_compact.hpp"
 #include "core/hnsw_context.hpp"
+
+#include <stdlib.h>
 
 #include <gtest/gtest.h>
 
@@ -17,9 +20,12 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <filesystem>
 #include <numeric>
 #include <random>
+#include <map>
 #include <set>
+#include <string>
 #include <thread>
 #include <unordered_set>
 #include <vector>
@@ -32,13 +38,20 @@ using test_support::random_vectors;
 
 constexpr std::uint32_t k_dim = 16;
 constexpr std::uint32_t k_nodes = test_support::k_sanitized ? 1200 : 4000;
-// What the tests forget by: the generation of the forgetting, and the horizon compaction gets.
+// Compaction removes what was forgotten at or before the horizon; nodes are
+// stored at generations below it, forgotten just below it (removed) or after
+// it (kept, still visible to snapshots before that).
 constexpr std::uint64_t k_horizon = 1'000'000;
+constexpr std::uint64_t k_forgotten_before = k_horizon - 1;
+constexpr std::uint64_t k_forgotten_after = k_horizon + 1;
 
 struct Node {
 	std::uint64_t generation;
 	std::int64_t label;
 	float confidence;
+	std::int64_t observed_at;
+	std::vector<std::uint64_t> tokens;
+	std::uint64_t forgotten;
 	std::uint32_t level;
 	bool linked;
 	std::vector<float> vector;
@@ -64,16 +77,15 @@ public:
 		return offset;
 	}
 
-	// Appends n vectors (labels 7 + 3 id, generations 1 + id, confidences
+	// Appends n vectors (labels 7 + 3 id, generations 1 + id, other data
 	// varying) and links the first `linked` of them on this thread.
 	void build(std::uint32_t n, std::uint32_t linked, std::uint32_t seed = 1)
 	{
 		base = random_vectors(n, k_dim, seed);
 		SearchContext context;
 		for (std::uint32_t i = 0; i < n; ++i) {
-			const NodeData data{1 + std::uint64_t{i}, 7 + 3 * std::int64_t{i}, 0.5f + static_cast<float>(i % 5) / 10};
 			std::uint32_t id = 0;
-			ASSERT_EQ(graph.append(vector(i), data, id), HnswStatus::ok);
+			ASSERT_EQ(graph.append(vector(i), data(i, 7 + 3 * std::int64_t{i}), id), HnswStatus::ok);
 			ASSERT_EQ(id, i);
 			if (i < linked) {
 				ASSERT_TRUE(graph.link(id, context));
@@ -81,30 +93,53 @@ public:
 		}
 	}
 
+	// What node i carries besides its label: none, one or two tokens.
+	NodeData data(std::uint32_t i, std::int64_t label)
+	{
+		tokens[0] = i % 3;
+		tokens[1] = 100 + i % 7;
+		return NodeData{1 + std::uint64_t{i}, label, 0.5f + static_cast<float>(i % 5) / 10, 1000 * std::int64_t{i},
+						std::span<const std::uint64_t>(tokens).first(i % 3)};
+	}
+
 	std::span<const float> vector(std::uint32_t i) const
 	{
 		return std::span<const float>(base).subspan(std::size_t{i} * k_dim, k_dim);
 	}
 
-	void forget(std::uint32_t id) { ASSERT_EQ(graph.mark_deleted(id), HnswStatus::ok); }
+	void forget(std::uint32_t id, std::uint64_t generation = k_forgotten_before)
+	{
+		ASSERT_EQ(graph.forget_node(id, generation), ForgetResult::forgotten) << id;
+	}
 
-	// Forgets a random `fraction` of the nodes; returns them, ascending.
+	// Forgets a random `fraction` of the nodes before the horizon; returns
+	// every node compaction will remove, ascending.
 	std::vector<std::uint32_t> forget_random(double fraction, std::uint32_t seed)
 	{
 		std::vector<std::uint32_t> ids(graph.size());
 		std::iota(ids.begin(), ids.end(), 0u);
 		std::shuffle(ids.begin(), ids.end(), std::mt19937(seed));
 		ids.resize(static_cast<std::size_t>(fraction * static_cast<double>(ids.size())));
-		std::sort(ids.begin(), ids.end());
 		for (const std::uint32_t id : ids)
-			forget(id);
+			if (graph.forgotten(id) == k_never_forgotten)
+				forget(id);
+		return removed();
+	}
+
+	std::vector<std::uint32_t> removed() const
+	{
+		std::vector<std::uint32_t> ids;
+		for (std::uint32_t id = 0; id < graph.size(); ++id)
+			if (graph.forgotten(id) <= k_horizon)
+				ids.push_back(id);
 		return ids;
 	}
 
 	Node node(const HnswGraph &g, std::uint32_t id) const
 	{
-		Node n{g.generation(id), g.label(id), g.confidence(id), g.level(id), g.is_linked(id),
-			   std::vector<float>(k_dim)};
+		const std::span<const std::uint64_t> t = g.tokens(id);
+		Node n{g.generation(id), g.label(id), g.confidence(id), g.observed_at(id), {t.begin(), t.end()},
+			   g.forgotten(id),  g.level(id), g.is_linked(id),    std::vector<float>(k_dim)};
 		g.stored_vector(id, n.vector);
 		return n;
 	}
@@ -129,6 +164,7 @@ public:
 	Region region;
 	HnswGraph graph;
 	std::vector<float> base;
+	std::uint64_t tokens[2] = {};
 };
 
 void
@@ -141,11 +177,20 @@ expect_same_nodes(const Fixture &f, const HnswGraph &copy, const std::vector<Nod
 		EXPECT_EQ(n.generation, e.generation) << id;
 		EXPECT_EQ(n.label, e.label) << id;
 		EXPECT_EQ(n.confidence, e.confidence) << id;
+		EXPECT_EQ(n.observed_at, e.observed_at) << id;
+		EXPECT_EQ(n.tokens, e.tokens) << id;
+		EXPECT_EQ(n.forgotten, e.forgotten) << id;
+		EXPECT_GT(n.forgotten, k_horizon) << id;
 		EXPECT_EQ(n.level, e.level) << id;
 		EXPECT_EQ(n.linked, e.linked) << id;
 		EXPECT_EQ(n.vector, e.vector) << id;
-		EXPECT_FALSE(copy.is_deleted(id)) << id;
 	}
+	// Each label names its newest surviving node.
+	std::map<std::int64_t, std::uint32_t> newest;
+	for (std::uint32_t id = 0; id < copy.size(); ++id)
+		newest[copy.label(id)] = id;
+	for (const auto &[label, id] : newest)
+		EXPECT_EQ(copy.find_label(label), id) << label;
 }
 
 // Lists within bounds, without duplicates, self links, ids past the graph or
@@ -202,6 +247,7 @@ expect_valid_graph(const HnswGraph &graph)
 	SearchParams params;
 	params.k = 1;
 	params.ef = 32;
+	params.max_generation = k_horizon; // what was forgotten after it is still visible
 	std::vector<float> v(graph.dim());
 	std::uint32_t found = 0;
 	for (std::uint32_t id = 0; id < n; ++id) {
@@ -221,15 +267,34 @@ TEST_P(CompactionOf, CopyKeepsTheSurvivorsAndEveryInvariant)
 {
 	Fixture f;
 	f.build(k_nodes, k_nodes);
-	std::vector<std::uint32_t> forgotten = f.forget_random(GetParam(), 3);
+	// Updates: twenty labels are appended again with new vectors, their old
+	// nodes forgotten before the horizon for half of them and after it for the
+	// others (a snapshot before then still sees the old version).
+	SearchContext context;
+	const std::vector<float> updated = random_vectors(20, k_dim, 33);
+	for (std::uint32_t i = 0; i < 20; ++i) {
+		const std::uint32_t old = 1 + 50 * i;
+		std::uint32_t id = 0;
+		ASSERT_EQ(f.graph.append(std::span<const float>(updated).subspan(std::size_t{i} * k_dim, k_dim),
+								 f.data(old, f.graph.label(old)), id),
+				  HnswStatus::ok);
+		ASSERT_TRUE(f.graph.link(id, context));
+		f.forget(old, i < 10 ? k_forgotten_before : k_forgotten_after);
+	}
 	if (GetParam() > 0) {
 		// The root of the level-0 tree (the first node linked) and the entry point go too.
 		for (const std::uint32_t id : {0u, f.graph.entry_point()})
-			if (!std::binary_search(forgotten.begin(), forgotten.end(), id)) {
+			if (f.graph.forgotten(id) == k_never_forgotten)
 				f.forget(id);
-				forgotten.insert(std::upper_bound(forgotten.begin(), forgotten.end(), id), id);
-			}
 	}
+	const std::vector<std::uint32_t> forgotten = f.forget_random(GetParam(), 3);
+	// Every 13th remaining node is forgotten after the horizon: it stays.
+	std::uint64_t kept_forgotten = 0;
+	for (std::uint32_t id = 0; id < f.graph.size(); id += 13)
+		if (f.graph.forgotten(id) == k_never_forgotten) {
+			f.forget(id, k_forgotten_after);
+			++kept_forgotten;
+		}
 	const std::vector<Node> expected = f.survivors(forgotten);
 	CompactionStats stats;
 	const HnswGraph copy = f.compacted(&stats);
@@ -245,12 +310,26 @@ TEST_P(CompactionOf, CopyKeepsTheSurvivorsAndEveryInvariant)
 		EXPECT_GT(stats.reattached, 0u) << "the root went, so at least a new root was chosen";
 	}
 	expect_same_nodes(f, copy, expected);
+	EXPECT_EQ(copy.forgotten_count(), kept_forgotten + 10);
 	EXPECT_EQ(copy.linked_prefix(), copy.size());
 	EXPECT_FALSE(copy.has_unclaimed());
 	expect_valid_graph(copy);
+	// A graph file of the copy reads back (its reader checks the tree and the
+	// levels, which no longer follow the hash of the ids).
+	std::string directory = (std::filesystem::temp_directory_path() / "engram-compact-XXXXXX").string();
+	ASSERT_NE(::mkdtemp(directory.data()), nullptr);
+	const std::filesystem::path file = std::filesystem::path(directory) / "graph";
+	ASSERT_EQ(write_graph_file(copy, GraphFileIdentity{}, file), GraphFileStatus::ok);
+	std::uint64_t read_offset = 0;
+	const GraphFileStatus read = read_graph_file(f.region.arena, file, GraphFileIdentity{}, read_offset);
+	std::filesystem::remove_all(directory);
+	ASSERT_EQ(read, GraphFileStatus::ok);
+	HnswGraph reread(f.region.arena, read_offset);
+	expect_same_nodes(f, reread, expected);
+	EXPECT_EQ(reread.entry_point(), copy.entry_point());
+	reread.destroy();
 	// The copy goes on growing: new nodes link into it.
 	HnswGraph grown = copy;
-	SearchContext context;
 	const std::vector<float> more = random_vectors(300, k_dim, 99);
 	for (std::uint32_t i = 0; i < 300; ++i)
 		ASSERT_EQ(grown.insert(std::span<const float>(more).subspan(std::size_t{i} * k_dim, k_dim), 1, context),
@@ -272,10 +351,11 @@ TEST(Compaction, DuplicatesStayReachableThroughTheRepairedTree)
 		ASSERT_EQ(f.graph.insert(std::span<const float>(points).subspan(std::size_t{p} * k_dim, k_dim), 1, context),
 				  HnswStatus::ok);
 	}
-	for (const std::uint32_t id : {0u, f.graph.entry_point()})
-		f.forget(id);
+	f.forget(0); // the root
 	for (std::uint32_t id = 1; id < 2000; id += 2)
 		f.forget(id);
+	if (f.graph.forgotten(f.graph.entry_point()) == k_never_forgotten)
+		f.forget(f.graph.entry_point());
 	CompactionStats stats;
 	const HnswGraph copy = f.compacted(&stats);
 	EXPECT_GT(stats.reattached, 100u);
@@ -411,7 +491,7 @@ TEST(Compaction, RunsWhileTheOldGraphIsSearchedLinkedAndForgotten)
 	});
 	threads.emplace_back([&] {
 		for (std::uint32_t id = 1; id < n && !done.load(std::memory_order_acquire); id += 17)
-			(void) f.graph.mark_deleted(id);
+			(void) f.graph.forget_node(id, k_forgotten_before);
 	});
 	while (searches.load() < 20)
 		std::this_thread::yield();
