@@ -1,17 +1,20 @@
 // Compaction by copy (what and why in hnsw_compact.hpp).
 //
 // Steps, all on the caller's thread, with the old graph's links frozen:
-//   survey   decide once which nodes go (a forget that lands later does not
-//            change the decision) and number the survivors densely.
-//   nodes    lay out the copy with every survivor's head, empty lists and
-//            vector bytes (copied, not decoded and encoded again), its level
-//            as it was (levels are a hash of the id only for fresh appends),
-//            and its tree parent if that survives.
+//   survey   decide once which nodes go (forgotten at or before the horizon)
+//            and number the survivors densely, in id order.
+//   nodes    append every survivor to the copy as it was stored: encoded
+//            vector bytes (copied, not decoded and encoded again), level
+//            (levels are a hash of the id only for fresh appends), data and
+//            tokens; the append rebuilds the label table, each label naming
+//            its newest survivor. Then its link state, its forgotten
+//            generation if it has one (later than the horizon) and its tree
+//            parent if that survives.
 //   lists    copy each list with ids renumbered; repair those that named a
 //            removed node (candidates: the surviving ids plus the surviving
-//            neighbours of the removed ones, at most ef_construction of the
-//            latter, nearest first; chosen by the pruning heuristic, which
-//            keeps the tree edges).
+//            neighbours of the removed ones on that level, at most
+//            ef_construction of the latter, nearest first; chosen as a new
+//            node chooses its own list, which keeps the tree edges).
 //   tree     give every tree node whose parent was removed a new parent.
 //   publish  entry point, root and the counters of the copy.
 //
@@ -27,7 +30,8 @@
 // is adopted by the first rooted node with room in breadth-first order (a
 // leaf always has room), as a link's adopt_parent() does. The new edges are
 // added to both lists through connect(), whose pruning keeps tree edges. If
-// the root itself was removed, the first orphan becomes the root.
+// the root itself was removed, the first orphan (linked, if any is) becomes
+// the root.
 #include "core/hnsw_compact.hpp"
 
 #include <algorithm>
@@ -115,7 +119,7 @@ private:
 	std::vector<std::uint32_t> orphans_; // new ids of tree nodes whose parent was removed
 	CompactionStats stats_;
 
-	// repair_list: candidates, kept old ids (by old id) and the vector being repaired
+	// repair_list: stamp_[old id] == epoch_ once it is a candidate of the list being repaired
 	std::vector<std::uint32_t> stamp_;
 	std::uint32_t epoch_ = 0;
 	std::vector<Neighbor> candidates_;
