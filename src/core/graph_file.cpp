@@ -288,18 +288,6 @@ configured_chunk_cap(const SegmentedArrayHeader &array) noexcept
 	return array.max_chunk_log2 == automatic ? 0 : array.max_chunk_log2;
 }
 
-// Keeps a graph's links frozen (hnsw_graph.hpp) for as long as it lives.
-class LinkFreeze {
-public:
-	explicit LinkFreeze(const HnswGraph &graph) noexcept : graph_(graph) { graph_.freeze_links(); }
-	LinkFreeze(const LinkFreeze &) = delete;
-	LinkFreeze &operator=(const LinkFreeze &) = delete;
-	~LinkFreeze() { graph_.thaw_links(); }
-
-private:
-	const HnswGraph &graph_;
-};
-
 // Destroys a graph under construction unless it is released.
 class GraphUnderConstruction {
 public:
@@ -342,8 +330,8 @@ public:
 	static void fill_header(const HnswGraph &graph, GraphFileHeader &header) noexcept;
 
 private:
-	static bool valid_list(const HnswGraph &graph, std::uint64_t count, std::uint32_t level,
-						   std::span<const std::uint32_t> ids, std::vector<std::uint32_t> &sorted);
+	static bool valid_list(std::uint64_t count, std::span<const std::uint32_t> ids, std::vector<std::uint32_t> &sorted);
+	static bool valid_levels(const HnswGraph &graph, const GraphFileHeader &header);
 	static bool valid_tree(const HnswGraph &graph, const GraphFileHeader &header);
 };
 
@@ -407,21 +395,42 @@ GraphFileAccess::write_body(const HnswGraph &graph, std::uint64_t count, BodyWri
 }
 
 // Checks a list read from a file: ids of stored nodes, each once (pruning
-// pins tree edges and assumes each appears once), and on level l only nodes
-// that have a list on level l (searches read it).
+// pins tree edges and assumes each appears once). That a list on level l
+// names only nodes with a list on level l (searches read it) is checked once
+// every node is read (valid_levels): lists name later nodes too, and a
+// node's level is its own (a compacted graph's nodes keep theirs), not the
+// hash of its id.
 bool
-GraphFileAccess::valid_list(const HnswGraph &graph, std::uint64_t count, std::uint32_t level,
-							std::span<const std::uint32_t> ids, std::vector<std::uint32_t> &sorted)
+GraphFileAccess::valid_list(std::uint64_t count, std::span<const std::uint32_t> ids, std::vector<std::uint32_t> &sorted)
 {
 	sorted.clear();
 	for (std::uint32_t raw : ids) {
 		const std::uint32_t id = raw & ~k_list_checked;
-		if (id >= count || (level > 0 && graph.level_of(id) < level))
+		if (id >= count)
 			return false;
 		sorted.push_back(id);
 	}
 	std::sort(sorted.begin(), sorted.end());
 	return std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end();
+}
+
+// Every upper-level list names only nodes of at least its level, and the
+// entry point has the level the entry word says.
+bool
+GraphFileAccess::valid_levels(const HnswGraph &graph, const GraphFileHeader &header)
+{
+	if (header.entry != k_no_entry && graph.level(entry_id(header.entry)) != entry_level(header.entry))
+		return false;
+	std::vector<std::uint32_t> ids(graph.m());
+	for (std::uint64_t i = 0; i < header.node_count; ++i) {
+		const auto id = static_cast<std::uint32_t>(i);
+		for (std::uint32_t level = 1; level <= graph.level(id); ++level) {
+			const std::uint32_t n = list_count(read_list(graph.list(id, level), ids.data()));
+			if (std::any_of(ids.begin(), ids.begin() + n, [&](std::uint32_t x) { return graph.level(x) < level; }))
+				return false;
+		}
+	}
+	return true;
 }
 
 // The level-0 spanning tree (hnsw_insert.cpp) as linking relies on it: the
@@ -458,9 +467,7 @@ GraphFileAccess::read_body(HnswGraph &graph, const GraphFileHeader &header, Body
 {
 	HnswHeader &h = *graph.header_;
 	const std::uint64_t count = header.node_count;
-	if (header.entry == k_no_entry ? header.root != 0
-								   : entry_id(header.entry) >= count || header.root >= count ||
-										 entry_level(header.entry) != graph.level_of(entry_id(header.entry)))
+	if (header.entry == k_no_entry ? header.root != 0 : entry_id(header.entry) >= count || header.root >= count)
 		return GraphFileStatus::corrupt;
 	std::vector<std::byte> encoded(h.vector_bytes);
 	std::vector<float> decoded(h.dim);
@@ -480,7 +487,7 @@ GraphFileAccess::read_body(HnswGraph &graph, const GraphFileHeader &header, Body
 		const bool reserved_clear =
 			std::all_of(record.reserved.begin(), record.reserved.end(), [](std::uint8_t b) { return b == 0; }) &&
 			record.reserved2 == 0;
-		if (!reserved_clear || record.level != graph.level_of(i) || (record.flags & ~k_node_linked) != 0 ||
+		if (!reserved_clear || record.level > k_max_level || (record.flags & ~k_node_linked) != 0 ||
 			record.children > h.m || (record.parent != k_no_node && record.parent >= count) ||
 			std::isnan(record.confidence) || record.forgotten < record.generation ||
 			record.token_count > k_max_node_tokens)
@@ -491,18 +498,20 @@ GraphFileAccess::read_body(HnswGraph &graph, const GraphFileHeader &header, Body
 			return from_read(r);
 		if (std::adjacent_find(node_tokens.begin(), node_tokens.end(), std::greater_equal<>()) != node_tokens.end())
 			return GraphFileStatus::corrupt; // written sorted and unique
-		// Append the decoded vector (which lays the node out and checks the
-		// vector), then put back the exact encoded bytes: decoding and
-		// encoding again need not give the same bytes for a quantized encoding.
+		// The vector is checked decoded, as an append checks it, and stored
+		// as the exact encoded bytes: decoding and encoding again need not
+		// give the same bytes for a quantized encoding.
 		decode(h.encoding, encoded.data(), decoded);
+		if (graph.validate(decoded) != HnswStatus::ok)
+			return GraphFileStatus::corrupt;
 		std::uint32_t id;
-		const HnswStatus appended = graph.append(
-			decoded, NodeData{record.generation, record.label, record.confidence, record.observed_at, node_tokens}, id);
+		const HnswStatus appended = graph.append_stored(
+			encoded, NodeData{record.generation, record.label, record.confidence, record.observed_at, node_tokens},
+			record.level, id);
 		if (appended != HnswStatus::ok)
 			return from_hnsw(appended);
 		if (id != i)
 			return GraphFileStatus::corrupt;
-		std::memcpy(graph.vectors_.at(id), encoded.data(), encoded.size());
 		for (std::uint32_t level = 0; level <= record.level; ++level) {
 			std::uint32_t n;
 			r = in.get_value(n);
@@ -514,7 +523,7 @@ GraphFileAccess::read_body(HnswGraph &graph, const GraphFileHeader &header, Body
 			r = in.get(std::as_writable_bytes(list_ids));
 			if (r != ReadResult::ok)
 				return from_read(r);
-			if (!valid_list(graph, count, level, list_ids, sorted))
+			if (!valid_list(count, list_ids, sorted))
 				return GraphFileStatus::corrupt;
 			const ListRef list = graph.list(id, level);
 			for (std::uint32_t k = 0; k < n; ++k)
@@ -536,7 +545,7 @@ GraphFileAccess::read_body(HnswGraph &graph, const GraphFileHeader &header, Body
 	}
 	if (in.remaining() != 0 || in.crc() != header.body_crc)
 		return GraphFileStatus::corrupt;
-	if ((header.entry == k_no_entry && linked != 0) || !valid_tree(graph, header))
+	if ((header.entry == k_no_entry && linked != 0) || !valid_levels(graph, header) || !valid_tree(graph, header))
 		return GraphFileStatus::corrupt;
 	h.root = header.root;
 	h.linked.store(linked, std::memory_order_release);

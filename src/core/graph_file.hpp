@@ -10,9 +10,11 @@
 // the layout version of every in-memory structure; the logical form can be
 // read into any arena at any offset, by any later layout that keeps the same
 // meaning, and every value in it can be checked before it is used.
-// Reading builds the graph through HnswGraph's own append (so levels, upper
-// blocks and counters are laid out exactly as a fresh graph would), then
-// restores vectors bytewise and the lists, flags and entry on top.
+// Reading builds the graph through HnswGraph's own append of stored nodes
+// (so upper blocks, tokens, the label table and counters are laid out as a
+// fresh graph's would be), with each node's level and encoded vector bytes as
+// the file holds them (a compacted graph's renumbered nodes keep the levels
+// they had), then restores the lists, flags and entry on top.
 //
 // Link state. Every stored node goes to the file, with its lists as they are
 // and the "linked" mark only if its link had finished. A node that was not

@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <new>
 
@@ -313,23 +314,8 @@ HnswGraph::append_nodes(std::span<const float> vectors, std::size_t n, const Nod
 	float lowest_confidence = h.lowest_confidence.load(std::memory_order_relaxed);
 	for (std::size_t i = 0; i < n; ++i) {
 		const auto id = static_cast<std::uint32_t>(start + i);
-		const std::uint32_t level = level_of(id);
-		auto *node = new (nodes_.at(id)) NodeHead{};
-		node->parent.store(k_no_node, std::memory_order_relaxed);
 		const NodeData d = data != nullptr ? data[i] : NodeData{generations[i], static_cast<std::int64_t>(id)};
-		node->generation = d.generation;
-		node->label = d.label;
-		node->confidence = d.confidence;
-		node->forgotten.store(k_never_forgotten, std::memory_order_relaxed);
-		node->observed_at = d.observed_at;
-		store_tokens(id, d.tokens, tokens_used);
-		index_label(d.label, id);
-		node->upper = level > 0 ? static_cast<std::uint32_t>(upper) : 0;
-		node->level = static_cast<std::uint8_t>(level);
-		construct_list(nodes_.at(id) + sizeof(NodeHead), h.m0);
-		for (std::uint32_t l = 0; l < level; ++l)
-			construct_list(upper_.at(upper + l), h.m);
-		upper += level;
+		construct_node(id, d, level_of(id), upper, tokens_used);
 		const std::span<const float> v = vectors.subspan(i * h.dim, h.dim);
 		float scale = 1.0f;
 		if (h.metric == Metric::cosine) {
@@ -349,6 +335,61 @@ HnswGraph::append_nodes(std::span<const float> vectors, std::size_t n, const Nod
 	h.count.store(start + n, std::memory_order_release);
 	append_lock.unlock();
 	first = static_cast<std::uint32_t>(start);
+	return HnswStatus::ok;
+}
+
+void
+HnswGraph::construct_node(std::uint32_t id, const NodeData &d, std::uint32_t level, std::uint64_t &upper,
+						  std::uint64_t &tokens_used) noexcept
+{
+	const HnswHeader &h = *header_;
+	auto *node = new (nodes_.at(id)) NodeHead{};
+	node->parent.store(k_no_node, std::memory_order_relaxed);
+	node->generation = d.generation;
+	node->label = d.label;
+	node->confidence = d.confidence;
+	node->forgotten.store(k_never_forgotten, std::memory_order_relaxed);
+	node->observed_at = d.observed_at;
+	store_tokens(id, d.tokens, tokens_used);
+	index_label(d.label, id);
+	node->upper = level > 0 ? static_cast<std::uint32_t>(upper) : 0;
+	node->level = static_cast<std::uint8_t>(level);
+	construct_list(nodes_.at(id) + sizeof(NodeHead), h.m0);
+	for (std::uint32_t l = 0; l < level; ++l)
+		construct_list(upper_.at(upper + l), h.m);
+	upper += level;
+}
+
+HnswStatus
+HnswGraph::append_stored(std::span<const std::byte> encoded, const NodeData &data, std::uint32_t level,
+						 std::uint32_t &id) noexcept
+{
+	HnswHeader &h = *header_;
+	if (encoded.size() != h.vector_bytes || level > k_max_level)
+		return HnswStatus::invalid_vector;
+	if (data.tokens.size() > k_max_node_tokens)
+		return HnswStatus::too_many_tokens;
+	SpinLockGuard append_lock(h.append_lock);
+	const std::uint64_t stored = h.count.load(std::memory_order_relaxed);
+	std::uint64_t upper = h.upper_used.load(std::memory_order_relaxed);
+	std::uint64_t tokens_used = h.tokens_used.load(std::memory_order_relaxed);
+	if (stored + 1 > k_max_nodes || upper + level > 0xFFFFFFFFu)
+		return HnswStatus::too_many_nodes;
+	if (!nodes_.ensure_capacity(stored + 1) || !vectors_.ensure_capacity(stored + 1) ||
+		!upper_.ensure_capacity(upper + level) || !attrs_.ensure_capacity(stored + 1) ||
+		!tokens_.ensure_capacity(token_slots_needed(tokens_used, data.tokens.size())) || !reserve_labels(1))
+		return HnswStatus::out_of_memory;
+	const auto node = static_cast<std::uint32_t>(stored);
+	construct_node(node, data, level, upper, tokens_used);
+	std::memcpy(vectors_.at(node), encoded.data(), encoded.size());
+	h.upper_used.store(upper, std::memory_order_relaxed);
+	h.tokens_used.store(tokens_used, std::memory_order_release);
+	h.max_generation.store(std::max(h.max_generation.load(std::memory_order_relaxed), data.generation),
+						   std::memory_order_release);
+	h.lowest_confidence.store(std::min(h.lowest_confidence.load(std::memory_order_relaxed), data.confidence),
+							  std::memory_order_release);
+	h.count.store(stored + 1, std::memory_order_release);
+	id = node;
 	return HnswStatus::ok;
 }
 

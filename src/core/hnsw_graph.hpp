@@ -281,6 +281,8 @@ public:
 private:
 	// Writes graph files from the private layout and restores them into it (graph_file.cpp).
 	friend class GraphFileAccess;
+	// Copies a graph without its forgotten nodes (hnsw_compact.cpp).
+	friend class GraphCompaction;
 
 	const NodeHead &head(std::uint32_t id) const noexcept { return *nodes_.at_as<const NodeHead>(id); }
 	NodeHead &head(std::uint32_t id) noexcept { return *nodes_.at_as<NodeHead>(id); }
@@ -327,6 +329,16 @@ private:
 	// The appends: node data from `data` if given, else generation only (label = id).
 	HnswStatus append_nodes(std::span<const float> vectors, std::size_t n, const NodeData *data,
 							const std::uint64_t *generations, std::uint32_t &first) noexcept;
+	// Appends one node as a graph or a file held it: its encoded vector bytes
+	// copied, and its level as given rather than from the hash of its id (a
+	// compacted graph's renumbered nodes keep their levels). For the graph's
+	// friends, which trust the bytes they pass.
+	HnswStatus append_stored(std::span<const std::byte> encoded, const NodeData &data, std::uint32_t level,
+							 std::uint32_t &id) noexcept;
+	// Lays out node id (head, empty lists, tokens, label) under the append
+	// lock, with room ensured; advances the upper blocks and token slots used.
+	void construct_node(std::uint32_t id, const NodeData &data, std::uint32_t level, std::uint64_t &upper,
+						std::uint64_t &tokens_used) noexcept;
 	// Normalises a validated query (cosine) into the context, or points at it.
 	const float *prepare_query(std::span<const float> query, SearchContext &context) const;
 
@@ -347,6 +359,9 @@ private:
 	void finish_results(const float *query, const SearchParams &params, SearchContext &context) const;
 
 	// hnsw_insert.cpp
+	// Level-0 list lengths a new node keeps, and a pruned list (sizes and reasons there).
+	static std::uint32_t own_capacity(std::uint32_t level, std::uint32_t m) noexcept;
+	static std::uint32_t pruned_capacity(std::uint32_t level, std::uint32_t m, std::uint32_t m0) noexcept;
 	enum class Selection : std::uint8_t { new_node, overfull_list };
 	void select_neighbors(std::span<const Neighbor> candidates, std::uint32_t capacity, Selection selection,
 						  std::uint32_t pin_owner, std::vector<Neighbor> &kept, SearchContext &context) const;
@@ -391,6 +406,18 @@ public:
 
 private:
 	HnswGraph *graph_;
+};
+
+// Keeps a graph's links frozen (the link gate) for as long as it lives.
+class LinkFreeze {
+public:
+	explicit LinkFreeze(const HnswGraph &graph) noexcept : graph_(graph) { graph_.freeze_links(); }
+	LinkFreeze(const LinkFreeze &) = delete;
+	LinkFreeze &operator=(const LinkFreeze &) = delete;
+	~LinkFreeze() { graph_.thaw_links(); }
+
+private:
+	const HnswGraph &graph_;
 };
 
 } // namespace engram::core
