@@ -143,6 +143,27 @@ SELECT engram.observe('forget_l2', '{1234.5,-6789.25}') > 0 AS observed;
 SELECT place, occurrences > 0 AS present
 FROM engram.audit_erasure('{1234.5,-6789.25}') WHERE place = 'shared memory';
 SELECT place, occurrences FROM engram.audit_erasure('{4321.5,-9876.25}') WHERE place = 'shared memory';
+-- Once the row is deleted, the worker compacts the space within
+-- engram.erase_within (2 s in the test configuration): the vector leaves
+-- shared memory, and snapshots that saw it are refused.
+CREATE FUNCTION wait_erased(space text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+	FOR i IN 1..600 LOOP
+		IF (SELECT s.forgotten FROM engram.spaces s WHERE s.name = space) = 0 THEN
+			RETURN true;
+		END IF;
+		PERFORM pg_sleep(0.05);
+	END LOOP;
+	RETURN false;
+END $$;
+SELECT engram.current_generation('forget_l2') AS before_erasure \gset
+DELETE FROM engram.observations WHERE space_id = :forget_space AND embedding = '{1234.5,-6789.25}';
+SELECT (SELECT forgotten FROM engram.spaces WHERE name = 'forget_l2') > 0 AS forgotten_before_compaction;
+SELECT wait_erased('forget_l2') AS erased;
+SELECT place, occurrences FROM engram.audit_erasure('{1234.5,-6789.25}') WHERE place = 'shared memory';
+SELECT regexp_replace(try($$SELECT * FROM engram.recall('forget_l2', '{0,0}', 10, as_of => $$ || :before_erasure)),
+					  '(generation|as_of =>) [0-9]+', '\1 N', 'g') AS erased_snapshot;
+SELECT string_agg(content, ',' ORDER BY distance) AS after_erasure FROM recalled;
 SELECT try($$SELECT * FROM engram.audit_erasure('{1}')$$);
 SELECT try($$SELECT * FROM engram.audit_erasure(NULL)$$);
 SELECT try($$SELECT * FROM engram.audit_erasure('{1,NaN}')$$);
