@@ -161,7 +161,7 @@ DELETE FROM engram.observations WHERE space_id = :forget_space AND embedding = '
 SELECT (SELECT forgotten FROM engram.spaces WHERE name = 'forget_l2') > 0 AS forgotten_before_compaction;
 SELECT wait_erased('forget_l2') AS erased;
 SELECT place, occurrences FROM engram.audit_erasure('{1234.5,-6789.25}') WHERE place = 'shared memory';
-SELECT regexp_replace(try($$SELECT * FROM engram.recall('forget_l2', '{0,0}', 10, as_of => $$ || :before_erasure)),
+SELECT regexp_replace(try($$SELECT * FROM engram.recall('forget_l2', '{0,0}', 10, as_of => $$ || :before_erasure || ')'),
 					  '(generation|as_of =>) [0-9]+', '\1 N', 'g') AS erased_snapshot;
 SELECT string_agg(content, ',' ORDER BY distance) AS after_erasure FROM recalled;
 SELECT try($$SELECT * FROM engram.audit_erasure('{1}')$$);
