@@ -23,7 +23,7 @@ HnswGraph::hide(std::uint32_t id, std::uint64_t generation) noexcept
 	generation = std::min(std::max(generation, node.generation), k_never_forgotten - 1);
 	std::uint64_t never = k_never_forgotten;
 	if (!node.forgotten.compare_exchange_strong(never, generation, std::memory_order_release,
-												 std::memory_order_relaxed))
+												std::memory_order_relaxed))
 		return ForgetResult::already_forgotten;
 	std::uint64_t lowest = header_->lowest_forgotten.load(std::memory_order_relaxed);
 	while (generation < lowest &&

@@ -168,14 +168,6 @@ check_answerable(std::int32_t space_id, std::uint64_t as_of)
 					 static_cast<unsigned long long>(to))));
 }
 
-float
-score_of(engram::core::Metric metric, float distance)
-{
-	if (metric == engram::core::Metric::l2)
-		return 1.0f / (1.0f + distance);
-	return std::clamp(1.0f - distance, 0.0f, 1.0f);
-}
-
 } // namespace
 
 ENGRAM_FUNCTION(engram_recall)
@@ -261,7 +253,8 @@ ENGRAM_FUNCTION(engram_recall)
 		const float distance = info.metric == engram::core::Metric::l2 ? std::sqrt(std::max(hits[i].distance, 0.0f))
 																	   : hits[i].distance;
 		Datum values[5] = {Int64GetDatum(hits[i].id), Float4GetDatum(distance),
-						   Float4GetDatum(score_of(info.metric, distance)), Float4GetDatum(hits[i].confidence),
+						   Float4GetDatum(engram::core::similarity(info.metric, hits[i].distance)),
+						   Float4GetDatum(hits[i].confidence),
 						   Int64GetDatum(static_cast<std::int64_t>(hits[i].generation))};
 		bool nulls[5] = {false, false, false, false, false};
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
