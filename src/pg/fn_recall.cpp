@@ -92,15 +92,14 @@ recall_options(FunctionCallInfo fcinfo)
 	}
 	if (nargs > 8 && !PG_ARGISNULL(8)) {
 		const Interval *half_life = PG_GETARG_INTERVAL_P(8);
-		const double usec = static_cast<double>(half_life->time) +
-							(static_cast<double>(half_life->day) +
-							 static_cast<double>(half_life->month) * DAYS_PER_MONTH) *
-								static_cast<double>(USECS_PER_DAY);
+		const double usec =
+			static_cast<double>(half_life->time) +
+			(static_cast<double>(half_life->day) + static_cast<double>(half_life->month) * DAYS_PER_MONTH) *
+				static_cast<double>(USECS_PER_DAY);
 		if (!(usec > 0))
-			ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-							errmsg("recency_half_life must be positive"),
-							errdetail("It was %s.", DatumGetCString(DirectFunctionCall1(
-														interval_out, IntervalPGetDatum(half_life)))),
+			ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("recency_half_life must be positive"),
+							errdetail("It was %s.",
+									  DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(half_life)))),
 							errhint("Pass the age at which an observation's score halves, e.g. interval '7 days'.")));
 		o.scoring.half_life = usec;
 		o.scored = true;
@@ -108,9 +107,9 @@ recall_options(FunctionCallInfo fcinfo)
 	if (nargs > 9 && !PG_ARGISNULL(9)) {
 		const float weight = PG_GETARG_FLOAT4(9);
 		if (!(weight >= 0.0f && weight <= 1.0f))
-			ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-							errmsg("confidence_weight must be between 0 and 1"),
-							errdetail("confidence_weight was %g.", static_cast<double>(weight))));
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("confidence_weight must be between 0 and 1"),
+					 errdetail("confidence_weight was %g.", static_cast<double>(weight))));
 		o.scoring.confidence_weight = weight;
 		o.scored = o.scored || weight > 0.0f;
 	}
@@ -328,7 +327,7 @@ ENGRAM_FUNCTION(engram_recall)
 		const float distance = info.metric == engram::core::Metric::l2 ? std::sqrt(std::max(hit.distance, 0.0f))
 																	   : hit.distance;
 		const float score = options.scored ? engram::core::score(info.metric, hit.distance, hit.confidence,
-																  hit.observed_at, options.scoring)
+																 hit.observed_at, options.scoring)
 										   : engram::core::similarity(info.metric, hit.distance);
 		Datum values[6] = {Int64GetDatum(hit.id),
 						   Float4GetDatum(distance),
