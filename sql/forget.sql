@@ -151,8 +151,11 @@ SELECT place, occurrences > 0 AS present
 FROM engram.audit_erasure('{1234.5,-6789.25}') WHERE place = 'shared memory';
 SELECT place, occurrences FROM engram.audit_erasure('{4321.5,-9876.25}') WHERE place = 'shared memory';
 -- Once the row is deleted, the worker compacts the space within
--- engram.erase_within (2 s in the test configuration): the vector leaves
--- shared memory, and snapshots that saw it are refused.
+-- engram.erase_within (1 h in the test configuration, so that the snapshots
+-- above stay answerable; 1 s from here on): the vector leaves shared memory,
+-- and snapshots that saw it are refused.
+ALTER SYSTEM SET engram.erase_within = '1s';
+SELECT pg_reload_conf();
 CREATE FUNCTION wait_erased(space text) RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
 	FOR i IN 1..600 LOOP
@@ -170,6 +173,8 @@ SELECT place, occurrences FROM engram.audit_erasure('{1234.5,-6789.25}') WHERE p
 SELECT regexp_replace(try($$SELECT * FROM engram.recall('forget_l2', '{0,0}', 10, as_of => $$ || :before_erasure || ')'),
 					  '(generation|as_of =>) [0-9]+', '\1 N', 'g') AS erased_snapshot;
 SELECT string_agg(content, ',' ORDER BY distance) AS after_erasure FROM recalled;
+ALTER SYSTEM RESET engram.erase_within;
+SELECT pg_reload_conf();
 SELECT try($$SELECT * FROM engram.audit_erasure('{1}')$$);
 SELECT try($$SELECT * FROM engram.audit_erasure(NULL)$$);
 SELECT try($$SELECT * FROM engram.audit_erasure('{1,NaN}')$$);
