@@ -168,6 +168,7 @@ BEGIN
 END $$;
 SELECT engram.current_generation('forget_l2') AS before_erasure \gset
 DELETE FROM engram.observations WHERE space_id = :forget_space AND embedding = '{1234.5,-6789.25}';
+SELECT engram.wait_stored() AS delete_stored;
 SELECT wait_erased('forget_l2') AS erased;
 SELECT place, occurrences FROM engram.audit_erasure('{1234.5,-6789.25}') WHERE place = 'shared memory';
 SELECT regexp_replace(try($$SELECT * FROM engram.recall('forget_l2', '{0,0}', 10, as_of => $$ || :before_erasure || ')'),

@@ -375,6 +375,11 @@ spill_rows_to_ranges(void)
 	pending.token_count = pending.token_capacity = 0;
 	pending.removed_rows = 0;
 	pending.spilled = true;
+	// Every observation is an id of a range now (rows taken back included:
+	// the worker reads back whatever the transaction left).
+	pending.observations = 0;
+	for (std::size_t i = 0; i < pending.range_count; ++i)
+		pending.observations += static_cast<std::uint64_t>(pending.ranges[i].last - pending.ranges[i].first + 1);
 }
 
 // Bytes a kept row takes in the budget: what it adds to a vectors record.
