@@ -28,12 +28,14 @@ struct PressureReport {
 const char *pressure_level_name(PressureLevel level) noexcept;
 
 // Backlog is measured in bytes of ring records: a row of `dim` dimensions
-// counts what it takes in a vectors record (its vector, id and confidence),
-// whether it still waits in the ring or waits in a graph to be linked.
+// counts what it takes in a vectors record, whether it still waits in the
+// ring or waits in a graph to be linked.
 inline constexpr std::uint64_t
 row_backlog_bytes(std::uint32_t dim) noexcept
 {
-	return std::uint64_t{dim} * 4 + 12;
+	// Vector, id, observation time, confidence and token count; a row's
+	// metadata tokens (8 bytes each) come on top of this.
+	return std::uint64_t{dim} * 4 + 24;
 }
 
 // The pipeline as the levels and admission see it.

@@ -574,8 +574,8 @@ TEST(GraphFile, ArenaTooSmallIsOutOfMemoryAndLeavesItUnchanged)
 TEST(GraphFile, ChecksummedNonsenseIsCorrupt)
 {
 	const WrittenGraph written;
-	const std::size_t node_count = load<std::uint64_t>(written.bytes, 112);
-	const std::size_t vector_bytes = load<std::uint32_t>(written.bytes, 96);
+	const std::size_t node_count = load<std::uint64_t>(written.bytes, 120);
+	const std::size_t vector_bytes = load<std::uint32_t>(written.bytes, 104);
 	const std::size_t first_list = k_header_bytes + k_node_record_bytes + vector_bytes; // node 0, level 0
 	ASSERT_GT(load<std::uint32_t>(written.bytes, first_list), 1u);
 	const auto edit = [&](auto change, const std::string &what) {
@@ -591,10 +591,10 @@ TEST(GraphFile, ChecksummedNonsenseIsCorrupt)
 	edit([&](auto &b) { store(b, k_header_bytes + 25, std::uint8_t{0x80}); }, "unknown flag");
 	edit([&](auto &b) { store(b, k_header_bytes + 26, std::uint8_t{200}); }, "more children than m");
 	edit([&](auto &b) { store(b, k_header_bytes + 20, std::uint32_t(node_count + 3)); }, "parent past the end");
-	edit([&](auto &b) { store(b, 120, std::uint64_t{node_count + 1}); }, "entry past the end");
+	edit([&](auto &b) { store(b, 128, std::uint64_t{node_count + 1}); }, "entry past the end");
 	edit([&](auto &b) { store(b, 44, std::uint32_t{0}); }, "zero dimensions");
-	edit([&](auto &b) { store(b, 112, std::uint64_t{node_count + 1}); }, "more nodes than the body holds");
-	edit([&](auto &b) { store(b, 96, std::uint32_t(vector_bytes + 4)); }, "vector size other than the config's");
+	edit([&](auto &b) { store(b, 120, std::uint64_t{node_count + 1}); }, "more nodes than the body holds");
+	edit([&](auto &b) { store(b, 104, std::uint32_t(vector_bytes + 4)); }, "vector size other than the config's");
 	edit([&](auto &b) { store(b, k_header_bytes + k_node_record_bytes, std::numeric_limits<float>::quiet_NaN()); },
 		 "non-finite vector");
 	edit([&](auto &b) { store(b, k_header_bytes + 52, std::uint32_t{1}); }, "second reserved word");
