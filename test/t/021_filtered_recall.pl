@@ -89,6 +89,9 @@ $node->safe_psql('postgres', qq{
 		SELECT id, cube(embedding::float8[]) AS c, metadata, observed_at, content::int AS base_index
 		FROM engram.observations WHERE space_id = $space_id;
 	ALTER TABLE truth_rows ADD PRIMARY KEY (id);
+	CREATE INDEX ON truth_rows USING gin (metadata jsonb_path_ops);
+	CREATE INDEX ON truth_rows (observed_at);
+	ANALYZE truth_rows;
 	ALTER TABLE glove_q ADD COLUMN c cube;
 	UPDATE glove_q SET c = cube(cue::float8[]);
 });
