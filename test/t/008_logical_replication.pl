@@ -265,7 +265,8 @@ check_stored_sets($subscriber, 'subscriber after the forgetting');
 # The forgetting survives a restart of the subscriber (graph file or rebuild
 # from the table, whichever the start chooses).
 $subscriber->restart;
-ok(wait_serving($subscriber, 'shared_memory', cue(777), 1), 'the subscriber answers again after its restart');
+ok(wait_serving($subscriber, 'shared_memory', '{' . join(',', (777) x 16) . '}', 1),
+	'the subscriber answers again after its restart');
 check_forgetting('subscriber after a restart');
 check_stored_sets($subscriber, 'subscriber after the forgetting and a restart');
 
