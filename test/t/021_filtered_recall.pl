@@ -238,6 +238,10 @@ for my $part (0 .. 9)
 		$node->safe_psql('postgres', "SELECT engram.forget('glove', ARRAY(SELECT id FROM doomed WHERE n % 10 = $part))");
 	}
 }
+# Recalls in other sessions see the deletes once the workers have published
+# them.
+ok($node->safe_psql('postgres', "SELECT engram.wait_linked('glove', NULL, 600000)") eq 't',
+	'the workers published the deletes');
 my ($doomed, $live) = split /\|/, $node->safe_psql('postgres', qq{
 	DELETE FROM truth_rows WHERE id IN (SELECT id FROM doomed);
 	SELECT (SELECT count(*) FROM doomed), (SELECT count(*) FROM engram.observations WHERE space_id = $space_id)});
