@@ -217,7 +217,7 @@ sub check_forgetting
 	is($subscriber->safe_psql('postgres', "SELECT string_agg(id::text, ',') FROM engram.recall('shared_memory', "
 			. cue(0) . ", 10, filter => '{\"flag\": \"updated\"}')"),
 		$id{'forget 5'}, "$label: a filter on the updated metadata finds forget 5, and it alone");
-	is($subscriber->safe_psql('postgres', "SELECT string_agg(id || ' ' || extract(epoch FROM observed_at), ',') "
+	is($subscriber->safe_psql('postgres', "SELECT string_agg(id || ' ' || extract(epoch FROM observed_at)::bigint, ',') "
 			. "FROM engram.recall('shared_memory', " . cue(0) . ", 10, observed_after => '2199-12-31 00:00+00')"),
 		"$id{'forget 6'} 7258118400", "$label: a window on the updated observed_at finds forget 6, and it alone, at 2200-01-01");
 	# The group "f" through a filter: exactly its live rows, nearest first.

@@ -49,6 +49,7 @@ my $node = engram_node(
 	'forget_load',
 	'engram.ring_size' => "'32MB'",
 	'engram.erase_within' => "'2s'",
+	log_min_messages => 'debug1',    # to count the compactions
 	max_connections => 30);
 my $dim = 16;
 my $start = log_offset($node);
@@ -399,6 +400,8 @@ run_phase('churn', 'false');
 check_bookkeeping('churn');
 note('churn: ' . $node->safe_psql('postgres', 'SELECT count(*) FROM engram_test.refused')
 	  . ' recalls as_of g0 were refused because a compaction had erased rows that snapshot saw');
+my $compactions = () = slurp_file($node->logfile, $start) =~ /engram compacted space "churn"/g;
+cmp_ok($compactions, '>', 0, "churn: the space was compacted $compactions times during the phase");
 
 # --- phase 2: linking paused, answers from the exact scan of the tail --------
 $node->append_conf('postgresql.conf', "engram.pause_linking = on\n");
@@ -412,6 +415,9 @@ run_phase('tail', 'true');
 is($node->safe_psql('postgres', "SELECT linked FROM engram.spaces WHERE name = 'tail'"), 0,
 	'tail: nothing was linked during the phase, so every recall came from the exact scan');
 check_bookkeeping('tail');
+note('tail: compacted '
+	  . (() = slurp_file($node->logfile, $start) =~ /engram compacted space "tail"/g)
+	  . ' times during the phase');
 
 # --- the end: linking resumes; the stores hold exactly the live rows ---------
 $node->append_conf('postgresql.conf', "engram.pause_linking = off\n");
