@@ -119,18 +119,18 @@ psql_file($node, 'postgres', write_script($node, "$gt\\.\n"));
 my $day = sub { "timestamptz '2026-01-01 00:00+00' + $_[0] * interval '1 day'" };
 my $tenant = q{jsonb_build_object('tenant', 't' || (q.qid * 7919 % 10000))};
 my @cases = (
-	[ 'p50 (50 %)', 0, 11, q{'{"p50": true}'}, undef, undef ],
-	[ 'p10 (10 %)', 12, 41, q{'{"p10": true}'}, undef, undef ],
-	[ 'p1 (1 %)', 42, 81, q{'{"p1": true}'}, undef, undef ],
-	[ 'p01 (0.1 %)', 82, 121, q{'{"p01": true}'}, undef, undef ],
-	[ 'p50 and p10 (5 %)', 122, 151, q{'{"p50": true, "p10": true}'}, undef, undef ],
-	[ 'tenant (0.01 %)', 152, 211, $tenant, undef, undef ],
-	[ 'window (20 %)', 212, 223, undef, $day->(100), $day->(173) ],
-	[ 'from day 182, p10 (5 %)', 224, 253, q{'{"p10": true}'}, $day->(182), undef ],
-	[ 'before day 100, p1 (0.3 %)', 254, 293, q{'{"p1": true}'}, undef, $day->(100) ],
-	[ 'window, p10 (2 %)', 294, 323, q{'{"p10": true}'}, $day->(100), $day->(173) ],
-	[ 'window, p1 (0.2 %)', 324, 363, q{'{"p1": true}'}, $day->(100), $day->(173) ],
-	[ 'window, tenant', 364, 423, $tenant, $day->(100), $day->(173) ]);
+	[ 'p50 (50 %)', 0, 15, q{'{"p50": true}'}, undef, undef ],
+	[ 'p10 (10 %)', 16, 45, q{'{"p10": true}'}, undef, undef ],
+	[ 'p1 (1 %)', 46, 85, q{'{"p1": true}'}, undef, undef ],
+	[ 'p01 (0.1 %)', 86, 125, q{'{"p01": true}'}, undef, undef ],
+	[ 'p50 and p10 (5 %)', 126, 155, q{'{"p50": true, "p10": true}'}, undef, undef ],
+	[ 'tenant (0.01 %)', 156, 215, $tenant, undef, undef ],
+	[ 'window (20 %)', 216, 239, undef, $day->(100), $day->(173) ],
+	[ 'from day 182, p10 (5 %)', 240, 269, q{'{"p10": true}'}, $day->(182), undef ],
+	[ 'before day 100, p1 (0.3 %)', 270, 309, q{'{"p1": true}'}, undef, $day->(100) ],
+	[ 'window, p10 (2 %)', 310, 339, q{'{"p10": true}'}, $day->(100), $day->(173) ],
+	[ 'window, p1 (0.2 %)', 340, 379, q{'{"p1": true}'}, $day->(100), $day->(173) ],
+	[ 'window, tenant', 380, 439, $tenant, $day->(100), $day->(173) ]);
 
 # Every case's queries through engram.recall(glove, cue, 10, filter,
 # window), checked against the exact filtered top 10 of table rows (the live
