@@ -110,14 +110,21 @@ SELECT r.observed_at = o.observed_at AS observed_at_returned
 FROM engram.recall('forget_l2', '{0,0}', 1) r JOIN engram.observations o USING (id);
 
 -- Scoring: with neither argument results are ordered by distance; a
--- confidence weight and a half-life reorder by the combined score.
-SELECT string_agg(content, ',' ORDER BY score DESC) AS by_confidence
-FROM (SELECT o.content, r.score FROM engram.recall('forget_l2', '{0,0}', 10, confidence_weight => 1) r
-	  JOIN engram.observations o USING (id)) s;
-SELECT string_agg(content, ',' ORDER BY ord) AS by_recency
-FROM (SELECT o.content, row_number() OVER () AS ord
-	  FROM engram.recall('forget_l2', '{0,0}', 10, recency_half_life => '1 day') r
-	  JOIN engram.observations o USING (id)) s;
+-- confidence weight and a half-life reorder by the combined score
+-- s * (1 - w + w * confidence) * 2^(-age / half_life), s = 1 / (1 + distance).
+SELECT engram.create_space('score_l2', 2, 'l2', 8, 32) AS score_space \gset
+INSERT INTO engram.observations (space_id, embedding, content, confidence, observed_at) VALUES
+	(:score_space, '{0,0}', 'p', 0.9, now() - interval '30 days'),
+	(:score_space, '{1,0}', 'q', 0.2, now()),
+	(:score_space, '{2,0}', 'r', 1.0, now() - interval '1 day');
+CREATE FUNCTION scored(half_life interval, weight real) RETURNS text LANGUAGE sql AS $$
+	SELECT string_agg(o.content || '=' || round(r.score::numeric, 3), ',' ORDER BY ord)
+	FROM (SELECT *, row_number() OVER () AS ord
+		  FROM engram.recall('score_l2', '{0,0}', 10, recency_half_life => half_life, confidence_weight => weight)) r
+	JOIN engram.observations o USING (id) $$;
+SELECT scored(NULL, 0) AS by_distance, scored(NULL, 1) AS by_confidence, scored('1 day', 0) AS by_recency,
+	   scored('1 day', 1) AS by_both;
+SELECT engram.drop_space('score_l2');
 SELECT try($$SELECT * FROM engram.recall('forget_l2', '{0,0}', recency_half_life => '0 days')$$);
 SELECT try($$SELECT * FROM engram.recall('forget_l2', '{0,0}', recency_half_life => '-1 day')$$);
 SELECT try($$SELECT * FROM engram.recall('forget_l2', '{0,0}', confidence_weight => 1.5)$$);
@@ -144,8 +151,11 @@ SELECT place, occurrences > 0 AS present
 FROM engram.audit_erasure('{1234.5,-6789.25}') WHERE place = 'shared memory';
 SELECT place, occurrences FROM engram.audit_erasure('{4321.5,-9876.25}') WHERE place = 'shared memory';
 -- Once the row is deleted, the worker compacts the space within
--- engram.erase_within (2 s in the test configuration): the vector leaves
--- shared memory, and snapshots that saw it are refused.
+-- engram.erase_within (1 h in the test configuration, so that the snapshots
+-- above stay answerable; 1 s from here on): the vector leaves shared memory,
+-- and snapshots that saw it are refused.
+ALTER SYSTEM SET engram.erase_within = '1s';
+SELECT pg_reload_conf();
 CREATE FUNCTION wait_erased(space text) RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
 	FOR i IN 1..600 LOOP
@@ -158,12 +168,14 @@ BEGIN
 END $$;
 SELECT engram.current_generation('forget_l2') AS before_erasure \gset
 DELETE FROM engram.observations WHERE space_id = :forget_space AND embedding = '{1234.5,-6789.25}';
-SELECT (SELECT forgotten FROM engram.spaces WHERE name = 'forget_l2') > 0 AS forgotten_before_compaction;
+SELECT engram.wait_stored() AS delete_stored;
 SELECT wait_erased('forget_l2') AS erased;
 SELECT place, occurrences FROM engram.audit_erasure('{1234.5,-6789.25}') WHERE place = 'shared memory';
 SELECT regexp_replace(try($$SELECT * FROM engram.recall('forget_l2', '{0,0}', 10, as_of => $$ || :before_erasure || ')'),
 					  '(generation|as_of =>) [0-9]+', '\1 N', 'g') AS erased_snapshot;
 SELECT string_agg(content, ',' ORDER BY distance) AS after_erasure FROM recalled;
+ALTER SYSTEM RESET engram.erase_within;
+SELECT pg_reload_conf();
 SELECT try($$SELECT * FROM engram.audit_erasure('{1}')$$);
 SELECT try($$SELECT * FROM engram.audit_erasure(NULL)$$);
 SELECT try($$SELECT * FROM engram.audit_erasure('{1,NaN}')$$);

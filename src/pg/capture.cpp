@@ -375,6 +375,11 @@ spill_rows_to_ranges(void)
 	pending.token_count = pending.token_capacity = 0;
 	pending.removed_rows = 0;
 	pending.spilled = true;
+	// Every observation is an id of a range now (rows taken back included:
+	// the worker reads back whatever the transaction left).
+	pending.observations = 0;
+	for (std::size_t i = 0; i < pending.range_count; ++i)
+		pending.observations += static_cast<std::uint64_t>(pending.ranges[i].last - pending.ranges[i].first + 1);
 }
 
 // Bytes a kept row takes in the budget: what it adds to a vectors record.
@@ -836,13 +841,19 @@ on_xact(XactEvent event, void *)
 			// Observations are published from this backend's memory at commit,
 			// but COMMIT PREPARED may run in any session, after a restart even.
 			// Refused here, the transaction aborts and the abort resets it all.
-			if (pending.observations > 0 || pending.forget_count > 0)
+			if (pending.observations > 0)
 				ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 								errmsg("cannot prepare a transaction that observed into engram"),
 								errdetail("Its %llu observations would be published by this session at commit, "
 										  "which a prepared transaction leaves to COMMIT PREPARED.",
 										  static_cast<unsigned long long>(pending.observations)),
 								errhint("Commit observations with COMMIT rather than PREPARE TRANSACTION.")));
+			if (pending.forget_count > 0)
+				ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+								errmsg("cannot prepare a transaction that deleted or updated engram observations"),
+								errdetail("Its deletes and updates would be published to the indexes by this session "
+										  "at commit, which a prepared transaction leaves to COMMIT PREPARED."),
+								errhint("Commit them with COMMIT rather than PREPARE TRANSACTION.")));
 			break;
 		case XACT_EVENT_PREPARE:
 			// Prepared without observations: nothing of it (a drop_space's

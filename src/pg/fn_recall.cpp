@@ -266,7 +266,6 @@ ENGRAM_FUNCTION(engram_recall)
 	const bool pinned_snapshot = !PG_ARGISNULL(3);
 	const std::uint64_t as_of = pinned_snapshot ? check_generation(PG_GETARG_INT64(3)) : 0;
 	require_published(pinned_snapshot ? as_of : capture_last_generation());
-	const std::uint64_t generation = pinned_snapshot ? as_of : shared_ring().published_generation();
 
 	auto *hits = static_cast<Hit *>(palloc(sizeof(Hit) * k));
 	std::size_t found = 0;
@@ -287,6 +286,11 @@ ENGRAM_FUNCTION(engram_recall)
 		if (slot != nullptr && ready)
 			pin = engram::core::pin_current(directory_index(slot));
 		const SnapshotGap gap = snapshot_gap(slot);
+		// The latest generation is read once the graph is pinned: a
+		// compaction removes nodes forgotten up to the generation published
+		// when it ran, which this one is not older than for the graph it
+		// installed.
+		const std::uint64_t generation = pinned_snapshot ? as_of : shared_ring().published_generation();
 		LWLockRelease(shared_directory_lock());
 		if (!ready)
 			space_require_recallable(info.space_id, space); // no pin was taken

@@ -171,7 +171,7 @@ ENGRAM_FUNCTION(engram_drop_space)
 	run_on_space("DELETE FROM engram.observations WHERE space_id OPERATOR(pg_catalog.=) $1", space.space_id,
 				 SPI_OK_DELETE);
 	capture_allow_delete(0);
-	prune_revisions(space.space_id, std::numeric_limits<std::int64_t>::max());
+	prune_revisions(space.space_id, std::numeric_limits<std::int64_t>::max()); // all of them
 	run_on_space("DELETE FROM engram.space_catalog WHERE space_id OPERATOR(pg_catalog.=) $1", space.space_id,
 				 SPI_OK_DELETE);
 	SPI_finish();

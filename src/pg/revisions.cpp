@@ -61,7 +61,7 @@ prune_revisions(std::int32_t space_id, std::int64_t revision)
 	Oid types[2] = {INT4OID, INT8OID};
 	Datum args[2] = {Int32GetDatum(space_id), Int64GetDatum(revision)};
 	if (SPI_execute_with_args("DELETE FROM engram.revisions WHERE space_id OPERATOR(pg_catalog.=) $1 "
-							  "AND revision OPERATOR(pg_catalog.<=) $2",
+							  "AND revision OPERATOR(pg_catalog.<) $2",
 							  2, types, args, nullptr, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not prune engram.revisions");
 }

@@ -9,7 +9,7 @@
 // every revision up to its number. A start that finds a committed revision
 // above a file's number reads the space from the table instead: the file
 // may hold rows deleted since, or old versions of rows updated since. The
-// writer prunes the rows its new file covers.
+// writer prunes the rows its new file covers, but for the newest.
 #pragma once
 
 #include <cstdint>
@@ -22,7 +22,9 @@ bool space_revision(std::int32_t space_id, std::int64_t *revision);
 // Whether the active snapshot sees a revision of the space above `revision`.
 bool space_revised_after(std::int32_t space_id, std::int64_t revision);
 
-// Removes the revisions of the space up to `revision` (a file holds them).
+// Removes the revisions of the space older than `revision`, which a file
+// holds; that one stays, so that an older copy of the file (a base backup
+// taken while it was replaced, say) is still refused.
 void prune_revisions(std::int32_t space_id, std::int64_t revision);
 
 // Removes every revision (no space has a file).

@@ -83,7 +83,9 @@ compact_space(SpaceSlot &slot, std::uint64_t horizon)
 	engram::core::CompactionStats stats;
 	const engram::core::HnswStatus status = engram::core::compact(graph, horizon, copy, &stats);
 	if (status != engram::core::HnswStatus::ok) {
-		// Tried again at the next round; memory may have been freed by then.
+		// Tried again after engram.erase_within / 2 (memory may be freed by
+		// then), not at every drain.
+		slot.forgotten_since.store(GetCurrentTimestamp(), std::memory_order_release);
 		ereport(WARNING,
 				(errmsg("engram could not compact space \"%s\": %s", slot.name, engram::core::to_string(status)),
 				 errdetail("%llu forgotten observations stay in its index until a compaction succeeds; "
