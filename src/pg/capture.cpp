@@ -382,13 +382,6 @@ spill_rows_to_ranges(void)
 		pending.observations += static_cast<std::uint64_t>(pending.ranges[i].last - pending.ranges[i].first + 1);
 }
 
-// Bytes a kept row takes in the budget: what it adds to a vectors record.
-std::size_t
-kept_row_bytes(std::uint32_t dim, std::uint32_t tokens)
-{
-	return engram::core::vectors_row_bytes(dim, tokens);
-}
-
 void
 capture_row(std::int64_t id, std::int32_t space_id, Oid relation, std::span<const float> vector, float confidence,
 			std::int64_t observed_at, std::span<const std::uint64_t> tokens)
@@ -396,10 +389,11 @@ capture_row(std::int64_t id, std::int32_t space_id, Oid relation, std::span<cons
 	const SubTransactionId subid = GetCurrentSubTransactionId();
 	const auto dim = static_cast<std::uint32_t>(vector.size());
 	const auto token_count = static_cast<std::uint32_t>(tokens.size());
-	// The budget counts what the rows take in vectors records.
-	if (!pending.spilled && pending.float_count * sizeof(float) + pending.row_count * 32 +
-									pending.token_count * sizeof(std::uint64_t) + kept_row_bytes(dim, token_count) >
-								spill_threshold_bytes())
+	// The budget counts what the rows take in vectors records: each row's
+	// fixed part, then its vector and tokens.
+	const std::size_t kept = pending.row_count * engram::core::vectors_row_bytes(0, 0) +
+							 pending.float_count * sizeof(float) + pending.token_count * sizeof(std::uint64_t);
+	if (!pending.spilled && kept + engram::core::vectors_row_bytes(dim, token_count) > spill_threshold_bytes())
 		spill_rows_to_ranges();
 	if (pending.spilled) {
 		append_range(space_id, dim, subid, relation, id);
