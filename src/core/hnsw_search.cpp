@@ -313,6 +313,19 @@ HnswGraph::finish_results(const float *query, const SearchParams &params, Search
 		std::sort(results.begin(), results.end());
 	}
 	const std::size_t k = std::min<std::size_t>(params.k, results.size());
+	if (k > 0) {
+		// Equal distances sit in the order the walk found them, which depends
+		// on how the graph was linked; ordered by id instead, the same
+		// candidates give the same answer after a relink, ties at the k-th
+		// distance included.
+		const float last = results[k - 1].distance;
+		const auto by_distance = [](const Neighbor &n, float d) { return n.distance < d; };
+		const auto tied = std::lower_bound(results.begin(), results.end(), last, by_distance);
+		const auto after =
+			std::upper_bound(tied, results.end(), last, [](float d, const Neighbor &n) { return d < n.distance; });
+		if (after - tied > 1)
+			std::sort(tied, after);
+	}
 	context.out_.assign(results.begin(), results.begin() + static_cast<std::ptrdiff_t>(k));
 }
 

@@ -125,6 +125,34 @@ TEST(HnswGraph, RejectsBadVectorsWithoutStoringThem)
 	EXPECT_EQ(graph.forget(0, 1), ForgetResult::not_found);
 }
 
+TEST(HnswGraph, TiesAtTheKthDistanceGoToTheLowestIdsWhateverTheLinkOrder)
+{
+	// Eight points at distance 1 from the query (exactly, in float) and a
+	// few farther off; k = 3 cuts through the tie. Graphs linked in opposite
+	// orders find the tied points in different orders, and must still agree.
+	const std::vector<float> points{1,    0,     0,     1,    -1, 0, 0, -1, 0.6f, 0.8f, -0.6f, 0.8f,
+									0.6f, -0.8f, -0.8f, 0.6f, 3,  0, 0, 3,  -3,   0,    0,     -3};
+	const std::uint32_t n = static_cast<std::uint32_t>(points.size() / 2);
+	const std::vector<float> query{0, 0};
+	std::vector<std::vector<Neighbor>> answers;
+	for (bool backwards : {false, true}) {
+		Region region(4 << 20);
+		HnswGraph graph = make_graph(region, 2, Metric::l2, Encoding::float32, 2);
+		SearchContext context;
+		std::uint32_t first = 0;
+		ASSERT_EQ(graph.append_batch(points, std::vector<std::uint64_t>(n, 1), first), HnswStatus::ok);
+		for (std::uint32_t i = 0; i < n; ++i)
+			ASSERT_TRUE(graph.link(backwards ? n - 1 - i : i, context));
+		SearchParams params;
+		params.k = 3;
+		params.ef = n;
+		const SearchResult r = graph.search(query, params, context);
+		answers.emplace_back(r.neighbors.begin(), r.neighbors.end());
+		EXPECT_EQ(ids_of(r), (std::vector<std::uint32_t>{0, 1, 2}));
+	}
+	EXPECT_EQ(answers[0], answers[1]);
+}
+
 TEST(HnswGraph, EmptyGraphAndFirstNode)
 {
 	Region region(4 << 20);
