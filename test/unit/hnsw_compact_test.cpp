@@ -249,16 +249,21 @@ expect_valid_graph(const HnswGraph &graph)
 	params.ef = 32;
 	params.max_generation = k_horizon; // what was forgotten after it is still visible
 	std::vector<float> v(graph.dim());
-	std::uint32_t found = 0;
+	std::uint32_t found = 0, visible = 0;
 	for (std::uint32_t id = 0; id < n; ++id) {
 		if (!graph.is_linked(id))
 			continue;
 		EXPECT_TRUE(seen[id]) << "linked node " << id << " is not reachable on level 0";
+		// A node forgotten while it was being copied keeps its mark in the
+		// copy, so the search at the horizon rightly does not return it.
+		if (graph.forgotten(id) <= k_horizon)
+			continue;
+		++visible;
 		graph.stored_vector(id, v);
 		const SearchResult r = graph.search(v, params, context);
 		found += !r.neighbors.empty() && r.neighbors[0].distance == 0.0f;
 	}
-	EXPECT_GE(found * 100, linked * 99) << "searches for a node's own vector find it";
+	EXPECT_GE(found * 100, visible * 99) << "searches for a node's own vector find it";
 }
 
 class CompactionOf : public ::testing::TestWithParam<double> {};
