@@ -163,6 +163,7 @@ directory_install(const SpaceDefinition &definition, std::uint32_t create_xid)
 	// A space created after the load holds no row from before it; the loader
 	// sets the gap of the spaces it loads.
 	directory_set_snapshot_gap(&slot, 0, shared_state()->loaded_generation.load(std::memory_order_acquire));
+	slot.read_back_until.store(0, std::memory_order_relaxed);
 	directory_forget_file(&slot);
 	slot.forgotten_since.store(0, std::memory_order_relaxed);
 	slot.file.revisions_in_flight.store(0, std::memory_order_relaxed);

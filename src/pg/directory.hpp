@@ -111,6 +111,14 @@ struct SpaceSlot {
 	// at, when they were loaded from the table (worker_load.cpp).
 	std::atomic<std::uint64_t> snapshot_gap_from;
 	std::atomic<std::uint64_t> snapshot_gap_to;
+	// A bulk transaction's rows read back from the table (an id-range
+	// record) were deleted or changed since its commit: snapshots from
+	// generation read_back_from on stay in the gap until the drain has passed
+	// ring position read_back_until (0: no such read-back), behind which lie
+	// the records of every transaction that could have changed them
+	// (worker_store.cpp). Token holder only.
+	std::atomic<std::uint64_t> read_back_from;
+	std::atomic<std::uint64_t> read_back_until;
 	// When the oldest forget not yet erased was stored (TimestampTz, 0 for
 	// none): compaction is due engram.erase_within / 2 after it
 	// (worker_compact.cpp).

@@ -201,10 +201,12 @@ check_generation(std::int64_t generation)
 // The snapshots a space's index cannot answer (SpaceSlot's gap): rows
 // loaded from the table carry the load's generation (the table keeps no
 // other), so the snapshots from just after the last generation the index
-// held up to that load cannot be told apart; and a compaction erased
-// forgotten rows that older snapshots would have seen. Read by a recall
-// after it pinned the graph it answers from, under the directory lock: a
-// compaction widens the gap before its graph becomes current.
+// held up to that load cannot be told apart; a compaction erased
+// forgotten rows that older snapshots would have seen; and rows of a bulk
+// transaction were deleted or changed before the workers read them back
+// (worker_store.cpp). Read by a recall after it pinned the graph it answers
+// from, under the directory lock: a compaction widens the gap before its
+// graph becomes current.
 struct SnapshotGap {
 	std::uint64_t from = 0, to = 0;
 };
@@ -227,7 +229,8 @@ report_unanswerable(SnapshotGap gap, std::uint64_t as_of)
 			 errdetail("The index cannot answer snapshots from generation %llu up to generation %llu: rows "
 					   "committed then were loaded from engram.observations at a later generation (after a server "
 					   "start, a crash restart or a reinstall, for rows no graph file held), or forgotten rows "
-					   "those snapshots saw have been erased (engram.erase_within).",
+					   "those snapshots saw have been erased (engram.erase_within), or rows of a large transaction "
+					   "changed before the workers read them back.",
 					   static_cast<unsigned long long>(gap.from), static_cast<unsigned long long>(gap.to)),
 			 errhint("Use as_of => %llu or later, or leave as_of NULL for the latest generation.",
 					 static_cast<unsigned long long>(gap.to))));

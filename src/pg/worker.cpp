@@ -236,6 +236,7 @@ drain_once(void)
 		++taken;
 	}
 	end_transaction();
+	cover_read_backs();
 	ring.advance_published();
 	backlog_census_if_due();
 	update_drain_rate(ring.head_position() - head_before, started);

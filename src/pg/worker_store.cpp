@@ -26,6 +26,22 @@
 //     current graph takes the rest from the progress.
 //   - A chunk that cannot be read or stored quarantines the space, which
 //     frees its graphs: the rows stored before it do not matter.
+//
+// The read-back sees the rows as they are now, not as the transaction left
+// them: one deleted since is not stored at all (its forget finds nothing),
+// one updated since is stored with its new confidence, metadata and time at
+// the record's generation. Recall as of the generations between the record's
+// and the change's would miss the row or see the new values. Such snapshots
+// are refused instead: a chunk holding fewer rows than its ids, or a row
+// whose version another transaction wrote, opens a read-back hole in the
+// space (SpaceSlot::read_back_from/until). The changing transaction was
+// visible to the read, so it had already reserved its ring records, behind
+// the tail the hole notes; until the drain passes that tail, the space's gap
+// is widened over every generation that can be published
+// (cover_read_backs), which ends by covering the change's own generation.
+// The test is cautious: a row the transaction deleted itself, or wrote in a
+// subtransaction (another xid), opens a hole too, which refuses snapshots
+// that could have been answered but never answers one wrongly.
 #include "pg/worker_store.hpp"
 
 #include <algorithm>
@@ -112,16 +128,19 @@ give_up(SpaceSlot *slot, AppendResult result, engram::core::HnswStatus status)
 					 result == AppendResult::damaged ? engram::core::to_string(status) : nullptr);
 }
 
-// Reads rows [from, to] of a space (at most k_fetch_rows) into the buffers.
-// Raises an error for a row that is not a vector of `dim` components.
+// Reads rows [from, to] of a space (at most k_fetch_rows) into the buffers,
+// and counts in `changed` those whose version another transaction than
+// `writer` wrote. Raises an error for a row that is not a vector of `dim`
+// components.
 int
 read_rows_unguarded(std::int32_t space_id, std::int64_t from, std::int64_t to, std::uint32_t dim,
-					std::uint64_t generation, float *vectors, engram::core::NodeData *rows, TokenBuffer *tokens)
+					std::uint64_t generation, TransactionId writer, float *vectors, engram::core::NodeData *rows,
+					TokenBuffer *tokens, std::uint32_t *changed)
 {
 	static SPIPlanPtr plan = nullptr;
 	if (plan == nullptr) {
 		Oid types[3] = {INT4OID, INT8OID, INT8OID};
-		SPIPlanPtr prepared = SPI_prepare("SELECT " ENGRAM_OBSERVATION_COLUMNS " FROM engram.observations "
+		SPIPlanPtr prepared = SPI_prepare("SELECT " ENGRAM_OBSERVATION_COLUMNS ", xmin FROM engram.observations "
 										  "WHERE space_id OPERATOR(pg_catalog.=) $1 AND id OPERATOR(pg_catalog.>=) $2 "
 										  "AND id OPERATOR(pg_catalog.<=) $3 ORDER BY id",
 										  3, types);
@@ -134,6 +153,14 @@ read_rows_unguarded(std::int32_t space_id, std::int64_t from, std::int64_t to, s
 		elog(ERROR, "could not read engram.observations");
 	const auto n = static_cast<int>(std::min<std::uint64_t>(SPI_processed, k_fetch_rows));
 	copy_observations(SPI_tuptable, static_cast<std::uint32_t>(n), dim, generation, vectors, rows, tokens);
+	constexpr int xmin_column = 6; // after ENGRAM_OBSERVATION_COLUMNS
+	*changed = 0;
+	for (int i = 0; i < n; ++i) {
+		bool isnull = false;
+		const Datum xmin = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, xmin_column, &isnull);
+		if (isnull || DatumGetTransactionId(xmin) != writer)
+			++*changed;
+	}
 	SPI_freetuptable(SPI_tuptable);
 	return n;
 }
@@ -144,12 +171,28 @@ read_rows_unguarded(std::int32_t space_id, std::int64_t from, std::int64_t to, s
 // passed on (the worker exits and goes on from the record's progress).
 int
 read_rows(std::int32_t space_id, std::int64_t from, std::int64_t to, std::uint32_t dim, std::uint64_t generation,
-		  float *vectors, engram::core::NodeData *rows, TokenBuffer *tokens, char *error, std::size_t error_size)
+		  TransactionId writer, float *vectors, engram::core::NodeData *rows, TokenBuffer *tokens,
+		  std::uint32_t *changed, char *error, std::size_t error_size)
 {
 	ensure_transaction();
 	int n = -1;
-	auto read = [&] { n = read_rows_unguarded(space_id, from, to, dim, generation, vectors, rows, tokens); };
+	auto read = [&] {
+		n = read_rows_unguarded(space_id, from, to, dim, generation, writer, vectors, rows, tokens, changed);
+	};
 	return run_in_subtransaction(read, error, error_size) ? n : -1;
+}
+
+// A read-back found rows deleted or changed since the record's commit (see
+// the top of the file). Called after the read: every transaction its
+// snapshot saw reserved its ring records before the tail read here.
+void
+open_read_back_hole(SpaceSlot *slot, std::uint64_t generation)
+{
+	const std::uint64_t tail = shared_ring().tail_position();
+	const std::uint64_t until = slot->read_back_until.load(std::memory_order_relaxed);
+	if (until == 0 || generation < slot->read_back_from.load(std::memory_order_relaxed))
+		slot->read_back_from.store(generation, std::memory_order_relaxed);
+	slot->read_back_until.store(std::max(until, tail), std::memory_order_relaxed);
 }
 
 void
@@ -190,13 +233,16 @@ store_id_ranges(const engram::core::RecordView &record, const engram::core::Batc
 		while (from <= r.last) {
 			const std::int64_t to = r.last - from < chunk ? r.last : from + chunk - 1;
 			char error[k_cause_text_bytes];
-			const int n = read_rows(batch.header.space_id, from, to, dim, record.generation, vectors, rows, &tokens,
-									error, sizeof error);
+			std::uint32_t changed = 0;
+			const int n = read_rows(batch.header.space_id, from, to, dim, record.generation, batch.header.xid, vectors,
+									rows, &tokens, &changed, error, sizeof error);
 			if (n < 0) {
 				quarantine_space(slot, QUARANTINE_UNSTORABLE, space_observations(slot), error);
 				given_up = true;
 				break;
 			}
+			if (n < to - from + 1 || changed > 0)
+				open_read_back_hole(slot, record.generation);
 			engram::core::HnswStatus status = engram::core::HnswStatus::ok;
 			const AppendResult result = append_rows(slot, vectors, rows, static_cast<std::uint32_t>(n), skip, &status);
 			if (result != AppendResult::ok) {
@@ -501,6 +547,22 @@ store_record(const engram::core::RecordView &record)
 		return 0;
 	}
 	return n;
+}
+
+void
+cover_read_backs(void)
+{
+	const engram::core::Ring ring = shared_ring();
+	const std::uint64_t latest = ring.last_generation();
+	const std::uint64_t head = ring.head_position();
+	for (SpaceSlot &slot : directory_slots()) {
+		const std::uint64_t until = slot.read_back_until.load(std::memory_order_relaxed);
+		if (until == 0 || slot.state.load(std::memory_order_acquire) != SPACE_SLOT_LIVE)
+			continue;
+		directory_widen_snapshot_gap(&slot, slot.read_back_from.load(std::memory_order_relaxed), latest + 1);
+		if (head >= until)
+			slot.read_back_until.store(0, std::memory_order_relaxed);
+	}
 }
 
 void

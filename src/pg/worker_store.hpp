@@ -51,6 +51,12 @@ bool space_takes_rows(SpaceSlot *slot);
 // many observations were stored.
 std::int64_t store_record(const engram::core::RecordView &record);
 
+// Before the published generation moves on: widens the snapshot gap of
+// every space with an open read-back hole over every generation that can be
+// published now, and closes the holes the drain has passed (see
+// worker_store.cpp).
+void cover_read_backs(void);
+
 enum class AppendResult {
 	ok,
 	no_memory, // the space's index cannot grow in engram.memory_limit

@@ -9,10 +9,11 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Exporter 'import';
 use IPC::Run;
+use Time::HiRes qw(usleep);
 
 our @EXPORT = qw(engram_node wait_stored check_converged worker_pids write_script start_psql_script
   log_offset server_crashes engram_worker_exits run_as start_bystander bystander_alive wait_serving
-  check_stored_sets graph_file graph_file_events);
+  check_stored_sets graph_file graph_file_events open_session session_query poll_until);
 
 # A started node with engram preloaded and created in database postgres.
 sub engram_node
@@ -164,6 +165,44 @@ sub start_psql_script
 	my $h = IPC::Run::start([ 'psql', '-X', '-q', @options, '-d', $node->connstr('postgres'), '-f', $file ],
 		'>', \$out, '2>', \$err);
 	return ($h, \$err, \$out);
+}
+
+# --- sessions held open -------------------------------------------------------
+# An interactive psql session, for a transaction that stays open while other
+# sessions act. session_query runs SQL in it and returns what it printed.
+
+sub open_session
+{
+	my ($node) = @_;
+	my %s = (in => '', out => '', err => '');
+	$s{h} = IPC::Run::start([ 'psql', '-X', '-q', '-A', '-t', '-d', $node->connstr('postgres') ],
+		'<', \$s{in}, '>', \$s{out}, '2>', \$s{err}, IPC::Run::timeout(600));
+	return \%s;
+}
+
+sub session_query
+{
+	my ($s, $sql) = @_;
+	$s->{out} = '';
+	$s->{in} .= "$sql;\n\\echo __done__\n";
+	$s->{h}->pump until $s->{out} =~ /__done__\n/;
+	(my $r = $s->{out}) =~ s/__done__\n$//;
+	chomp $r;
+	return $r;
+}
+
+# Runs $query until it prints $want or $seconds pass; returns its last answer.
+sub poll_until
+{
+	my ($node, $query, $want, $seconds) = @_;
+	my $got = '';
+	for (1 .. $seconds * 10)
+	{
+		$got = $node->safe_psql('postgres', $query);
+		return $got if $got eq $want;
+		usleep(100_000);
+	}
+	return $got;
 }
 
 # --- crash detection ---------------------------------------------------------
