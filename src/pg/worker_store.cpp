@@ -555,14 +555,19 @@ cover_read_backs(void)
 	const engram::core::Ring ring = shared_ring();
 	const std::uint64_t latest = ring.last_generation();
 	const std::uint64_t head = ring.head_position();
+	// Shared: a backend installing a space in a free slot sets its gap.
+	LWLockAcquire(shared_directory_lock(), LW_SHARED);
 	for (SpaceSlot &slot : directory_slots()) {
+		if (slot.state.load(std::memory_order_acquire) != SPACE_SLOT_LIVE)
+			continue;
 		const std::uint64_t until = slot.read_back_until.load(std::memory_order_relaxed);
-		if (until == 0 || slot.state.load(std::memory_order_acquire) != SPACE_SLOT_LIVE)
+		if (until == 0)
 			continue;
 		directory_widen_snapshot_gap(&slot, slot.read_back_from.load(std::memory_order_relaxed), latest + 1);
 		if (head >= until)
 			slot.read_back_until.store(0, std::memory_order_relaxed);
 	}
+	LWLockRelease(shared_directory_lock());
 }
 
 void

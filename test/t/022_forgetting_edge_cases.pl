@@ -5,8 +5,8 @@
 # retried at every drain. Each case below says what it guards.
 #
 # Two nodes keep the cases cheap: `edges` takes every case that needs
-# nothing special of its slots and memory; `slots` has room for two spaces
-# then one, in 16MB of index memory.
+# nothing special of its slots and memory; `slots` has room for three spaces
+# (one after a restart), in 16MB of index memory.
 use strict;
 use warnings;
 use FindBin;
@@ -40,10 +40,10 @@ sub space
 }
 
 # --- a transaction taken back to nothing can be prepared ---------------------
-# Once a transaction spills to id ranges, every row it inserted becomes an id
-# of a range; a savepoint rolled back took those ids back but subtracted them
-# from an observation count that had never held the row the savepoint had
-# inserted and deleted: the count wrapped and PREPARE TRANSACTION of a
+# A row inserted and deleted again inside a savepoint is not counted among
+# the transaction's observations; once the transaction spilled to id ranges,
+# its id still became part of a range, and rolling the savepoint back
+# subtracted the whole range: the count wrapped, and PREPARE TRANSACTION of a
 # transaction that observed nothing was refused with 2^64 - 1 observations.
 my $prep = space('prep', 64);
 my ($rc, $out, $err) = $node->psql(
@@ -110,8 +110,10 @@ for my $which (sort keys %spill)
 	$inserted_at{$which} = $node->safe_psql('postgres',
 		"SELECT generation FROM engram.recall('spill_$which', array_fill(0.96::real, ARRAY[64]), 1)");
 }
-is($node->safe_psql('postgres', "SELECT distance, confidence FROM engram.recall('spill_kept', $cue, 1, as_of => $inserted_at{kept})"),
-	'0|0.5', 'spill: an untouched spilled transaction is answerable as of its generation');
+is( $node->safe_psql('postgres',
+		"SELECT distance, confidence FROM engram.recall('spill_kept', $cue, 1, as_of => $inserted_at{kept})"),
+	'0|0.5',
+	'spill: an untouched spilled transaction is answerable as of its generation');
 is($node->safe_psql('postgres', "SELECT distance > 0 FROM engram.recall('spill_deleted', $cue, 1)"),
 	't', 'spill: the deleted row is not recalled now');
 ($rc, $out, $err) = $node->psql('postgres',
@@ -230,7 +232,7 @@ my $slots = engram_node(
 	'engram.memory_limit' => "'16MB'",
 	'engram.erase_within' => "'2s'");
 
-# --- a compaction that finds no room backs off --------------------------------
+# --- a compaction that finds no room backs off -------------------------------
 # compact_spaces() runs at every drain (each worker wakes at least every
 # 100 ms, and at every commit). A compaction that could not get the memory
 # for its copy once stayed due, so it scanned the graph under the consumer
