@@ -34,13 +34,17 @@ PREPARE TRANSACTION 'plain';
 SELECT gid FROM pg_prepared_xacts;
 COMMIT PREPARED 'plain';
 
--- A prepared drop_space rolls back cleanly: the space keeps its rows, which
--- are append-only again, and the workers keep its index.
+-- A prepared drop_space rolls back cleanly: the space keeps its rows and the
+-- workers keep its index. A transaction that forgot rows cannot be prepared
+-- either: its forgets are published from this session at commit.
 BEGIN;
 SELECT engram.drop_space('prepared');
 PREPARE TRANSACTION 'dropped';
 ROLLBACK PREPARED 'dropped';
-SELECT try($$DELETE FROM engram.observations WHERE space_id = engram._space_id('prepared')$$);
+BEGIN;
+SELECT engram.forget('prepared', ARRAY(SELECT id FROM engram.observations WHERE space_id = engram._space_id('prepared')));
+PREPARE TRANSACTION 'forgot';
+SELECT count(*) AS prepared_transactions FROM pg_prepared_xacts;
 SELECT observations FROM engram.spaces WHERE name = 'prepared';
 SELECT count(*) AS recalled FROM engram.recall('prepared', '{1,2,3}', k => 10);
 SELECT engram.drop_space('prepared');

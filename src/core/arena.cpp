@@ -86,6 +86,8 @@ Arena::release(std::uint64_t offset, std::size_t bytes) noexcept
 	std::uint64_t start = offset;
 	std::uint64_t end = offset + rounded(bytes);
 	const std::uint64_t freed = end - start;
+	// Outside the lock: other allocations need not wait for a large block's memset.
+	std::memset(base_ + start, 0, freed);
 	lock();
 	// Merge with free neighbours; each merge removes one entry, so this ends.
 	for (std::uint32_t i = 0; i < h->free_count;) {

@@ -12,6 +12,15 @@
 // which itself must be 64-byte aligned. Freed blocks are coalesced with their
 // neighbours and with the bump frontier, so a dropped space's memory is reused
 // by any later space regardless of its dimension.
+//
+// Erasure. release() overwrites a block with zeros before it joins the free
+// list, so free memory never holds what a block held: a forgotten vector
+// cannot outlive the graph that stored it in a free block, nor reappear in
+// the unused tail of a later block carved from it. Coalescing and allocation
+// move offsets, never bytes, so the block itself was the only copy. Fresh
+// memory (a zeroed heap buffer, shared memory the kernel hands out) starts
+// zero, so all free memory is zero. The cost is one memset of every byte
+// freed (docs/hnsw.md, Compaction).
 #pragma once
 
 #include <atomic>
@@ -52,7 +61,8 @@ public:
 
 	// Returns the offset of a block of at least `bytes`, or 0 when the arena is exhausted.
 	std::uint64_t allocate(std::size_t bytes) noexcept;
-	// Returns a block; `bytes` must be what was asked of allocate().
+	// Overwrites a block with zeros and returns it; `bytes` must be what was
+	// asked of allocate(), and nobody may use the block any more.
 	void release(std::uint64_t offset, std::size_t bytes) noexcept;
 
 	std::size_t used_bytes() const noexcept { return header()->used_bytes.load(std::memory_order_relaxed); }

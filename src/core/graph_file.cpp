@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <new>
 #include <span>
 #include <type_traits>
@@ -49,6 +50,7 @@ struct GraphFileHeader {
 	std::int64_t max_label;
 	std::uint64_t snapshot_gap_from;
 	std::uint64_t snapshot_gap_to;
+	std::int64_t revision;
 	std::uint8_t metric;
 	std::uint8_t encoding;
 	std::uint8_t m;
@@ -67,7 +69,7 @@ struct GraphFileHeader {
 };
 static_assert(std::is_trivially_copyable_v<GraphFileHeader>);
 static_assert(sizeof(FilePrefix) == 24);
-static_assert(sizeof(GraphFileHeader) == 144, "no implicit padding: every byte is checksummed");
+static_assert(sizeof(GraphFileHeader) == 152, "no implicit padding: every byte is checksummed");
 
 struct NodeRecord {
 	std::uint64_t generation;
@@ -75,12 +77,16 @@ struct NodeRecord {
 	float confidence;
 	std::uint32_t parent;
 	std::uint8_t level;
-	std::uint8_t flags; // k_node_deleted | k_node_linked
+	std::uint8_t flags; // k_node_linked
 	std::uint8_t children;
 	std::array<std::uint8_t, 5> reserved;
+	std::uint64_t forgotten; // as NodeHead::forgotten
+	std::int64_t observed_at;
+	std::uint32_t token_count; // tokens after the vector, sorted and unique
+	std::uint32_t reserved2;
 };
 static_assert(std::is_trivially_copyable_v<NodeRecord>);
-static_assert(sizeof(NodeRecord) == 32, "no implicit padding: every byte is checksummed");
+static_assert(sizeof(NodeRecord) == 56, "no implicit padding: every byte is checksummed");
 
 template <typename T>
 std::span<const std::byte>
@@ -282,18 +288,6 @@ configured_chunk_cap(const SegmentedArrayHeader &array) noexcept
 	return array.max_chunk_log2 == automatic ? 0 : array.max_chunk_log2;
 }
 
-// Keeps a graph's links frozen (hnsw_graph.hpp) for as long as it lives.
-class LinkFreeze {
-public:
-	explicit LinkFreeze(const HnswGraph &graph) noexcept : graph_(graph) { graph_.freeze_links(); }
-	LinkFreeze(const LinkFreeze &) = delete;
-	LinkFreeze &operator=(const LinkFreeze &) = delete;
-	~LinkFreeze() { graph_.thaw_links(); }
-
-private:
-	const HnswGraph &graph_;
-};
-
 // Destroys a graph under construction unless it is released.
 class GraphUnderConstruction {
 public:
@@ -336,8 +330,8 @@ public:
 	static void fill_header(const HnswGraph &graph, GraphFileHeader &header) noexcept;
 
 private:
-	static bool valid_list(const HnswGraph &graph, std::uint64_t count, std::uint32_t level,
-						   std::span<const std::uint32_t> ids, std::vector<std::uint32_t> &sorted);
+	static bool valid_list(std::uint64_t count, std::span<const std::uint32_t> ids, std::vector<std::uint32_t> &sorted);
+	static bool valid_levels(const HnswGraph &graph, const GraphFileHeader &header);
 	static bool valid_tree(const HnswGraph &graph, const GraphFileHeader &header);
 };
 
@@ -376,9 +370,14 @@ GraphFileAccess::write_body(const HnswGraph &graph, std::uint64_t count, BodyWri
 		if (record.parent != k_no_node && record.parent >= count)
 			record.parent = k_no_node;
 		record.level = node.level;
-		record.flags = node.flags.load(std::memory_order_acquire) & (k_node_deleted | k_node_linked);
+		record.flags = node.flags.load(std::memory_order_acquire) & k_node_linked;
 		record.children = node.children.load(std::memory_order_acquire);
-		if (!out.put_value(record) || !out.put(std::span<const std::byte>(graph.vector_bytes(id), h.vector_bytes)))
+		record.forgotten = node.forgotten.load(std::memory_order_acquire);
+		record.observed_at = node.observed_at;
+		const std::span<const std::uint64_t> tokens = graph.tokens(id);
+		record.token_count = static_cast<std::uint32_t>(tokens.size());
+		if (!out.put_value(record) || !out.put(std::span<const std::byte>(graph.vector_bytes(id), h.vector_bytes)) ||
+			!out.put(std::as_bytes(tokens)))
 			return GraphFileStatus::io_error;
 		for (std::uint32_t level = 0; level <= node.level; ++level) {
 			std::uint32_t n = list_count(read_list(graph.list(id, level), ids.data(), true));
@@ -396,21 +395,42 @@ GraphFileAccess::write_body(const HnswGraph &graph, std::uint64_t count, BodyWri
 }
 
 // Checks a list read from a file: ids of stored nodes, each once (pruning
-// pins tree edges and assumes each appears once), and on level l only nodes
-// that have a list on level l (searches read it).
+// pins tree edges and assumes each appears once). That a list on level l
+// names only nodes with a list on level l (searches read it) is checked once
+// every node is read (valid_levels): lists name later nodes too, and a
+// node's level is its own (a compacted graph's nodes keep theirs), not the
+// hash of its id.
 bool
-GraphFileAccess::valid_list(const HnswGraph &graph, std::uint64_t count, std::uint32_t level,
-							std::span<const std::uint32_t> ids, std::vector<std::uint32_t> &sorted)
+GraphFileAccess::valid_list(std::uint64_t count, std::span<const std::uint32_t> ids, std::vector<std::uint32_t> &sorted)
 {
 	sorted.clear();
 	for (std::uint32_t raw : ids) {
 		const std::uint32_t id = raw & ~k_list_checked;
-		if (id >= count || (level > 0 && graph.level_of(id) < level))
+		if (id >= count)
 			return false;
 		sorted.push_back(id);
 	}
 	std::sort(sorted.begin(), sorted.end());
 	return std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end();
+}
+
+// Every upper-level list names only nodes of at least its level, and the
+// entry point has the level the entry word says.
+bool
+GraphFileAccess::valid_levels(const HnswGraph &graph, const GraphFileHeader &header)
+{
+	if (header.entry != k_no_entry && graph.level(entry_id(header.entry)) != entry_level(header.entry))
+		return false;
+	std::vector<std::uint32_t> ids(graph.m());
+	for (std::uint64_t i = 0; i < header.node_count; ++i) {
+		const auto id = static_cast<std::uint32_t>(i);
+		for (std::uint32_t level = 1; level <= graph.level(id); ++level) {
+			const std::uint32_t n = list_count(read_list(graph.list(id, level), ids.data()));
+			if (std::any_of(ids.begin(), ids.begin() + n, [&](std::uint32_t x) { return graph.level(x) < level; }))
+				return false;
+		}
+	}
+	return true;
 }
 
 // The level-0 spanning tree (hnsw_insert.cpp) as linking relies on it: the
@@ -447,15 +467,14 @@ GraphFileAccess::read_body(HnswGraph &graph, const GraphFileHeader &header, Body
 {
 	HnswHeader &h = *graph.header_;
 	const std::uint64_t count = header.node_count;
-	if (header.entry == k_no_entry ? header.root != 0
-								   : entry_id(header.entry) >= count || header.root >= count ||
-										 entry_level(header.entry) != graph.level_of(entry_id(header.entry)))
+	if (header.entry == k_no_entry ? header.root != 0 : entry_id(header.entry) >= count || header.root >= count)
 		return GraphFileStatus::corrupt;
 	std::vector<std::byte> encoded(h.vector_bytes);
 	std::vector<float> decoded(h.dim);
 	std::vector<std::uint32_t> ids(h.m0);
 	std::vector<std::uint32_t> sorted;
 	sorted.reserve(h.m0);
+	std::vector<std::uint64_t> tokens(k_max_node_tokens);
 	std::uint64_t linked = 0;
 	std::uint64_t linked_prefix = count;
 	for (std::uint64_t i = 0; i < count; ++i) {
@@ -466,23 +485,33 @@ GraphFileAccess::read_body(HnswGraph &graph, const GraphFileHeader &header, Body
 		if (r != ReadResult::ok)
 			return from_read(r);
 		const bool reserved_clear =
-			std::all_of(record.reserved.begin(), record.reserved.end(), [](std::uint8_t b) { return b == 0; });
-		if (!reserved_clear || record.level != graph.level_of(i) ||
-			(record.flags & ~(k_node_deleted | k_node_linked)) != 0 || record.children > h.m ||
-			(record.parent != k_no_node && record.parent >= count) || std::isnan(record.confidence))
+			std::all_of(record.reserved.begin(), record.reserved.end(), [](std::uint8_t b) { return b == 0; }) &&
+			record.reserved2 == 0;
+		if (!reserved_clear || record.level > k_max_level || (record.flags & ~k_node_linked) != 0 ||
+			record.children > h.m || (record.parent != k_no_node && record.parent >= count) ||
+			std::isnan(record.confidence) || record.forgotten < record.generation ||
+			record.token_count > k_max_node_tokens)
 			return GraphFileStatus::corrupt;
-		// Append the decoded vector (which lays the node out and checks the
-		// vector), then put back the exact encoded bytes: decoding and
-		// encoding again need not give the same bytes for a quantized encoding.
+		const std::span<std::uint64_t> node_tokens(tokens.data(), record.token_count);
+		r = in.get(std::as_writable_bytes(node_tokens));
+		if (r != ReadResult::ok)
+			return from_read(r);
+		if (std::adjacent_find(node_tokens.begin(), node_tokens.end(), std::greater_equal<>()) != node_tokens.end())
+			return GraphFileStatus::corrupt; // written sorted and unique
+		// The vector is checked decoded, as an append checks it, and stored
+		// as the exact encoded bytes: decoding and encoding again need not
+		// give the same bytes for a quantized encoding.
 		decode(h.encoding, encoded.data(), decoded);
+		if (graph.validate(decoded) != HnswStatus::ok)
+			return GraphFileStatus::corrupt;
 		std::uint32_t id;
-		const HnswStatus appended =
-			graph.append(decoded, NodeData{record.generation, record.label, record.confidence}, id);
+		const HnswStatus appended = graph.append_stored(
+			encoded, NodeData{record.generation, record.label, record.confidence, record.observed_at, node_tokens},
+			record.level, id);
 		if (appended != HnswStatus::ok)
 			return from_hnsw(appended);
 		if (id != i)
 			return GraphFileStatus::corrupt;
-		std::memcpy(graph.vectors_.at(id), encoded.data(), encoded.size());
 		for (std::uint32_t level = 0; level <= record.level; ++level) {
 			std::uint32_t n;
 			r = in.get_value(n);
@@ -494,7 +523,7 @@ GraphFileAccess::read_body(HnswGraph &graph, const GraphFileHeader &header, Body
 			r = in.get(std::as_writable_bytes(list_ids));
 			if (r != ReadResult::ok)
 				return from_read(r);
-			if (!valid_list(graph, count, level, list_ids, sorted))
+			if (!valid_list(count, list_ids, sorted))
 				return GraphFileStatus::corrupt;
 			const ListRef list = graph.list(id, level);
 			for (std::uint32_t k = 0; k < n; ++k)
@@ -511,12 +540,12 @@ GraphFileAccess::read_body(HnswGraph &graph, const GraphFileHeader &header, Body
 		} else {
 			linked_prefix = std::min(linked_prefix, i);
 		}
-		if ((record.flags & k_node_deleted) != 0)
-			graph.mark_deleted(id);
+		if (record.forgotten != k_never_forgotten)
+			graph.hide(id, record.forgotten);
 	}
 	if (in.remaining() != 0 || in.crc() != header.body_crc)
 		return GraphFileStatus::corrupt;
-	if ((header.entry == k_no_entry && linked != 0) || !valid_tree(graph, header))
+	if ((header.entry == k_no_entry && linked != 0) || !valid_levels(graph, header) || !valid_tree(graph, header))
 		return GraphFileStatus::corrupt;
 	h.root = header.root;
 	h.linked.store(linked, std::memory_order_release);
@@ -586,7 +615,7 @@ write_graph_file(const HnswGraph &graph, const GraphFileIdentity &identity, cons
 		bool body_written = false;
 		{
 			// No link changes the graph while it is read; appends go on
-			// (past the count read here) and deletes only flip a flag.
+			// (past the count read here) and forgets only write one word.
 			const LinkFreeze freeze(graph);
 			GraphFileAccess::fill_header(graph, header); // reads the entry before the count: the entry is below it
 			header.node_count = graph.size();
@@ -608,6 +637,7 @@ write_graph_file(const HnswGraph &graph, const GraphFileIdentity &identity, cons
 		header.max_label = identity.max_label;
 		header.snapshot_gap_from = identity.snapshot_gap_from;
 		header.snapshot_gap_to = identity.snapshot_gap_to;
+		header.revision = identity.revision;
 		header.body_bytes = body.written();
 		header.body_crc = body.crc();
 		header.header_crc = header_crc(header);
@@ -661,7 +691,7 @@ read_header(int fd, std::uint64_t size, const GraphFileIdentity &expected, Graph
 	if (stored != nullptr)
 		*stored = GraphFileIdentity{header.system_identifier, header.installation, header.space_id,
 									header.max_generation,    header.max_label,    header.snapshot_gap_from,
-									header.snapshot_gap_to};
+									header.snapshot_gap_to,   header.revision};
 	if (header.system_identifier != expected.system_identifier || header.installation != expected.installation ||
 		header.space_id != expected.space_id)
 		return GraphFileStatus::foreign;

@@ -3,15 +3,18 @@
 //
 // The file holds the graph's logical content, not its arena blocks: per node
 // in id order its encoded vector, level, neighbour lists, label, generation,
-// confidence, deletion mark, link state and spanning-tree facts, plus the
+// confidence, forgotten generation, observed_at, attribute tokens, link state
+// and spanning-tree facts, plus the
 // graph's configuration, entry point and root. Arena blocks would be faster
 // to write, but they carry offsets, chunk sizes, the arena's free list and
 // the layout version of every in-memory structure; the logical form can be
 // read into any arena at any offset, by any later layout that keeps the same
 // meaning, and every value in it can be checked before it is used.
-// Reading builds the graph through HnswGraph's own append (so levels, upper
-// blocks and counters are laid out exactly as a fresh graph would), then
-// restores vectors bytewise and the lists, flags and entry on top.
+// Reading builds the graph through HnswGraph's own append of stored nodes
+// (so upper blocks, tokens, the label table and counters are laid out as a
+// fresh graph's would be), with each node's level and encoded vector bytes as
+// the file holds them (a compacted graph's renumbered nodes keep the levels
+// they had), then restores the lists, flags and entry on top.
 //
 // Link state. Every stored node goes to the file, with its lists as they are
 // and the "linked" mark only if its link had finished. A node that was not
@@ -25,7 +28,7 @@
 // mark changes under it, and thaws them before the fsync and rename; callers
 // pause nothing. Appends go on: the file holds the nodes stored when the
 // writer read the node count, and list entries of later nodes are left out.
-// Deletes go on too: a node's deleted mark is in the file or not. Linkers
+// Forgets go on too: a node's forgotten generation is in the file or not. Linkers
 // must take link turns for this to hold (LinkPool does); a graph linked
 // outside turns while it is written gives a file that reads back into a
 // valid graph or is refused as corrupt (a tree edge half made), never an
@@ -38,8 +41,12 @@
 //            corrupt, and a well-formed file of another version as version
 //            mismatch whatever its header looks like)
 //   header   GraphFileHeader below, ending in the CRC-32C of everything before it
-//   body     per node: NodeRecord, vector bytes, then for levels 0..level a
-//            u32 count and count u32 ids (ids keep their pruning mark)
+//   body     per node: NodeRecord, vector bytes, its attribute tokens (u64,
+//            sorted and unique), then for levels 0..level a u32 count and
+//            count u32 ids (ids keep their pruning mark)
+// Version 2 added the forgotten generation, observed_at and the tokens;
+// version 1 files are refused as version_mismatch (the glue relinks). The
+// label table is not written: reading appends every node, which rebuilds it.
 // The header holds the body's length and CRC-32C, so a short file is found
 // truncated before anything is allocated, and any changed byte is found.
 //
@@ -57,7 +64,7 @@
 
 namespace engram::core {
 
-inline constexpr std::uint32_t k_graph_file_version = 1;
+inline constexpr std::uint32_t k_graph_file_version = 2;
 
 // Whose graph a file holds; the glue fills it. A file is only read back into
 // the same cluster (system identifier), the same installation of the
@@ -75,6 +82,9 @@ struct GraphFileIdentity {
 	std::int64_t max_label = 0;
 	std::uint64_t snapshot_gap_from = 0;
 	std::uint64_t snapshot_gap_to = 0;
+	// The newest revision of the space's rows (deletes, updates) the file
+	// holds; the caller's to define (engram: pg/revisions.hpp).
+	std::int64_t revision = 0;
 };
 
 enum class GraphFileStatus : std::uint8_t {

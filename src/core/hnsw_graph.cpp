@@ -4,14 +4,21 @@
 //
 // Append protocol: appends are serialised by the header's append_lock (a spin
 // lock held while a batch is encoded and written, never while waiting on
-// anything else). Under it the appender grows the arrays, constructs each
-// node's head and empty lists, encodes its vector, raises max_generation and
-// finally releases `count`. Readers never look at an id at or above the count
-// they acquired, so they never see a node under construction.
+// anything else). Under it the appender grows the arrays and the label table,
+// constructs each node's head and empty lists, stores its tokens, encodes its
+// vector, indexes its label, raises max_generation and finally releases
+// `count`. Readers never look at an id at or above the count they acquired,
+// so they never see a node under construction. Every allocation is made
+// before the first node is written, so a failed append leaves nothing behind.
+//
+// Forgetting writes one word per node (NodeHead::forgotten, from
+// k_never_forgotten to a generation, once) and then the header's counters,
+// which searches read to decide whether they may skip per-node checks.
 #include "core/hnsw_graph.hpp"
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <new>
 
@@ -76,6 +83,8 @@ to_string(HnswStatus status) noexcept
 		return "no such node";
 	case HnswStatus::interrupted:
 		return "search interrupted";
+	case HnswStatus::too_many_tokens:
+		return "too many attribute tokens for one node";
 	}
 	return "unknown status";
 }
@@ -106,11 +115,17 @@ HnswGraph::create(Arena arena, const HnswConfig &config, std::uint64_t &header_o
 	h->seed = config.seed;
 	h->entry.store(k_no_entry, std::memory_order_relaxed);
 	h->lowest_confidence.store(std::numeric_limits<float>::infinity(), std::memory_order_relaxed);
+	h->lowest_forgotten.store(k_never_forgotten, std::memory_order_relaxed);
 	SegmentedArray::init(&h->nodes, h->node_stride, config.first_chunk_log2, config.max_chunk_log2);
 	SegmentedArray::init(&h->vectors, h->vector_stride, config.first_chunk_log2, config.max_chunk_log2);
 	// About one node in m - 1 has an upper level, so the upper array starts smaller.
 	SegmentedArray::init(&h->upper, h->upper_stride, config.first_chunk_log2 > 4 ? config.first_chunk_log2 - 4 : 0,
 						 config.max_chunk_log2);
+	SegmentedArray::init(&h->attrs, sizeof(NodeAttrs), config.first_chunk_log2, config.max_chunk_log2);
+	// Every tokens chunk holds a whole run of k_max_node_tokens.
+	const std::uint32_t tokens_first = std::max(config.first_chunk_log2, k_tokens_min_chunk_log2);
+	SegmentedArray::init(&h->tokens, sizeof(std::uint64_t), tokens_first,
+						 config.max_chunk_log2 == 0 ? 0 : std::max(config.max_chunk_log2, tokens_first));
 	h->magic = k_hnsw_magic;
 	header_offset = offset;
 	return HnswStatus::ok;
@@ -135,6 +150,7 @@ HnswGraph::check(Arena arena, std::uint64_t header_offset) noexcept
 HnswGraph::HnswGraph(Arena arena, std::uint64_t header_offset) noexcept
 	: arena_(arena), header_offset_(header_offset), header_(arena.at<HnswHeader>(header_offset)),
 	  nodes_(arena, &header_->nodes), vectors_(arena, &header_->vectors), upper_(arena, &header_->upper),
+	  attrs_(arena, &header_->attrs), tokens_(arena, &header_->tokens),
 	  distance_(distance_kernels().get(header_->metric, header_->encoding)),
 	  float32_distance_(distance_kernels().get(header_->metric, Encoding::float32)),
 	  prefetch_lines_(std::min<std::uint32_t>(8, (header_->vector_bytes + 63) / 64))
@@ -142,19 +158,70 @@ HnswGraph::HnswGraph(Arena arena, std::uint64_t header_offset) noexcept
 }
 
 HnswStatus
-HnswGraph::reserve(std::uint64_t nodes) noexcept
+HnswGraph::reserve(std::uint64_t nodes, std::uint64_t tokens) noexcept
 {
 	if (nodes > k_max_nodes)
 		return HnswStatus::too_many_nodes;
 	// Levels are a hash of the id, so the upper blocks the next appends need
 	// are known now: after a successful reserve, appends up to `nodes` cannot
 	// run out of memory (while no one else appends in between).
+	const std::uint64_t stored = size();
 	std::uint64_t upper = header_->upper_used.load(std::memory_order_relaxed);
-	for (std::uint64_t id = size(); id < nodes; ++id)
+	for (std::uint64_t id = stored; id < nodes; ++id)
 		upper += level_of(id);
-	if (!nodes_.ensure_capacity(nodes) || !vectors_.ensure_capacity(nodes) || !upper_.ensure_capacity(upper))
+	const std::uint64_t used = token_slots();
+	if (!nodes_.ensure_capacity(nodes) || !vectors_.ensure_capacity(nodes) || !upper_.ensure_capacity(upper) ||
+		!attrs_.ensure_capacity(nodes) ||
+		!tokens_.ensure_capacity(tokens > used ? token_slots_needed(used, tokens - used) : 0))
+		return HnswStatus::out_of_memory;
+	SpinLockGuard append_lock(header_->append_lock);
+	if (!reserve_labels(nodes > stored ? nodes - stored : 0))
 		return HnswStatus::out_of_memory;
 	return HnswStatus::ok;
+}
+
+std::uint64_t
+HnswGraph::token_slots_needed(std::uint64_t used, std::uint64_t tokens) const noexcept
+{
+	// A run that would cross a chunk end starts at the next chunk, so a chunk
+	// with r free slots takes at least r - (k_max_node_tokens - 1) of them
+	// before the rest move on: an upper bound whatever the runs' sizes.
+	std::uint64_t position = used;
+	while (tokens > 0) {
+		const std::uint64_t room = tokens_.chunk_end(position) - position;
+		if (tokens <= room)
+			return position + tokens;
+		tokens -= room >= k_max_node_tokens ? room - (k_max_node_tokens - 1) : 0;
+		position += room;
+	}
+	return position;
+}
+
+void
+HnswGraph::store_tokens(std::uint32_t id, std::span<const std::uint64_t> tokens, std::uint64_t &used) noexcept
+{
+	NodeAttrs attrs{used, 0, 0};
+	if (!tokens.empty()) {
+		// Sorted and made unique in place, so an append needs no scratch memory.
+		attrs.first = tokens_.run_start(used, tokens.size());
+		auto *run = tokens_.at_as<std::uint64_t>(attrs.first);
+		std::copy(tokens.begin(), tokens.end(), run);
+		std::sort(run, run + tokens.size());
+		attrs.count = static_cast<std::uint32_t>(std::unique(run, run + tokens.size()) - run);
+		for (std::uint32_t i = 0; i < attrs.count; ++i)
+			attrs.bloom |= token_bloom(run[i]);
+		used = attrs.first + attrs.count;
+	}
+	new (attrs_.at(id)) NodeAttrs(attrs);
+}
+
+std::span<const std::uint64_t>
+HnswGraph::tokens(std::uint32_t id) const noexcept
+{
+	const NodeAttrs &a = attrs(id);
+	if (a.count == 0)
+		return {};
+	return {tokens_.at_as<const std::uint64_t>(a.first), a.count};
 }
 
 std::uint32_t
@@ -218,10 +285,14 @@ HnswGraph::append_nodes(std::span<const float> vectors, std::size_t n, const Nod
 	HnswHeader &h = *header_;
 	if (vectors.size() != n * h.dim)
 		return HnswStatus::dimension_mismatch;
+	std::uint64_t tokens_needed = 0;
 	for (std::size_t i = 0; i < n; ++i) {
 		const HnswStatus s = validate(vectors.subspan(i * h.dim, h.dim));
 		if (s != HnswStatus::ok)
 			return s;
+		if (data != nullptr && data[i].tokens.size() > k_max_node_tokens)
+			return HnswStatus::too_many_tokens;
+		tokens_needed += data != nullptr ? data[i].tokens.size() : 0;
 	}
 	SpinLockGuard append_lock(h.append_lock);
 	const std::uint64_t start = h.count.load(std::memory_order_relaxed);
@@ -230,10 +301,12 @@ HnswGraph::append_nodes(std::span<const float> vectors, std::size_t n, const Nod
 	std::uint64_t upper_needed = 0;
 	for (std::size_t i = 0; i < n; ++i)
 		upper_needed += level_of(start + i);
+	std::uint64_t tokens_used = h.tokens_used.load(std::memory_order_relaxed);
 	if (start + n > k_max_nodes || upper + upper_needed > 0xFFFFFFFFu)
 		status = HnswStatus::too_many_nodes;
 	else if (!nodes_.ensure_capacity(start + n) || !vectors_.ensure_capacity(start + n) ||
-			 !upper_.ensure_capacity(upper + upper_needed))
+			 !upper_.ensure_capacity(upper + upper_needed) || !attrs_.ensure_capacity(start + n) ||
+			 !tokens_.ensure_capacity(token_slots_needed(tokens_used, tokens_needed)) || !reserve_labels(n))
 		status = HnswStatus::out_of_memory;
 	if (status != HnswStatus::ok)
 		return status;
@@ -241,19 +314,8 @@ HnswGraph::append_nodes(std::span<const float> vectors, std::size_t n, const Nod
 	float lowest_confidence = h.lowest_confidence.load(std::memory_order_relaxed);
 	for (std::size_t i = 0; i < n; ++i) {
 		const auto id = static_cast<std::uint32_t>(start + i);
-		const std::uint32_t level = level_of(id);
-		auto *node = new (nodes_.at(id)) NodeHead{};
-		node->parent.store(k_no_node, std::memory_order_relaxed);
-		const NodeData d = data != nullptr ? data[i] : NodeData{generations[i], static_cast<std::int64_t>(id), 1.0f};
-		node->generation = d.generation;
-		node->label = d.label;
-		node->confidence = d.confidence;
-		node->upper = level > 0 ? static_cast<std::uint32_t>(upper) : 0;
-		node->level = static_cast<std::uint8_t>(level);
-		construct_list(nodes_.at(id) + sizeof(NodeHead), h.m0);
-		for (std::uint32_t l = 0; l < level; ++l)
-			construct_list(upper_.at(upper + l), h.m);
-		upper += level;
+		const NodeData d = data != nullptr ? data[i] : NodeData{generations[i], static_cast<std::int64_t>(id)};
+		construct_node(id, d, level_of(id), upper, tokens_used);
 		const std::span<const float> v = vectors.subspan(i * h.dim, h.dim);
 		float scale = 1.0f;
 		if (h.metric == Metric::cosine) {
@@ -267,11 +329,67 @@ HnswGraph::append_nodes(std::span<const float> vectors, std::size_t n, const Nod
 		lowest_confidence = std::min(lowest_confidence, d.confidence);
 	}
 	h.upper_used.store(upper, std::memory_order_relaxed);
+	h.tokens_used.store(tokens_used, std::memory_order_release);
 	h.max_generation.store(max_generation, std::memory_order_release);
 	h.lowest_confidence.store(lowest_confidence, std::memory_order_release);
 	h.count.store(start + n, std::memory_order_release);
 	append_lock.unlock();
 	first = static_cast<std::uint32_t>(start);
+	return HnswStatus::ok;
+}
+
+void
+HnswGraph::construct_node(std::uint32_t id, const NodeData &d, std::uint32_t level, std::uint64_t &upper,
+						  std::uint64_t &tokens_used) noexcept
+{
+	const HnswHeader &h = *header_;
+	auto *node = new (nodes_.at(id)) NodeHead{};
+	node->parent.store(k_no_node, std::memory_order_relaxed);
+	node->generation = d.generation;
+	node->label = d.label;
+	node->confidence = d.confidence;
+	node->forgotten.store(k_never_forgotten, std::memory_order_relaxed);
+	node->observed_at = d.observed_at;
+	store_tokens(id, d.tokens, tokens_used);
+	index_label(d.label, id);
+	node->upper = level > 0 ? static_cast<std::uint32_t>(upper) : 0;
+	node->level = static_cast<std::uint8_t>(level);
+	construct_list(nodes_.at(id) + sizeof(NodeHead), h.m0);
+	for (std::uint32_t l = 0; l < level; ++l)
+		construct_list(upper_.at(upper + l), h.m);
+	upper += level;
+}
+
+HnswStatus
+HnswGraph::append_stored(std::span<const std::byte> encoded, const NodeData &data, std::uint32_t level,
+						 std::uint32_t &id) noexcept
+{
+	HnswHeader &h = *header_;
+	if (encoded.size() != h.vector_bytes || level > k_max_level)
+		return HnswStatus::invalid_vector;
+	if (data.tokens.size() > k_max_node_tokens)
+		return HnswStatus::too_many_tokens;
+	SpinLockGuard append_lock(h.append_lock);
+	const std::uint64_t stored = h.count.load(std::memory_order_relaxed);
+	std::uint64_t upper = h.upper_used.load(std::memory_order_relaxed);
+	std::uint64_t tokens_used = h.tokens_used.load(std::memory_order_relaxed);
+	if (stored + 1 > k_max_nodes || upper + level > 0xFFFFFFFFu)
+		return HnswStatus::too_many_nodes;
+	if (!nodes_.ensure_capacity(stored + 1) || !vectors_.ensure_capacity(stored + 1) ||
+		!upper_.ensure_capacity(upper + level) || !attrs_.ensure_capacity(stored + 1) ||
+		!tokens_.ensure_capacity(token_slots_needed(tokens_used, data.tokens.size())) || !reserve_labels(1))
+		return HnswStatus::out_of_memory;
+	const auto node = static_cast<std::uint32_t>(stored);
+	construct_node(node, data, level, upper, tokens_used);
+	std::memcpy(vectors_.at(node), encoded.data(), encoded.size());
+	h.upper_used.store(upper, std::memory_order_relaxed);
+	h.tokens_used.store(tokens_used, std::memory_order_release);
+	h.max_generation.store(std::max(h.max_generation.load(std::memory_order_relaxed), data.generation),
+						   std::memory_order_release);
+	h.lowest_confidence.store(std::min(h.lowest_confidence.load(std::memory_order_relaxed), data.confidence),
+							  std::memory_order_release);
+	h.count.store(stored + 1, std::memory_order_release);
+	id = node;
 	return HnswStatus::ok;
 }
 
@@ -302,23 +420,6 @@ HnswGraph::insert(std::span<const float> vector, std::uint64_t generation, Searc
 	if (id != nullptr)
 		*id = node;
 	return HnswStatus::ok;
-}
-
-HnswStatus
-HnswGraph::mark_deleted(std::uint32_t id) noexcept
-{
-	if (id >= size())
-		return HnswStatus::unknown_node;
-	const std::uint8_t before = head(id).flags.fetch_or(k_node_deleted, std::memory_order_acq_rel);
-	if ((before & k_node_deleted) == 0)
-		header_->deleted.fetch_add(1, std::memory_order_release);
-	return HnswStatus::ok;
-}
-
-bool
-HnswGraph::is_deleted(std::uint32_t id) const noexcept
-{
-	return (head(id).flags.load(std::memory_order_acquire) & k_node_deleted) != 0;
 }
 
 bool
@@ -358,16 +459,21 @@ HnswGraph::max_level() const noexcept
 std::size_t
 HnswGraph::memory_bytes() const noexcept
 {
+	const std::uint64_t label_slots = header_->label_capacity.load(std::memory_order_relaxed);
 	return Arena::rounded(sizeof(HnswHeader)) + nodes_.allocated_bytes() + vectors_.allocated_bytes() +
-		   upper_.allocated_bytes();
+		   upper_.allocated_bytes() + attrs_.allocated_bytes() + tokens_.allocated_bytes() +
+		   (label_slots == 0 ? 0 : Arena::rounded(label_slots * sizeof(LabelSlot)));
 }
 
 std::size_t
 HnswGraph::used_bytes() const noexcept
 {
 	const HnswHeader &h = *header_;
-	return Arena::rounded(sizeof(HnswHeader)) + size() * (std::size_t{h.node_stride} + h.vector_stride) +
-		   h.upper_used.load(std::memory_order_acquire) * h.upper_stride;
+	return Arena::rounded(sizeof(HnswHeader)) +
+		   size() * (std::size_t{h.node_stride} + h.vector_stride + sizeof(NodeAttrs)) +
+		   h.upper_used.load(std::memory_order_acquire) * h.upper_stride +
+		   h.label_used.load(std::memory_order_relaxed) * 2 * sizeof(LabelSlot) + // the table stays at most half full
+		   h.tokens_used.load(std::memory_order_acquire) * sizeof(std::uint64_t);
 }
 
 void
@@ -376,6 +482,9 @@ HnswGraph::destroy() noexcept
 	nodes_.release_all();
 	vectors_.release_all();
 	upper_.release_all();
+	attrs_.release_all();
+	tokens_.release_all();
+	release_labels();
 	header_->magic = 0;
 	arena_.release(header_offset_, sizeof(HnswHeader));
 }

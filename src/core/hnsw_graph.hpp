@@ -15,7 +15,8 @@
 //   link     insert the node into the graph (the costly part). Any number of
 //            threads may link different nodes at once; each node is linked
 //            at most once (a claim bit makes a second call a no-op).
-//   delete   set the deleted flag; the node stays in the graph as a bridge.
+//   forget   hide the node from every snapshot at or after a generation; it
+//            stays in the graph as a bridge until compaction removes it.
 // Searches run concurrently with all of these. A node between append and the
 // end of its link is found by exact_search over [linked_prefix(), size());
 // snapshot_search() combines both, which is what recall needs.
@@ -34,10 +35,19 @@
 // holds a turn (it would wait for itself).
 //
 // Snapshot filter: every node carries the generation at which it became
-// visible. A search with max_generation G returns only nodes with generation
-// <= G that are not deleted, but still walks through the others, so a filter
-// never cuts the graph apart. When G covers every stored node and nothing is
-// deleted, a specialised search without per-node checks runs instead.
+// visible and the generation at which it was forgotten (k_never_forgotten
+// until then). A search with max_generation G returns only nodes with
+// generation <= G < forgotten, but still walks through the others, so a
+// filter never cuts the graph apart. When G covers every stored node and no
+// forgotten node is hidden at G, a specialised search without per-node
+// checks runs instead.
+//
+// Labels and attributes: a node carries the caller's label (engram: the
+// observation id), its clock value observed_at and a set of 64-bit
+// attribute tokens (attribute_token.hpp). A label table finds the newest node
+// of a label, which forget() hides: an update re-appends a label, so the
+// caller forgets the old node before appending the new one (or forgets a
+// node by id with forget_node()).
 //
 // Errors are values (HnswStatus). Searches and links allocate only when a
 // SearchContext must grow beyond what it was reserved for; that may throw
@@ -48,6 +58,7 @@
 #include <csignal>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -72,6 +83,7 @@ enum class HnswStatus : std::uint8_t {
 	too_many_nodes,     // ids would pass 2^31 - 1
 	unknown_node,       // id not below size()
 	interrupted,        // SearchParams::interrupt was raised: the search stopped early
+	too_many_tokens,    // a node with more than k_max_node_tokens attribute tokens
 };
 
 const char *to_string(HnswStatus status) noexcept;
@@ -113,10 +125,14 @@ struct VectorSource {
 
 // What a stored node carries besides its vector.
 struct NodeData {
-	std::uint64_t generation = 0; // visible to snapshots at or after it
-	std::int64_t label = 0;       // the caller's name for the node
-	float confidence = 1.0f;      // searches can ask for a minimum
+	std::uint64_t generation = 0;            // visible to snapshots at or after it
+	std::int64_t label = 0;                  // the caller's name for the node
+	float confidence = 1.0f;                 // searches can ask for a minimum
+	std::int64_t observed_at = 0;            // caller's clock (engram: PostgreSQL microseconds since 2000-01-01)
+	std::span<const std::uint64_t> tokens{}; // any order, duplicates allowed; at most k_max_node_tokens
 };
+
+enum class ForgetResult : std::uint8_t { forgotten, not_found, already_forgotten };
 
 struct SearchParams {
 	std::uint32_t k = 10;
@@ -150,9 +166,11 @@ public:
 	// Attaches to a graph that check() accepted.
 	HnswGraph(Arena arena, std::uint64_t header_offset) noexcept;
 
-	// Makes room for `nodes` nodes in total without stopping readers; the
-	// appends that follow cannot fail for want of memory until then.
-	HnswStatus reserve(std::uint64_t nodes) noexcept;
+	// Makes room for `nodes` nodes and `tokens` token slots in total (count
+	// from token_slots(); a node's tokens before removing duplicates)
+	// without stopping readers; the appends that follow cannot fail for
+	// want of memory until then (while no one else appends in between).
+	HnswStatus reserve(std::uint64_t nodes, std::uint64_t tokens = 0) noexcept;
 
 	// Stores one vector visible from `generation` on; id receives its node id.
 	HnswStatus append(std::span<const float> vector, std::uint64_t generation, std::uint32_t &id) noexcept;
@@ -188,7 +206,15 @@ public:
 	HnswStatus insert(std::span<const float> vector, std::uint64_t generation, SearchContext &context,
 					  std::uint32_t *id = nullptr);
 
-	HnswStatus mark_deleted(std::uint32_t id) noexcept;
+	// The newest node labelled `label` is hidden from `generation` on (from
+	// its own generation if that is later). One thread at a time per graph
+	// may forget; searches, links and appends go on meanwhile. A node stays
+	// forgotten at the generation it was first forgotten at.
+	ForgetResult forget(std::int64_t label, std::uint64_t generation) noexcept;
+	// The same for node `id` (not_found if it is not stored).
+	ForgetResult forget_node(std::uint32_t id, std::uint64_t generation) noexcept;
+	// The newest node labelled `label`.
+	std::optional<std::uint32_t> find_label(std::int64_t label) const noexcept;
 
 	// Approximate k nearest linked nodes visible at params.max_generation.
 	SearchResult search(std::span<const float> query, const SearchParams &params, SearchContext &context) const;
@@ -208,6 +234,10 @@ public:
 	std::uint64_t failed_links() const noexcept { return header_->failed_links.load(std::memory_order_relaxed); }
 	// Highest generation among stored nodes.
 	std::uint64_t max_generation() const noexcept { return header_->max_generation.load(std::memory_order_acquire); }
+	// Nodes forgotten at some generation (still stored).
+	std::uint64_t forgotten_count() const noexcept { return header_->forgotten.load(std::memory_order_acquire); }
+	// Token slots used so far: what reserve()'s token total counts from.
+	std::uint64_t token_slots() const noexcept { return header_->tokens_used.load(std::memory_order_acquire); }
 	std::uint32_t dim() const noexcept { return header_->dim; }
 	Metric metric() const noexcept { return header_->metric; }
 	Encoding encoding() const noexcept { return header_->encoding; }
@@ -220,8 +250,15 @@ public:
 	std::uint64_t generation(std::uint32_t id) const noexcept { return head(id).generation; }
 	std::int64_t label(std::uint32_t id) const noexcept { return head(id).label; }
 	float confidence(std::uint32_t id) const noexcept { return head(id).confidence; }
+	std::int64_t observed_at(std::uint32_t id) const noexcept { return head(id).observed_at; }
+	// The first generation that does not see the node, or k_never_forgotten.
+	std::uint64_t forgotten(std::uint32_t id) const noexcept
+	{
+		return head(id).forgotten.load(std::memory_order_acquire);
+	}
+	// Its attribute tokens, sorted and unique.
+	std::span<const std::uint64_t> tokens(std::uint32_t id) const noexcept;
 	std::uint32_t level(std::uint32_t id) const noexcept { return head(id).level; }
-	bool is_deleted(std::uint32_t id) const noexcept;
 	bool is_linked(std::uint32_t id) const noexcept;
 	// Copies a consistent snapshot of a list into out (room for m0 ids); returns its length.
 	std::uint32_t neighbors(std::uint32_t id, std::uint32_t level, std::span<std::uint32_t> out) const noexcept;
@@ -231,10 +268,12 @@ public:
 	std::uint32_t entry_point() const noexcept;
 	std::uint32_t max_level() const noexcept;
 
-	// Bytes of arena memory the graph holds (header, nodes, vectors, upper lists),
-	// including room already allocated for nodes not stored yet.
+	// Bytes of arena memory the graph holds (header, nodes, vectors, upper
+	// lists, attributes, tokens, label table), including room already
+	// allocated for nodes not stored yet.
 	std::size_t memory_bytes() const noexcept;
-	// Bytes the size() stored nodes occupy (header, their blocks, vectors and upper lists).
+	// Bytes the size() stored nodes occupy (header, their blocks, vectors,
+	// upper lists, attributes, tokens and twice their label slots).
 	std::size_t used_bytes() const noexcept;
 	// Returns all memory to the arena; no other handle may use the graph afterwards.
 	void destroy() noexcept;
@@ -242,6 +281,8 @@ public:
 private:
 	// Writes graph files from the private layout and restores them into it (graph_file.cpp).
 	friend class GraphFileAccess;
+	// Copies a graph without its forgotten nodes (hnsw_compact.cpp).
+	friend class GraphCompaction;
 
 	const NodeHead &head(std::uint32_t id) const noexcept { return *nodes_.at_as<const NodeHead>(id); }
 	NodeHead &head(std::uint32_t id) noexcept { return *nodes_.at_as<NodeHead>(id); }
@@ -269,9 +310,35 @@ private:
 	}
 	std::uint32_t level_of(std::uint64_t id) const noexcept;
 	HnswStatus validate(std::span<const float> vector) const noexcept;
+	const NodeAttrs &attrs(std::uint32_t id) const noexcept { return *attrs_.at_as<const NodeAttrs>(id); }
+	// Stores the node's tokens at token slot *used (moved past a chunk end if
+	// needed) and advances *used; capacity was ensured for them.
+	void store_tokens(std::uint32_t id, std::span<const std::uint64_t> tokens, std::uint64_t &used) noexcept;
+	// Token slots past `used` that appends of `tokens` slots in all may take.
+	std::uint64_t token_slots_needed(std::uint64_t used, std::uint64_t tokens) const noexcept;
+	// Hides node id from `generation` on; the caller serialises forgets.
+	ForgetResult hide(std::uint32_t id, std::uint64_t generation) noexcept;
+
+	// hnsw_label_index.cpp; all under the append lock.
+	// Makes room for `more` new labels; false when the arena cannot hold the table.
+	bool reserve_labels(std::uint64_t more) noexcept;
+	// Maps label to node (replacing an older node of the label); room was reserved.
+	void index_label(std::int64_t label, std::uint32_t node) noexcept;
+	std::uint32_t lookup_label(std::int64_t label) const noexcept;
+	void release_labels() noexcept;
 	// The appends: node data from `data` if given, else generation only (label = id).
 	HnswStatus append_nodes(std::span<const float> vectors, std::size_t n, const NodeData *data,
 							const std::uint64_t *generations, std::uint32_t &first) noexcept;
+	// Appends one node as a graph or a file held it: its encoded vector bytes
+	// copied, and its level as given rather than from the hash of its id (a
+	// compacted graph's renumbered nodes keep their levels). For the graph's
+	// friends, which trust the bytes they pass.
+	HnswStatus append_stored(std::span<const std::byte> encoded, const NodeData &data, std::uint32_t level,
+							 std::uint32_t &id) noexcept;
+	// Lays out node id (head, empty lists, tokens, label) under the append
+	// lock, with room ensured; advances the upper blocks and token slots used.
+	void construct_node(std::uint32_t id, const NodeData &data, std::uint32_t level, std::uint64_t &upper,
+						std::uint64_t &tokens_used) noexcept;
 	// Normalises a validated query (cosine) into the context, or points at it.
 	const float *prepare_query(std::span<const float> query, SearchContext &context) const;
 
@@ -292,6 +359,9 @@ private:
 	void finish_results(const float *query, const SearchParams &params, SearchContext &context) const;
 
 	// hnsw_insert.cpp
+	// Level-0 list lengths a new node keeps, and a pruned list (sizes and reasons there).
+	static std::uint32_t own_capacity(std::uint32_t level, std::uint32_t m) noexcept;
+	static std::uint32_t pruned_capacity(std::uint32_t level, std::uint32_t m, std::uint32_t m0) noexcept;
 	enum class Selection : std::uint8_t { new_node, overfull_list };
 	void select_neighbors(std::span<const Neighbor> candidates, std::uint32_t capacity, Selection selection,
 						  std::uint32_t pin_owner, std::vector<Neighbor> &kept, SearchContext &context) const;
@@ -312,6 +382,8 @@ private:
 	SegmentedArray nodes_;
 	SegmentedArray vectors_;
 	SegmentedArray upper_;
+	SegmentedArray attrs_;
+	SegmentedArray tokens_;
 	DistanceFn distance_;          // query against a stored vector
 	DistanceFn float32_distance_;  // query against a float32 vector (re-ranking)
 	std::uint32_t prefetch_lines_; // cache lines of a vector prefetched ahead of its distance
@@ -334,6 +406,18 @@ public:
 
 private:
 	HnswGraph *graph_;
+};
+
+// Keeps a graph's links frozen (the link gate) for as long as it lives.
+class LinkFreeze {
+public:
+	explicit LinkFreeze(const HnswGraph &graph) noexcept : graph_(graph) { graph_.freeze_links(); }
+	LinkFreeze(const LinkFreeze &) = delete;
+	LinkFreeze &operator=(const LinkFreeze &) = delete;
+	~LinkFreeze() { graph_.thaw_links(); }
+
+private:
+	const HnswGraph &graph_;
 };
 
 } // namespace engram::core

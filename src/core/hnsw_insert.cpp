@@ -69,6 +69,8 @@ namespace {
 constexpr float k_own_diversity = 1.1f;
 constexpr float k_prune_diversity = 1.05f;
 
+} // namespace
+
 // Level-0 list sizes; for m = 16, with m0 = 32 slots per list. A new node
 // keeps m + m/4 (20) neighbours on level 0 instead of m, and so also gets back
 // links from more nodes: that raised recall@10 at ef 64 on glove100 from 0.904
@@ -82,18 +84,16 @@ constexpr float k_prune_diversity = 1.05f;
 // cannot take glove100 to 0.95 at ef 64: graphs built offline from almost
 // exact neighbour lists reach about 0.93 (docs/benchmarks.md).
 std::uint32_t
-own_capacity(std::uint32_t level, std::uint32_t m) noexcept
+HnswGraph::own_capacity(std::uint32_t level, std::uint32_t m) noexcept
 {
 	return level == 0 ? m + m / 4 : m;
 }
 
 std::uint32_t
-pruned_capacity(std::uint32_t level, std::uint32_t m, std::uint32_t m0) noexcept
+HnswGraph::pruned_capacity(std::uint32_t level, std::uint32_t m, std::uint32_t m0) noexcept
 {
 	return level == 0 ? m0 - m / 4 : m;
 }
-
-} // namespace
 
 void
 HnswGraph::select_neighbors(std::span<const Neighbor> candidates, std::uint32_t capacity, Selection selection,

@@ -1,17 +1,28 @@
 // The bytes of an HNSW graph inside an Arena, and the protocol for reading and
 // writing one neighbour list.
 //
-// Memory. A graph is one HnswHeader placed in the arena plus three segmented
-// arrays whose chunks also live there, so the graph is position independent
-// (shared memory mapped at different addresses, or a file read back):
+// Memory. A graph is one HnswHeader placed in the arena plus five segmented
+// arrays whose chunks also live there, and one label table, so the graph is
+// position independent (shared memory mapped at different addresses, or a
+// file read back):
 //   nodes   fixed-stride level-0 blocks: NodeHead, then the level-0 list
 //           (one list word and up to m0 = 2m ids); stride rounded to 64,
-//           so with m = 16 a block is 32 + 4 + 128 -> 192 bytes.
+//           so with m = 16 a block is 48 + 4 + 128 -> 192 bytes.
 //   vectors one encoded vector per node (quantize.hpp), stride rounded to 64
 //           so every vector starts on its own cache line.
 //   upper   fixed-stride upper-level lists (a list word and up to m ids). A
 //           node of level L owns L consecutive blocks starting at
 //           NodeHead::upper: block upper + l - 1 is its list at level l.
+//   attrs   one NodeAttrs per node: where its attribute tokens are.
+//   tokens  the attribute tokens (u64) of every node, each node's sorted,
+//           unique and contiguous; a node's run never crosses a chunk
+//           boundary (it starts at the next chunk when it would), so a
+//           node's tokens are one span. Runs hold at most
+//           k_max_node_tokens and chunks at least that many elements.
+//   labels  an open-addressing table (one arena block, replaced by a block
+//           twice the size when it passes half full) from a label to the
+//           newest node carrying it; read and written only under the
+//           append lock (hnsw_label_index.cpp).
 // Nothing holds a pointer; elements are found by index and arena offset.
 //
 // Publication. A node's generation, level, upper index, vector and empty
@@ -54,7 +65,7 @@
 namespace engram::core {
 
 inline constexpr std::uint64_t k_hnsw_magic = 0x454e4752414d484eULL; // "ENGRAMHN"
-inline constexpr std::uint32_t k_hnsw_layout_version = 5;
+inline constexpr std::uint32_t k_hnsw_layout_version = 6;
 inline constexpr std::uint32_t k_no_node = 0xFFFFFFFFu;
 // Node ids stay below 2^31: the search beam keeps an "expanded" mark in the top
 // bit, and stored lists a "checked" mark (k_list_checked).
@@ -69,9 +80,15 @@ inline constexpr std::uint32_t k_list_version_step = 0x200u;
 // pruning (ids stay below 2^31, so the bit is free).
 inline constexpr std::uint32_t k_list_checked = 0x80000000u;
 
-inline constexpr std::uint8_t k_node_deleted = 1; // never returned by a search
 inline constexpr std::uint8_t k_node_linked = 2;  // its link has finished
 inline constexpr std::uint8_t k_node_claimed = 4; // a link call has started
+
+// NodeHead::forgotten of a node no snapshot hides.
+inline constexpr std::uint64_t k_never_forgotten = ~std::uint64_t{0};
+// Attribute tokens one node may carry (and the smallest tokens chunk).
+inline constexpr std::uint32_t k_max_node_tokens = 1024;
+inline constexpr std::uint32_t k_tokens_min_chunk_log2 = 10;
+static_assert((std::uint32_t{1} << k_tokens_min_chunk_log2) >= k_max_node_tokens);
 
 struct HnswHeader {
 	std::uint64_t magic;
@@ -95,12 +112,19 @@ struct HnswHeader {
 	std::atomic<std::uint32_t> top_lock;
 	std::atomic<std::uint32_t> append_lock;
 
-	// Read by every search and link; written only by appends and deletes.
+	// Read by every search and link; written only by appends and forgets.
 	alignas(64) std::atomic<std::uint64_t> count; // stored nodes, ids [0, count)
 	std::atomic<std::uint64_t> upper_used;        // upper blocks handed out
 	std::atomic<std::uint64_t> max_generation;    // of every stored node
-	std::atomic<std::uint64_t> deleted;           // nodes marked deleted
+	std::atomic<std::uint64_t> forgotten;         // nodes whose forgotten is not k_never_forgotten
+	std::atomic<std::uint64_t> lowest_forgotten;  // least NodeHead::forgotten, k_never_forgotten if none
 	std::atomic<float> lowest_confidence;         // of every stored node
+	std::atomic<std::uint64_t> tokens_used;       // token slots handed out (runs and skipped chunk tails)
+	// The label table: written only under the append lock, atomics only so
+	// that memory_bytes() may read its size from any thread.
+	std::atomic<std::uint64_t> labels;         // arena offset of LabelSlot[label_capacity], 0 if none
+	std::atomic<std::uint64_t> label_capacity; // slots, a power of two (0 if none)
+	std::atomic<std::uint64_t> label_used;     // slots holding a label
 	// Written at the end of every link: on its own cache line, so that
 	// linking threads do not invalidate the line every search reads.
 	alignas(64) std::atomic<std::uint64_t> linked_prefix; // every id below it is linked
@@ -114,6 +138,8 @@ struct HnswHeader {
 	SegmentedArrayHeader nodes;
 	SegmentedArrayHeader vectors;
 	SegmentedArrayHeader upper;
+	SegmentedArrayHeader attrs;
+	SegmentedArrayHeader tokens;
 };
 static_assert(std::is_standard_layout_v<HnswHeader>);
 static_assert(std::is_trivially_destructible_v<HnswHeader>);
@@ -123,6 +149,7 @@ static_assert(std::atomic<std::uint8_t>::is_always_lock_free);
 static_assert(std::atomic<float>::is_always_lock_free);
 
 // The first bytes of a level-0 block; the level-0 list word and its ids follow.
+// A node is visible to a snapshot G iff generation <= G < forgotten.
 struct NodeHead {
 	std::uint64_t generation;           // the node is visible to snapshots >= this
 	std::int64_t label;                 // the caller's name for the node (an observation id)
@@ -131,12 +158,42 @@ struct NodeHead {
 	std::atomic<std::uint32_t> parent;  // spanning-tree parent on level 0 (hnsw_insert.cpp);
 										// k_no_node until linked, itself for the root
 	std::uint8_t level;                 // top level of the node
-	std::atomic<std::uint8_t> flags;    // k_node_deleted | k_node_linked | k_node_claimed
+	std::atomic<std::uint8_t> flags;    // k_node_linked | k_node_claimed
 	std::atomic<std::uint8_t> children; // nodes whose parent this node is, at most m
 	std::uint8_t unused;
+	std::atomic<std::uint64_t> forgotten; // first generation that does not see it, or k_never_forgotten
+	std::int64_t observed_at;             // the caller's clock
 };
 static_assert(std::is_standard_layout_v<NodeHead>);
-static_assert(sizeof(NodeHead) == 32);
+static_assert(sizeof(NodeHead) == 48);
+
+// Where one node's attribute tokens are (the attrs array).
+struct NodeAttrs {
+	std::uint64_t first; // index of its first token in the tokens array
+	std::uint32_t count; // tokens, sorted and unique
+	std::uint32_t bloom; // token_bloom() of each token, or-ed
+};
+static_assert(sizeof(NodeAttrs) == 16);
+
+// One slot of the label table: the node's id (k_no_node when empty) and the
+// 32 bits of the label's hash that place it, so probes and rehashing rarely
+// read node heads.
+struct LabelSlot {
+	std::uint32_t hash;
+	std::uint32_t node;
+};
+static_assert(sizeof(LabelSlot) == 8);
+
+// The two bits a token sets in a node's (or a filter's) 32-bit bloom: a node
+// can hold every token of a filter only if its bloom covers the filter's.
+inline std::uint32_t
+token_bloom(std::uint64_t token) noexcept
+{
+	token ^= token >> 33;
+	token *= 0xff51afd7ed558ccdULL;
+	token ^= token >> 33;
+	return (std::uint32_t{1} << (token & 31)) | (std::uint32_t{1} << ((token >> 5) & 31));
+}
 static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t));
 
 // A list as the code sees it: its word and its id slots (inside a level-0

@@ -23,13 +23,15 @@
 // hundred ids), so a recall over a large unlinked tail can be cancelled.
 //
 // Level 0 has two searches. filtered_search checks every candidate that
-// would enter the results against the snapshot (generation bound, deleted
-// flag) and keeps invisible nodes only as stepping stones; it stops only once
-// it holds ef visible nodes, so a very selective bound degrades to a wider
-// walk, never to missing results that are reachable. beam_search skips that
-// per-node read and is used when the snapshot covers every node below
-// `limit` and nothing is deleted (the common case of a recall at the latest
-// generation) and by linking, which wants every node.
+// would enter the results against the snapshot (generation bound, forgotten
+// generation, confidence) and keeps invisible nodes only as stepping stones;
+// it stops only once it holds ef visible nodes, so a very selective bound
+// degrades to a wider walk, never to missing results that are reachable.
+// beam_search skips that per-node read and is used when the snapshot covers
+// every node below `limit` and hides no forgotten node (nothing is
+// forgotten, or only from a generation after the snapshot: the common case
+// of a recall at the latest generation) and by linking, which wants every
+// node.
 //
 // Memory access: after copying a list, the loop first filters out visited
 // ids and prefetches the vectors of the rest (whole vectors up to 512 bytes:
@@ -74,8 +76,10 @@ bool
 HnswGraph::visible(std::uint32_t id, const SearchParams &params) const noexcept
 {
 	const NodeHead &node = head(id);
+	// k_never_forgotten is also the largest snapshot: a node never forgotten is seen by every snapshot.
+	const std::uint64_t forgotten = node.forgotten.load(std::memory_order_relaxed);
 	return node.generation <= params.max_generation && !(node.confidence < params.min_confidence) &&
-		   (node.flags.load(std::memory_order_relaxed) & k_node_deleted) == 0;
+		   (params.max_generation < forgotten || forgotten == k_never_forgotten);
 }
 
 float
@@ -286,9 +290,13 @@ HnswGraph::search(std::span<const float> query, const SearchParams &params, Sear
 	// Entry first, then the count: the entry node is always below the count read after it.
 	const std::uint64_t entry = header_->entry.load(std::memory_order_acquire);
 	const std::uint64_t limit = size();
+	// The forgotten count is acquired before lowest_forgotten is read, so a
+	// forget it counts has lowered lowest_forgotten already.
+	const bool nothing_forgotten_hidden = header_->forgotten.load(std::memory_order_acquire) == 0 ||
+										  params.max_generation <
+											  header_->lowest_forgotten.load(std::memory_order_relaxed);
 	const bool everything_visible =
-		params.max_generation >= header_->max_generation.load(std::memory_order_acquire) &&
-		header_->deleted.load(std::memory_order_acquire) == 0 &&
+		params.max_generation >= header_->max_generation.load(std::memory_order_acquire) && nothing_forgotten_hidden &&
 		!(params.min_confidence > header_->lowest_confidence.load(std::memory_order_acquire));
 	if (entry == k_no_entry)
 		return result;

@@ -230,6 +230,10 @@ Ring::release_consumer(std::uint32_t token) noexcept
 void
 Ring::free_cells(std::uint64_t position, std::uint32_t length) noexcept
 {
+	// Consumed records are scrubbed: a forgotten observation's vector must not
+	// outlive its erasure in a ring cell that no record has reused yet. No
+	// producer touches these cells before the release stores below.
+	std::memset(cell(position), 0, std::size_t{length} * k_ring_cell_bytes);
 	const std::uint64_t next_lap = position / header()->cells + 1;
 	const std::uint64_t free_word = make_word(RecordState::free, 0, 0, next_lap);
 	for (std::uint32_t i = 0; i < length; ++i)

@@ -177,6 +177,15 @@ public:
 
 	std::uint32_t stride() const noexcept { return header_->stride; }
 
+	// One past the last index of the chunk that holds element i.
+	std::uint64_t chunk_end(std::uint64_t i) const noexcept { return capacity_of_first(chunk_of(i)); }
+	// The first index at or after i where n elements (n no larger than chunk
+	// 0) lie in one chunk: i itself, or the start of the chunk after i's.
+	std::uint64_t run_start(std::uint64_t i, std::uint64_t n) const noexcept
+	{
+		return n == 0 || i + n <= chunk_end(i) ? i : chunk_end(i);
+	}
+
 private:
 	static constexpr std::size_t k_index_block_bytes = k_index_entries * sizeof(std::uint64_t);
 

@@ -68,6 +68,9 @@ status_error(engram::core::HnswStatus status)
 		return {ERRCODE_QUERY_CANCELED, nullptr};
 	case HnswStatus::too_many_nodes:
 		return {ERRCODE_PROGRAM_LIMIT_EXCEEDED, "Spread the observations over more spaces."};
+	case HnswStatus::too_many_tokens:
+		return {ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+				"Give the observation's metadata fewer top-level keys and array elements."};
 	case HnswStatus::invalid_header:
 		return {ERRCODE_DATA_CORRUPTED, "Rebuild the space's index with engram.rebuild()."};
 	case HnswStatus::unknown_node:

@@ -18,11 +18,24 @@
 // ring size plus a few bytes per id range.
 //
 // The trigger is the door to the ring, so it trusts nothing: it fires only
-// AFTER INSERT FOR EACH ROW on engram.observations itself, reads columns of
-// the expected types only, and checks every row again (space, dimension,
-// components, confidence) even though the table's CHECK constraints already
-// did, since ring records are trusted by the workers. A record holds rows of
-// one space and one dimension, each sized by its own rows.
+// AFTER INSERT, UPDATE or DELETE FOR EACH ROW on engram.observations itself,
+// reads columns of the expected types only, and checks every row again
+// (space, dimension, components, confidence) even though the table's CHECK
+// constraints already did, since ring records are trusted by the workers. A
+// record holds rows of one space and one dimension, each sized by its own
+// rows.
+//
+// Forgetting. A DELETE queues a forget of the row's id; an UPDATE that
+// changes what the index holds (confidence, metadata, observed_at) queues a
+// forget of the id and the new version like an insert; an UPDATE of the
+// embedding, space_id or id is refused; one of content alone changes nothing
+// here. A transaction's forgets are published before its other records, so
+// the worker hides the old version before it stores the new one. Rows the
+// transaction itself wrote are not forgotten but taken back: a row still
+// kept with its vector is marked removed by the (sub)transaction that
+// deleted or replaced it (a rollback of that subtransaction restores it), and
+// a row kept as an id range needs nothing, since the worker reads the range
+// back from the table after the commit and finds what the transaction left.
 //
 // Each record names the installation whose table its rows are in (the
 // database and the table's OID; core/instance_id.hpp), so that the workers
@@ -49,6 +62,7 @@
 #include "core/space_backlog.hpp"
 #include "pg/guc.hpp"
 #include "pg/instance.hpp"
+#include "pg/metadata_tokens.hpp"
 #include "pg/pressure.hpp"
 #include "pg/quarantine.hpp"
 #include "pg/shared.hpp"
@@ -65,9 +79,13 @@ struct PendingRow {
 	std::int32_t space_id;
 	std::uint32_t dim;
 	SubTransactionId subid;
+	SubTransactionId removed_by; // the subtransaction that deleted or replaced it, or 0
 	float confidence;
 	Oid relation;              // the table the row is in: one installation's engram.observations
 	std::size_t vector_offset; // into Pending::vectors, in floats
+	std::int64_t observed_at;
+	std::size_t token_offset; // into Pending::tokens
+	std::uint32_t token_count;
 };
 
 struct PendingRange {
@@ -92,6 +110,11 @@ struct PlannedRecord {
 	std::size_t payload_bytes;
 };
 
+struct PendingRevision {
+	std::int32_t space_id;
+	SubTransactionId subid;
+};
+
 // Rows while their vectors fit the budget, then ranges of ids only.
 struct Pending {
 	MemoryContext context;
@@ -99,8 +122,19 @@ struct Pending {
 	std::size_t row_count, row_capacity;
 	float *vectors;
 	std::size_t float_count, float_capacity;
+	std::uint64_t *tokens;
+	std::size_t token_count, token_capacity;
+	std::size_t removed_rows; // rows with removed_by set
 	PendingRange *ranges;
 	std::size_t range_count, range_capacity;
+	PendingRange *forgets; // ids of earlier transactions' rows this one deleted or replaced
+	std::size_t forget_count, forget_capacity;
+	// Spaces whose revision row this transaction inserted (with the
+	// subtransaction that did), and those it counts in revisions_in_flight.
+	PendingRevision *revisions;
+	std::size_t revision_count, revision_capacity;
+	std::int32_t *revising;
+	std::size_t revising_count, revising_capacity;
 	bool spilled;
 	PlannedRecord *plan; // made at pre-commit
 	std::size_t plan_count, plan_capacity;
@@ -179,11 +213,14 @@ report_too_large(std::uint64_t observations, std::size_t cells, const char *coun
 					 "raise engram.ring_size.")));
 }
 
+// Adds an id to a list of ranges (the rows kept as ranges, or the forgets),
+// extending the last range when the id follows it.
 void
-append_range(std::int32_t space_id, std::uint32_t dim, SubTransactionId subid, Oid relation, std::int64_t id)
+append_range_to(PendingRange *&ranges, std::size_t &count, std::size_t &capacity, std::int32_t space_id,
+				std::uint32_t dim, SubTransactionId subid, Oid relation, std::int64_t id)
 {
-	if (pending.range_count > 0) {
-		PendingRange &last = pending.ranges[pending.range_count - 1];
+	if (count > 0) {
+		PendingRange &last = ranges[count - 1];
 		if (last.space_id == space_id && last.subid == subid && last.relation == relation && last.dim == dim &&
 			last.last + 1 == id) {
 			last.last = id;
@@ -192,22 +229,118 @@ append_range(std::int32_t space_id, std::uint32_t dim, SubTransactionId subid, O
 	}
 	// Each range takes 16 bytes of a record: refused as soon as the ranges
 	// alone cannot fit, rather than after the rest of a long COPY.
-	const std::size_t cells = record_cells(sizeof(engram::core::IdRange) * (pending.range_count + 1));
+	const std::size_t all = pending.range_count + pending.forget_count + 1;
+	const std::size_t cells = record_cells(sizeof(engram::core::IdRange) * all);
 	if (cells > transaction_limit_cells())
-		report_too_large(pending.observations + 1, cells,
-						 psprintf("at least %zu id ranges, hence ", pending.range_count + 1));
-	grow(pending.ranges, pending.range_capacity, pending.range_count + 1);
-	pending.ranges[pending.range_count++] = PendingRange{space_id, dim, subid, relation, id, id};
+		report_too_large(pending.observations + 1, cells, psprintf("at least %zu id ranges, hence ", all));
+	grow(ranges, capacity, count + 1);
+	ranges[count++] = PendingRange{space_id, dim, subid, relation, id, id};
+}
+
+void
+append_range(std::int32_t space_id, std::uint32_t dim, SubTransactionId subid, Oid relation, std::int64_t id)
+{
+	append_range_to(pending.ranges, pending.range_count, pending.range_capacity, space_id, dim, subid, relation, id);
+}
+
+// A row of engram.revisions for the space, once per transaction (again
+// after a rollback to a savepoint took it back), inserted as the tables'
+// owner; and the space counted in its slot's revisions_in_flight until the
+// transaction ends.
+void
+note_revision(std::int32_t space_id)
+{
+	for (std::size_t i = 0; i < pending.revision_count; ++i)
+		if (pending.revisions[i].space_id == space_id)
+			return;
+	static SPIPlanPtr plan = nullptr;
+	const SavedUser saved = elevate_to_extension_owner();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (plan == nullptr) {
+		Oid type = INT4OID;
+		SPIPlanPtr prepared = SPI_prepare("INSERT INTO engram.revisions (space_id) VALUES ($1)", 1, &type);
+		if (prepared == nullptr || SPI_keepplan(prepared) != 0)
+			elog(ERROR, "could not prepare the insert into engram.revisions");
+		plan = prepared;
+	}
+	Datum arg = Int32GetDatum(space_id);
+	if (SPI_execute_plan(plan, &arg, nullptr, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not insert into engram.revisions");
+	SPI_finish();
+	restore_user(saved);
+	grow(pending.revisions, pending.revision_capacity, pending.revision_count + 1);
+	pending.revisions[pending.revision_count++] = PendingRevision{space_id, GetCurrentSubTransactionId()};
+	for (std::size_t i = 0; i < pending.revising_count; ++i)
+		if (pending.revising[i] == space_id)
+			return;
+	grow(pending.revising, pending.revising_capacity, pending.revising_count + 1);
+	LWLockAcquire(shared_directory_lock(), LW_SHARED);
+	if (SpaceSlot *slot = directory_find(space_id))
+		slot->file.revisions_in_flight.fetch_add(1, std::memory_order_seq_cst);
+	LWLockRelease(shared_directory_lock());
+	pending.revising[pending.revising_count++] = space_id;
+}
+
+// The transaction ends: its revisions are no longer in flight, and a
+// committed one records its generation first.
+void
+finish_revisions(std::uint64_t generation)
+{
+	if (pending.revising_count == 0)
+		return;
+	LWLockAcquire(shared_directory_lock(), LW_SHARED);
+	for (std::size_t i = 0; i < pending.revising_count; ++i)
+		if (SpaceSlot *slot = directory_find(pending.revising[i])) {
+			std::uint64_t seen = slot->file.revision_generation.load(std::memory_order_acquire);
+			while (generation > seen &&
+				   !slot->file.revision_generation.compare_exchange_weak(seen, generation, std::memory_order_acq_rel))
+				;
+			slot->file.revisions_in_flight.fetch_sub(1, std::memory_order_seq_cst);
+		}
+	LWLockRelease(shared_directory_lock());
+	pending.revising_count = 0;
+}
+
+void
+append_forget(std::int32_t space_id, std::uint32_t dim, Oid relation, std::int64_t id)
+{
+	note_revision(space_id);
+	append_range_to(pending.forgets, pending.forget_count, pending.forget_capacity, space_id, dim,
+					GetCurrentSubTransactionId(), relation, id);
+}
+
+// Whether rows[i] repeats the id of an earlier row (an updated version).
+bool *
+repeated_ids(void)
+{
+	auto *order = static_cast<std::size_t *>(palloc(sizeof(std::size_t) * std::max<std::size_t>(pending.row_count, 1)));
+	auto *repeated = static_cast<bool *>(palloc0(sizeof(bool) * std::max<std::size_t>(pending.row_count, 1)));
+	for (std::size_t i = 0; i < pending.row_count; ++i)
+		order[i] = i;
+	std::stable_sort(order, order + pending.row_count,
+					 [](std::size_t a, std::size_t b) { return pending.rows[a].id < pending.rows[b].id; });
+	for (std::size_t i = 1; i < pending.row_count; ++i)
+		if (pending.rows[order[i]].id == pending.rows[order[i - 1]].id)
+			repeated[order[i]] = true;
+	pfree(order);
+	return repeated;
 }
 
 // Switches the transaction to id ranges once its vectors outgrow the budget.
+// Every row becomes its id once, removed or not, tied to the subtransaction
+// that inserted it: the worker reads back whatever version the transaction
+// left, if any.
 void
 spill_rows_to_ranges(void)
 {
+	bool *repeated = repeated_ids();
 	for (std::size_t i = 0; i < pending.row_count; ++i) {
 		const PendingRow &r = pending.rows[i];
-		append_range(r.space_id, r.dim, r.subid, r.relation, r.id);
+		if (!repeated[i])
+			append_range(r.space_id, r.dim, r.subid, r.relation, r.id);
 	}
+	pfree(repeated);
 	if (pending.rows != nullptr) // nothing kept yet when the first row alone outgrows the budget
 		pfree(pending.rows);
 	pending.rows = nullptr;
@@ -216,46 +349,104 @@ spill_rows_to_ranges(void)
 		pfree(pending.vectors);
 	pending.vectors = nullptr;
 	pending.float_count = pending.float_capacity = 0;
+	if (pending.tokens != nullptr)
+		pfree(pending.tokens);
+	pending.tokens = nullptr;
+	pending.token_count = pending.token_capacity = 0;
+	pending.removed_rows = 0;
 	pending.spilled = true;
 }
 
+// Bytes a kept row takes in the budget: what it adds to a vectors record.
+std::size_t
+kept_row_bytes(std::uint32_t dim, std::uint32_t tokens)
+{
+	return engram::core::vectors_row_bytes(dim, tokens);
+}
+
 void
-capture_row(std::int64_t id, std::int32_t space_id, Oid relation, std::span<const float> vector, float confidence)
+capture_row(std::int64_t id, std::int32_t space_id, Oid relation, std::span<const float> vector, float confidence,
+			std::int64_t observed_at, std::span<const std::uint64_t> tokens)
 {
 	const SubTransactionId subid = GetCurrentSubTransactionId();
 	const auto dim = static_cast<std::uint32_t>(vector.size());
-	// The budget counts what the rows take in vectors records (vector, id, confidence).
-	if (!pending.spilled &&
-		(pending.float_count + dim) * sizeof(float) + (pending.row_count + 1) * 12 > spill_threshold_bytes())
+	const auto token_count = static_cast<std::uint32_t>(tokens.size());
+	// The budget counts what the rows take in vectors records.
+	if (!pending.spilled && pending.float_count * sizeof(float) + pending.row_count * 32 +
+									pending.token_count * sizeof(std::uint64_t) + kept_row_bytes(dim, token_count) >
+								spill_threshold_bytes())
 		spill_rows_to_ranges();
 	if (pending.spilled) {
 		append_range(space_id, dim, subid, relation, id);
 	} else {
 		grow(pending.rows, pending.row_capacity, pending.row_count + 1);
 		grow(pending.vectors, pending.float_capacity, pending.float_count + dim);
+		grow(pending.tokens, pending.token_capacity, pending.token_count + token_count);
 		std::memcpy(pending.vectors + pending.float_count, vector.data(), dim * sizeof(float));
-		pending.rows[pending.row_count++] =
-			PendingRow{id, space_id, dim, subid, confidence, relation, pending.float_count};
+		if (token_count > 0)
+			std::memcpy(pending.tokens + pending.token_count, tokens.data(), token_count * sizeof(std::uint64_t));
+		pending.rows[pending.row_count++] = PendingRow{id,          space_id,
+													   dim,         subid,
+													   0,           confidence,
+													   relation,    pending.float_count,
+													   observed_at, pending.token_count,
+													   token_count};
 		pending.float_count += dim;
+		pending.token_count += token_count;
 	}
 	// Counted once held, so a row refused above leaves the count as it was.
 	pending.observations++;
 }
 
+// A row this transaction wrote was deleted or replaced by it: a kept row is
+// marked removed by the current subtransaction (the newest live one with that
+// id); a row kept as a range needs nothing (see the top of the file).
+void
+take_back_row(std::int64_t id)
+{
+	if (pending.spilled)
+		return;
+	for (std::size_t i = pending.row_count; i > 0; --i) {
+		PendingRow &row = pending.rows[i - 1];
+		if (row.id == id && row.removed_by == 0) {
+			row.removed_by = GetCurrentSubTransactionId();
+			pending.removed_rows++;
+			pending.observations--;
+			return;
+		}
+	}
+}
+
 // Rows and ranges of a subtransaction always form the tail of their lists,
 // because a subtransaction's children are folded into it when they commit.
+// Removal marks are not a tail: they are looked up in every row, but only
+// while some row carries one.
 void
 subxact_abort(SubTransactionId subid)
 {
 	while (pending.row_count > 0 && pending.rows[pending.row_count - 1].subid == subid) {
-		pending.row_count--;
-		pending.float_count = pending.rows[pending.row_count].vector_offset;
-		pending.observations--;
+		const PendingRow &row = pending.rows[--pending.row_count];
+		pending.float_count = row.vector_offset;
+		pending.token_count = row.token_offset;
+		if (row.removed_by != 0)
+			pending.removed_rows--;
+		else
+			pending.observations--;
 	}
 	while (pending.range_count > 0 && pending.ranges[pending.range_count - 1].subid == subid) {
 		const PendingRange &r = pending.ranges[--pending.range_count];
 		pending.observations -= static_cast<std::uint64_t>(r.last - r.first + 1);
 	}
+	while (pending.forget_count > 0 && pending.forgets[pending.forget_count - 1].subid == subid)
+		pending.forget_count--;
+	while (pending.revision_count > 0 && pending.revisions[pending.revision_count - 1].subid == subid)
+		pending.revision_count--;
+	for (std::size_t i = 0; pending.removed_rows > 0 && i < pending.row_count; ++i)
+		if (pending.rows[i].removed_by == subid) {
+			pending.rows[i].removed_by = 0;
+			pending.removed_rows--;
+			pending.observations++;
+		}
 }
 
 void
@@ -265,6 +456,14 @@ subxact_commit(SubTransactionId subid, SubTransactionId parent)
 		pending.rows[i - 1].subid = parent;
 	for (std::size_t i = pending.range_count; i > 0 && pending.ranges[i - 1].subid == subid; --i)
 		pending.ranges[i - 1].subid = parent;
+	for (std::size_t i = pending.forget_count; i > 0 && pending.forgets[i - 1].subid == subid; --i)
+		pending.forgets[i - 1].subid = parent;
+	for (std::size_t i = pending.revision_count; i > 0 && pending.revisions[i - 1].subid == subid; --i)
+		pending.revisions[i - 1].subid = parent;
+	if (pending.removed_rows > 0)
+		for (std::size_t i = 0; i < pending.row_count; ++i)
+			if (pending.rows[i].removed_by == subid)
+				pending.rows[i].removed_by = parent;
 }
 
 // --- pre-commit: plan, check, admit, reserve ----------------------------------
@@ -276,40 +475,83 @@ plan_record(const PlannedRecord &record)
 	pending.plan[pending.plan_count++] = record;
 }
 
-// Vector records hold consecutive rows of one space and dimension, as many as
-// one record holds; id-range records likewise up to 4096 ranges.
+// Drops the rows the transaction took back, closing up their vectors and
+// tokens, so that a record's rows are consecutive (no subtransaction event
+// follows pre-commit).
 void
-plan_records(std::size_t max_payload)
+drop_removed_rows(void)
+{
+	if (pending.removed_rows == 0)
+		return;
+	std::size_t rows = 0, floats = 0, tokens = 0;
+	for (std::size_t i = 0; i < pending.row_count; ++i) {
+		PendingRow row = pending.rows[i];
+		if (row.removed_by != 0)
+			continue;
+		std::memmove(pending.vectors + floats, pending.vectors + row.vector_offset, row.dim * sizeof(float));
+		if (row.token_count > 0)
+			std::memmove(pending.tokens + tokens, pending.tokens + row.token_offset,
+						 row.token_count * sizeof(std::uint64_t));
+		row.vector_offset = floats;
+		row.token_offset = tokens;
+		floats += row.dim;
+		tokens += row.token_count;
+		pending.rows[rows++] = row;
+	}
+	pending.row_count = rows;
+	pending.float_count = floats;
+	pending.token_count = tokens;
+	pending.removed_rows = 0;
+}
+
+// Id-range and forget records: up to 4096 ranges of one space each.
+void
+plan_ranges(engram::core::BatchKind kind, const PendingRange *ranges, std::size_t range_count)
 {
 	constexpr std::uint32_t k_ranges_per_record = 4096;
-	for (std::size_t i = 0; i < pending.row_count;) {
-		const PendingRow &first = pending.rows[i];
-		const std::uint32_t limit =
-			std::max<std::uint32_t>(engram::core::vectors_per_payload(max_payload, first.dim), 1);
+	const bool counted = kind == engram::core::BatchKind::id_ranges;
+	for (std::size_t i = 0; i < range_count;) {
+		const PendingRange &first = ranges[i];
 		std::size_t end = i + 1;
-		while (end < pending.row_count && end - i < limit && pending.rows[end].space_id == first.space_id &&
-			   pending.rows[end].dim == first.dim && pending.rows[end].relation == first.relation)
-			++end;
-		const auto count = static_cast<std::uint32_t>(end - i);
-		plan_record(PlannedRecord{engram::core::BatchKind::vectors, first.space_id, first.dim, count, first.relation, i,
-								  count, engram::core::vectors_payload_bytes(count, first.dim)});
-		i = end;
-	}
-	for (std::size_t i = 0; i < pending.range_count;) {
-		const PendingRange &first = pending.ranges[i];
-		std::size_t end = i + 1;
-		std::uint64_t rows = static_cast<std::uint64_t>(first.last - first.first + 1);
-		while (end < pending.range_count && end - i < k_ranges_per_record &&
-			   pending.ranges[end].space_id == first.space_id && pending.ranges[end].dim == first.dim &&
-			   pending.ranges[end].relation == first.relation) {
-			rows += static_cast<std::uint64_t>(pending.ranges[end].last - pending.ranges[end].first + 1);
+		std::uint64_t rows = counted ? static_cast<std::uint64_t>(first.last - first.first + 1) : 0;
+		while (end < range_count && end - i < k_ranges_per_record && ranges[end].space_id == first.space_id &&
+			   ranges[end].dim == first.dim && ranges[end].relation == first.relation) {
+			if (counted)
+				rows += static_cast<std::uint64_t>(ranges[end].last - ranges[end].first + 1);
 			++end;
 		}
 		const auto count = static_cast<std::uint32_t>(end - i);
-		plan_record(PlannedRecord{engram::core::BatchKind::id_ranges, first.space_id, first.dim, count, first.relation,
-								  i, rows, engram::core::ranges_payload_bytes(count)});
+		plan_record(PlannedRecord{kind, first.space_id, first.dim, count, first.relation, i, rows,
+								  engram::core::ranges_payload_bytes(count)});
 		i = end;
 	}
+}
+
+// Forgets come first, so the worker hides old versions before it stores the
+// new ones. Vector records hold consecutive rows of one space and dimension,
+// as many as fit a payload.
+void
+plan_records(std::size_t max_payload)
+{
+	drop_removed_rows();
+	plan_ranges(engram::core::BatchKind::forgets, pending.forgets, pending.forget_count);
+	for (std::size_t i = 0; i < pending.row_count;) {
+		const PendingRow &first = pending.rows[i];
+		std::size_t end = i + 1;
+		std::uint64_t tokens = first.token_count;
+		while (end < pending.row_count && pending.rows[end].space_id == first.space_id &&
+			   pending.rows[end].dim == first.dim && pending.rows[end].relation == first.relation &&
+			   engram::core::vectors_payload_bytes(static_cast<std::uint32_t>(end - i + 1), first.dim,
+												   tokens + pending.rows[end].token_count) <= max_payload) {
+			tokens += pending.rows[end].token_count;
+			++end;
+		}
+		const auto count = static_cast<std::uint32_t>(end - i);
+		plan_record(PlannedRecord{engram::core::BatchKind::vectors, first.space_id, first.dim, count, first.relation, i,
+								  count, engram::core::vectors_payload_bytes(count, first.dim, tokens)});
+		i = end;
+	}
+	plan_ranges(engram::core::BatchKind::id_ranges, pending.ranges, pending.range_count);
 }
 
 // The plan's rows per space: what admission weighs and the backlog counts.
@@ -342,23 +584,31 @@ instance_of(Oid relation)
 void
 fill_record(const PlannedRecord &record, std::span<std::byte> payload, std::uint32_t xid)
 {
-	if (record.kind == engram::core::BatchKind::id_ranges) {
-		std::span<engram::core::IdRange> out = engram::core::write_ranges_header(payload, record.space_id, record.dim,
-																				 record.count, xid,
+	if (record.kind != engram::core::BatchKind::vectors) {
+		const PendingRange *ranges = record.kind == engram::core::BatchKind::forgets ? pending.forgets : pending.ranges;
+		std::span<engram::core::IdRange> out = engram::core::write_ranges_header(payload, record.kind, record.space_id,
+																				 record.dim, record.count, xid,
 																				 instance_of(record.relation));
 		for (std::uint32_t k = 0; k < record.count; ++k)
-			out[k] = {pending.ranges[record.first + k].first, pending.ranges[record.first + k].last};
+			out[k] = {ranges[record.first + k].first, ranges[record.first + k].last};
 		return;
 	}
+	const PendingRow &first = pending.rows[record.first];
+	const PendingRow &last = pending.rows[record.first + record.count - 1];
+	const std::size_t tokens = last.token_offset + last.token_count - first.token_offset;
 	engram::core::VectorsSections s = engram::core::write_vectors_header(payload, record.space_id, record.dim,
-																		 record.count, xid,
+																		 record.count, tokens, xid,
 																		 instance_of(record.relation));
 	for (std::uint32_t k = 0; k < record.count; ++k) {
 		const PendingRow &row = pending.rows[record.first + k];
 		s.ids[k] = row.id;
+		s.observed_at[k] = row.observed_at;
 		s.confidences[k] = row.confidence;
+		s.token_counts[k] = row.token_count;
 	}
-	std::memcpy(s.vectors.data(), pending.vectors + pending.rows[record.first].vector_offset,
+	if (tokens > 0)
+		std::memcpy(s.tokens.data(), pending.tokens + first.token_offset, tokens * sizeof(std::uint64_t));
+	std::memcpy(s.vectors.data(), pending.vectors + first.vector_offset,
 				std::size_t{record.count} * record.dim * sizeof(float));
 }
 
@@ -497,7 +747,7 @@ admit_and_reserve(engram::core::Ring &ring, std::uint32_t xid)
 void
 pre_commit(void)
 {
-	if (pending.observations == 0)
+	if (pending.observations == 0 && pending.forget_count == 0)
 		return;
 	engram::core::Ring ring = shared_ring();
 	plan_records(std::min<std::size_t>(ring.max_payload_bytes(), 1 << 20));
@@ -506,8 +756,11 @@ pre_commit(void)
 		cells += record_cells(pending.plan[i].payload_bytes);
 	if (cells > transaction_limit_cells())
 		report_too_large(pending.observations, cells, "");
+	// Forgetting is never held back by a space's state: rows leave the table
+	// whatever the index can take.
 	for (std::size_t i = 0; i < pending.plan_count; ++i)
-		space_require_committable(pending.plan[i].space_id);
+		if (pending.plan[i].kind != engram::core::BatchKind::forgets)
+			space_require_committable(pending.plan[i].space_id);
 	plan_demands();
 	// The generation continues from the WAL position so it keeps growing
 	// across restarts (every commit writes WAL, so it never overtakes it).
@@ -531,6 +784,7 @@ commit(void)
 			pending.last_generation = generation;
 		shared_wake_workers();
 	}
+	finish_revisions(std::max(pending.last_generation, shared_ring().last_generation()));
 	// The admitted rows are the workers' now: they take them off the backlog
 	// as they pop the records.
 	pending_reset();
@@ -540,6 +794,7 @@ void
 abort_transaction(void)
 {
 	release_reservations();
+	finish_revisions(0);
 	pending_reset();
 }
 
@@ -561,7 +816,7 @@ on_xact(XactEvent event, void *)
 			// Observations are published from this backend's memory at commit,
 			// but COMMIT PREPARED may run in any session, after a restart even.
 			// Refused here, the transaction aborts and the abort resets it all.
-			if (pending.observations > 0)
+			if (pending.observations > 0 || pending.forget_count > 0)
 				ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 								errmsg("cannot prepare a transaction that observed into engram"),
 								errdetail("Its %llu observations would be published by this session at commit, "
@@ -572,6 +827,7 @@ on_xact(XactEvent event, void *)
 		case XACT_EVENT_PREPARE:
 			// Prepared without observations: nothing of it (a drop_space's
 			// permission to delete, say) may outlive it in this session.
+			finish_revisions(shared_ring().last_generation());
 			pending_reset();
 			break;
 		default:
@@ -596,7 +852,7 @@ constexpr const char *k_capture = "engram._capture()";
 
 struct ObservationColumns {
 	Oid relid;
-	AttrNumber id, space_id, embedding, confidence;
+	AttrNumber id, space_id, embedding, confidence, metadata, observed_at;
 };
 ObservationColumns columns;
 
@@ -617,12 +873,17 @@ resolve_columns(Oid relid, TupleDesc desc)
 	if (columns.relid == relid && column_is(desc, columns.id, "id", INT8OID) &&
 		column_is(desc, columns.space_id, "space_id", INT4OID) &&
 		column_is(desc, columns.embedding, "embedding", FLOAT4ARRAYOID) &&
-		column_is(desc, columns.confidence, "confidence", FLOAT4OID))
+		column_is(desc, columns.confidence, "confidence", FLOAT4OID) &&
+		column_is(desc, columns.metadata, "metadata", JSONBOID) &&
+		column_is(desc, columns.observed_at, "observed_at", TIMESTAMPTZOID))
 		return;
-	columns = ObservationColumns{relid, require_column(desc, "id", INT8OID, k_capture),
+	columns = ObservationColumns{relid,
+								 require_column(desc, "id", INT8OID, k_capture),
 								 require_column(desc, "space_id", INT4OID, k_capture),
 								 require_column(desc, "embedding", FLOAT4ARRAYOID, k_capture),
-								 require_column(desc, "confidence", FLOAT4OID, k_capture)};
+								 require_column(desc, "confidence", FLOAT4OID, k_capture),
+								 require_column(desc, "metadata", JSONBOID, k_capture),
+								 require_column(desc, "observed_at", TIMESTAMPTZOID, k_capture)};
 }
 
 Datum
@@ -663,34 +924,144 @@ capture_delete_allowed(std::int32_t space_id)
 	return pending.delete_allowed_space != 0 && pending.delete_allowed_space == space_id;
 }
 
+namespace {
+
+// A row's columns as the index holds them (checked again: see the top).
+struct CapturedRow {
+	std::int64_t id;
+	std::int32_t space_id;
+	float confidence;
+	std::int64_t observed_at;
+	Datum embedding; // the detoasted array
+	Jsonb *metadata; // nullptr for NULL
+};
+
+CapturedRow
+read_row(HeapTuple tuple, TupleDesc desc)
+{
+	CapturedRow row;
+	row.id = DatumGetInt64(required_value(tuple, desc, columns.id, "id"));
+	row.space_id = DatumGetInt32(required_value(tuple, desc, columns.space_id, "space_id"));
+	row.confidence = DatumGetFloat4(required_value(tuple, desc, columns.confidence, "confidence"));
+	row.observed_at = DatumGetTimestampTz(required_value(tuple, desc, columns.observed_at, "observed_at"));
+	row.embedding = PointerGetDatum(DatumGetArrayTypeP(required_value(tuple, desc, columns.embedding, "embedding")));
+	bool isnull = false;
+	const Datum metadata = heap_getattr(tuple, columns.metadata, desc, &isnull);
+	row.metadata = isnull ? nullptr : DatumGetJsonbP(metadata);
+	return row;
+}
+
+void
+capture_inserted(const CapturedRow &row, Oid relation)
+{
+	ArrayType *embedding = DatumGetArrayTypeP(row.embedding);
+	if (ARR_ELEMTYPE(embedding) != FLOAT4OID)
+		ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH), errmsg("embedding must be an array of real"),
+						errdetail("Got an array of %s.", format_type_be(ARR_ELEMTYPE(embedding)))));
+	const SpaceDefinition *space = remembered_space(row.space_id);
+	const int dim = static_cast<int>(space->dim);
+	const float *values =
+		check_vector(embedding, "embedding", space->name, dim, space->metric == engram::core::Metric::cosine);
+	if (!(row.confidence >= 0.0f && row.confidence <= 1.0f))
+		ereport(ERROR, (errcode(ERRCODE_CHECK_VIOLATION), errmsg("confidence must be between 0 and 1"),
+						errdetail("Observation %lld has confidence %g.", static_cast<long long>(row.id),
+								  static_cast<double>(row.confidence))));
+	TokenBuffer tokens;
+	metadata_tokens(row.metadata, &tokens, row.id);
+	capture_row(row.id, row.space_id, relation, std::span(values, static_cast<std::size_t>(dim)), row.confidence,
+				row.observed_at, std::span<const std::uint64_t>(tokens.tokens, tokens.count));
+	if (tokens.tokens != nullptr)
+		pfree(tokens.tokens);
+}
+
+// Whether this transaction (or one of its subtransactions) wrote the tuple.
+bool
+written_here(HeapTuple tuple)
+{
+	return TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetXmin(tuple->t_data));
+}
+
+// The old version of a row leaves the index: a row of an earlier transaction
+// is forgotten, one this transaction wrote is taken back.
+void
+capture_removed(HeapTuple old_tuple, std::int64_t id, std::int32_t space_id, Oid relation)
+{
+	if (written_here(old_tuple)) {
+		take_back_row(id);
+		return;
+	}
+	const SpaceDefinition *space = remembered_space(space_id);
+	append_forget(space_id, space->dim, relation, id);
+}
+
+bool
+same_bytes(Datum a, Datum b)
+{
+	const Size size = VARSIZE_ANY(DatumGetPointer(a));
+	return size == VARSIZE_ANY(DatumGetPointer(b)) && memcmp(DatumGetPointer(a), DatumGetPointer(b), size) == 0;
+}
+
+[[noreturn]] void
+refuse_update(std::int64_t id, const char *column)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("the %s of an observation cannot be updated", column),
+			 errdetail("Observation %lld would change its %s; the index holds its embedding in its space.",
+					   static_cast<long long>(id), column),
+			 errhint("Delete the observation and observe it again (engram.forget, then engram.observe).")));
+}
+
+void
+capture_updated(HeapTuple old_tuple, HeapTuple new_tuple, TupleDesc desc, Oid relation)
+{
+	const CapturedRow before = read_row(old_tuple, desc);
+	const CapturedRow after = read_row(new_tuple, desc);
+	if (before.id != after.id)
+		refuse_update(before.id, "id");
+	if (before.space_id != after.space_id)
+		refuse_update(before.id, "space_id");
+	if (!same_bytes(before.embedding, after.embedding))
+		refuse_update(before.id, "embedding");
+	const bool same_metadata =
+		(before.metadata == nullptr) == (after.metadata == nullptr) &&
+		(before.metadata == nullptr || same_bytes(PointerGetDatum(before.metadata), PointerGetDatum(after.metadata)));
+	// Content is not in the index: an update of it alone changes nothing here.
+	if (same_metadata && before.confidence == after.confidence && before.observed_at == after.observed_at)
+		return;
+	// A row kept as an id range is read back after the commit as the
+	// transaction left it: a version of its own needs nothing more.
+	if (pending.spilled && written_here(old_tuple))
+		return;
+	capture_removed(old_tuple, before.id, before.space_id, relation);
+	capture_inserted(after, relation);
+}
+
+} // namespace
+
 ENGRAM_FUNCTION(engram_capture)
 {
 	TriggerData *trigdata = require_trigger_call(fcinfo, k_capture);
 	require_trigger_relation(trigdata, "observations", k_capture);
 	const TriggerEvent event = trigdata->tg_event;
-	if (!TRIGGER_FIRED_AFTER(event) || !TRIGGER_FIRED_FOR_ROW(event) || !TRIGGER_FIRED_BY_INSERT(event))
-		report_trigger_event(k_capture, "AFTER INSERT FOR EACH ROW");
+	if (!TRIGGER_FIRED_AFTER(event) || !TRIGGER_FIRED_FOR_ROW(event) ||
+		!(TRIGGER_FIRED_BY_INSERT(event) || TRIGGER_FIRED_BY_UPDATE(event) || TRIGGER_FIRED_BY_DELETE(event)))
+		report_trigger_event(k_capture, "AFTER INSERT, UPDATE or DELETE FOR EACH ROW");
 	shared_require();
 	instance_require_database();
 	TupleDesc desc = RelationGetDescr(trigdata->tg_relation);
-	resolve_columns(RelationGetRelid(trigdata->tg_relation), desc);
+	const Oid relation = RelationGetRelid(trigdata->tg_relation);
+	resolve_columns(relation, desc);
 	HeapTuple tuple = trigdata->tg_trigtuple;
-	const std::int64_t id = DatumGetInt64(required_value(tuple, desc, columns.id, "id"));
-	const std::int32_t space_id = DatumGetInt32(required_value(tuple, desc, columns.space_id, "space_id"));
-	const float confidence = DatumGetFloat4(required_value(tuple, desc, columns.confidence, "confidence"));
-	ArrayType *embedding = DatumGetArrayTypeP(required_value(tuple, desc, columns.embedding, "embedding"));
-	if (ARR_ELEMTYPE(embedding) != FLOAT4OID)
-		ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH), errmsg("embedding must be an array of real"),
-						errdetail("Got an array of %s.", format_type_be(ARR_ELEMTYPE(embedding)))));
-	const SpaceDefinition *space = remembered_space(space_id);
-	const int dim = static_cast<int>(space->dim);
-	const float *values =
-		check_vector(embedding, "embedding", space->name, dim, space->metric == engram::core::Metric::cosine);
-	if (!(confidence >= 0.0f && confidence <= 1.0f))
-		ereport(ERROR, (errcode(ERRCODE_CHECK_VIOLATION), errmsg("confidence must be between 0 and 1"),
-						errdetail("Observation %lld has confidence %g.", static_cast<long long>(id),
-								  static_cast<double>(confidence))));
-	capture_row(id, space_id, RelationGetRelid(trigdata->tg_relation), std::span(values, static_cast<std::size_t>(dim)),
-				confidence);
+	if (TRIGGER_FIRED_BY_INSERT(event))
+		capture_inserted(read_row(tuple, desc), relation);
+	else if (TRIGGER_FIRED_BY_UPDATE(event))
+		capture_updated(tuple, trigdata->tg_newtuple, desc, relation);
+	else {
+		const std::int64_t id = DatumGetInt64(required_value(tuple, desc, columns.id, "id"));
+		const std::int32_t space_id = DatumGetInt32(required_value(tuple, desc, columns.space_id, "space_id"));
+		// drop_space deletes its rows itself: its slot goes with them.
+		if (!capture_delete_allowed(space_id))
+			capture_removed(tuple, id, space_id, relation);
+	}
 	return PointerGetDatum(nullptr);
 }

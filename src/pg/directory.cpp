@@ -164,6 +164,9 @@ directory_install(const SpaceDefinition &definition, std::uint32_t create_xid)
 	// sets the gap of the spaces it loads.
 	directory_set_snapshot_gap(&slot, 0, shared_state()->loaded_generation.load(std::memory_order_acquire));
 	directory_forget_file(&slot);
+	slot.forgotten_since.store(0, std::memory_order_relaxed);
+	slot.file.revisions_in_flight.store(0, std::memory_order_relaxed);
+	slot.file.revision_generation.store(0, std::memory_order_relaxed);
 	slot.state.store(SPACE_SLOT_LIVE, std::memory_order_release);
 	if (static_cast<std::uint32_t>(index) >= d.in_use.load(std::memory_order_relaxed))
 		d.in_use.store(static_cast<std::uint32_t>(index) + 1, std::memory_order_release);
@@ -238,8 +241,10 @@ void
 directory_forget_file(SpaceSlot *slot)
 {
 	SpaceFileState &f = slot->file;
-	for (std::atomic<std::uint64_t> *field : {&f.observations, &f.linked, &f.graph, &f.generation, &f.bytes})
+	for (std::atomic<std::uint64_t> *field :
+		 {&f.observations, &f.linked, &f.forgotten, &f.graph, &f.generation, &f.bytes})
 		field->store(0, std::memory_order_relaxed);
+	f.erase_written.store(f.erase_requested.load(std::memory_order_relaxed), std::memory_order_relaxed);
 	f.written_at.store(0, std::memory_order_relaxed);
 	f.attempted_at.store(0, std::memory_order_relaxed);
 }

@@ -58,11 +58,22 @@ inline constexpr int k_cause_text_bytes = 128;
 struct SpaceFileState {
 	std::atomic<std::uint64_t> observations; // nodes in the file
 	std::atomic<std::uint64_t> linked;       // of those, linked when it was written
+	std::atomic<std::uint64_t> forgotten;    // of those, forgotten when it was written
 	std::atomic<std::uint64_t> graph;        // header offset of the graph it was written from
 	std::atomic<std::uint64_t> generation;   // published generation when it was written
 	std::atomic<std::uint64_t> bytes;        // its size
 	std::atomic<std::int64_t> written_at;    // TimestampTz of the write
 	std::atomic<std::int64_t> attempted_at;  // of the last attempt, failed or not
+	// Transactions that deleted or updated rows of the space and have not
+	// finished, and the latest generation such a transaction committed at:
+	// the writer writes a file only while none is in flight and every one
+	// has been stored (writer.cpp), so the file's revision is exact.
+	std::atomic<std::uint32_t> revisions_in_flight;
+	std::atomic<std::uint64_t> revision_generation;
+	// Compactions so far, and how many of them a file written since covers:
+	// while they differ, the file may hold erased vectors and is due at once.
+	std::atomic<std::uint32_t> erase_requested;
+	std::atomic<std::uint32_t> erase_written;
 };
 
 struct SpaceSlot {
@@ -100,6 +111,10 @@ struct SpaceSlot {
 	// at, when they were loaded from the table (worker_load.cpp).
 	std::atomic<std::uint64_t> snapshot_gap_from;
 	std::atomic<std::uint64_t> snapshot_gap_to;
+	// When the oldest forget not yet erased was stored (TimestampTz, 0 for
+	// none): compaction is due engram.erase_within / 2 after it
+	// (worker_compact.cpp).
+	std::atomic<std::int64_t> forgotten_since;
 	SpaceFileState file;
 };
 

@@ -16,6 +16,7 @@
 
 #include "pg/graph_files.hpp"
 #include "pg/observation_rows.hpp"
+#include "pg/revisions.hpp"
 
 namespace {
 
@@ -69,15 +70,18 @@ discard_graph(SpaceSlot *slot, const char *reason)
 	discard(slot, reason);
 }
 
-// The observation ids of the graph, ascending; false if one repeats.
+// The observation ids of the graph's live nodes (not forgotten), ascending,
+// and how many; false if one repeats.
 bool
-sorted_labels(const engram::core::HnswGraph &graph, std::int64_t *labels)
+sorted_labels(const engram::core::HnswGraph &graph, std::int64_t *labels, std::uint64_t &count)
 {
 	const std::uint64_t n = graph.size();
+	count = 0;
 	for (std::uint64_t id = 0; id < n; ++id)
-		labels[id] = graph.label(static_cast<std::uint32_t>(id));
-	std::sort(labels, labels + n);
-	return std::adjacent_find(labels, labels + n) == labels + n;
+		if (graph.forgotten(static_cast<std::uint32_t>(id)) == engram::core::k_never_forgotten)
+			labels[count++] = graph.label(static_cast<std::uint32_t>(id));
+	std::sort(labels, labels + count);
+	return std::adjacent_find(labels, labels + count) == labels + count;
 }
 
 struct Comparison {
@@ -179,11 +183,22 @@ load_graph_file(SpaceSlot *slot, std::uint64_t load_generation)
 		discard_graph(slot, "its generations are newer than this cluster's write-ahead log");
 		return result;
 	}
+	bool revised = false;
+	char revision_error[k_cause_text_bytes];
+	auto check_revisions = [&] { revised = space_revised_after(slot->space_id, result.stored.revision); };
+	if (!run_in_subtransaction(check_revisions, revision_error, sizeof revision_error)) {
+		discard_graph(slot, psprintf("engram.revisions could not be read: %s", revision_error));
+		return result;
+	}
+	if (revised) {
+		discard_graph(slot, "rows of the space were deleted or updated after it was written");
+		return result;
+	}
 	Comparison comparison;
 	comparison.count = graph.size();
 	auto *labels = static_cast<std::int64_t *>(MemoryContextAllocHuge(
 		CurrentMemoryContext, sizeof(std::int64_t) * std::max<std::uint64_t>(comparison.count, 1)));
-	if (!sorted_labels(graph, labels)) {
+	if (!sorted_labels(graph, labels, comparison.count)) {
 		pfree(labels);
 		discard_graph(slot, "it is corrupt (an observation id repeats)");
 		return result;
@@ -210,7 +225,8 @@ load_graph_file(SpaceSlot *slot, std::uint64_t load_generation)
 	struct stat st;
 	SpaceFileState &file = slot->file;
 	file.graph.store(offset, std::memory_order_relaxed);
-	file.observations.store(comparison.count, std::memory_order_relaxed);
+	file.observations.store(graph.size(), std::memory_order_relaxed);
+	file.forgotten.store(graph.forgotten_count(), std::memory_order_relaxed);
 	file.linked.store(graph.linked_count(), std::memory_order_relaxed);
 	file.generation.store(result.stored.max_generation, std::memory_order_relaxed);
 	if (stat(path, &st) == 0) {

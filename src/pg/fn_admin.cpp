@@ -97,11 +97,36 @@ ENGRAM_FUNCTION(engram_space_state)
 			memory += static_cast<std::int64_t>(pinned_graph(other).memory_bytes());
 		const engram::core::HnswGraph graph = pinned_graph(pin);
 		memory += static_cast<std::int64_t>(graph.memory_bytes());
-		Datum values[5] = {Int32GetDatum(slot.space_id), Int64GetDatum(static_cast<std::int64_t>(graph.size())),
+		const std::uint64_t live = graph.size() - graph.forgotten_count();
+		Datum values[5] = {Int32GetDatum(slot.space_id), Int64GetDatum(static_cast<std::int64_t>(live)),
 						   Int64GetDatum(static_cast<std::int64_t>(graph.linked_count())), Int64GetDatum(memory),
 						   Int64GetDatum(static_cast<std::int64_t>(graph.max_generation()))};
 		pin.release();
 		bool nulls[5] = {false, false, false, false, false};
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return static_cast<Datum>(0);
+}
+
+// engram._space_forgotten(): per space, the nodes of its index that are
+// forgotten (deleted, or an old version of an updated row) and not erased yet.
+ENGRAM_FUNCTION(engram_space_forgotten)
+{
+	shared_require();
+	require_view_reader("spaces", "engram._space_forgotten()");
+	instance_require();
+	InitMaterializedSRF(fcinfo, 0);
+	auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+	for (const SpaceSlot &slot : directory_slots()) {
+		if (slot.state.load(std::memory_order_acquire) != SPACE_SLOT_LIVE)
+			continue;
+		engram::core::GraphPin pin = engram::core::pin_current(directory_index(&slot));
+		if (!pin)
+			continue;
+		const std::uint64_t forgotten = pinned_graph(pin).forgotten_count();
+		pin.release();
+		Datum values[2] = {Int32GetDatum(slot.space_id), Int64GetDatum(static_cast<std::int64_t>(forgotten))};
+		bool nulls[2] = {false, false};
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return static_cast<Datum>(0);
@@ -132,13 +157,15 @@ ENGRAM_FUNCTION(engram_stored_ids)
 	const auto n = static_cast<std::uint32_t>(graph.size());
 	auto *labels = static_cast<std::int64_t *>(palloc_extended(sizeof(std::int64_t) * std::max(n, 1u),
 															   MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM));
+	std::uint32_t live = 0;
 	if (labels != nullptr)
 		for (std::uint32_t i = 0; i < n; ++i)
-			labels[i] = graph.label(i);
+			if (graph.forgotten(i) == engram::core::k_never_forgotten)
+				labels[live++] = graph.label(i);
 	pin.release();
 	if (labels == nullptr)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	for (std::uint32_t i = 0; i < n; ++i) {
+	for (std::uint32_t i = 0; i < live; ++i) {
 		Datum value = Int64GetDatum(labels[i]);
 		bool isnull = false;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
@@ -226,8 +253,15 @@ ENGRAM_FUNCTION(engram_guard_immutable)
 		if (!isnull && capture_delete_allowed(DatumGetInt32(space_id)))
 			return PointerGetDatum(trigdata->tg_trigtuple);
 	}
+	// Row events reach this function only from a catalog older than 0.4.0,
+	// whose capture trigger does not forget.
+	if (truncate)
+		ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("engram.observations cannot be truncated"),
+						errdetail("TRUNCATE fires no row trigger, so the spaces' indexes would keep the rows."),
+						errhint("Delete the rows instead (DELETE, engram.forget_before), or use engram.drop_space() "
+								"to remove a whole space.")));
 	ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("observations cannot be updated or deleted"),
-					errdetail("engram.observations is append-only; the spaces' indexes are derived from it."),
-					errhint("Use engram.drop_space() to remove a whole space.")));
+					errdetail("engram.observations is append-only in this version of the extension's catalog."),
+					errhint("Run ALTER EXTENSION engram UPDATE, or use engram.drop_space() to remove a whole space.")));
 	return static_cast<Datum>(0);
 }

@@ -40,6 +40,7 @@
 #include "pg/capture.hpp"
 #include "pg/guc.hpp"
 #include "pg/instance.hpp"
+#include "pg/metadata_tokens.hpp"
 #include "pg/quarantine.hpp"
 #include "pg/shared.hpp"
 
@@ -58,6 +59,7 @@ struct Hit {
 	float distance;
 	float confidence;
 	std::uint64_t generation;
+	std::int64_t observed_at;
 };
 
 engram::core::SearchContext *
@@ -141,39 +143,40 @@ check_generation(std::int64_t generation)
 	return static_cast<std::uint64_t>(generation);
 }
 
-// Rows loaded from the table carry the load's generation (the table keeps no
-// other), so the snapshots from just after the last generation the space's
-// index holds exactly up to that load cannot be told apart (SpaceSlot's gap).
-void
-check_answerable(std::int32_t space_id, std::uint64_t as_of)
+// The snapshots a space's index cannot answer (SpaceSlot's gap): rows
+// loaded from the table carry the load's generation (the table keeps no
+// other), so the snapshots from just after the last generation the index
+// held up to that load cannot be told apart; and a compaction erased
+// forgotten rows that older snapshots would have seen. Read by a recall
+// after it pinned the graph it answers from, under the directory lock: a
+// compaction widens the gap before its graph becomes current.
+struct SnapshotGap {
+	std::uint64_t from = 0, to = 0;
+};
+
+SnapshotGap
+snapshot_gap(const SpaceSlot *slot)
 {
-	LWLockAcquire(shared_directory_lock(), LW_SHARED);
-	const SpaceSlot *slot = directory_find(space_id);
-	const std::uint64_t from = slot != nullptr ? slot->snapshot_gap_from.load(std::memory_order_acquire) : 0;
-	const std::uint64_t to = slot != nullptr ? slot->snapshot_gap_to.load(std::memory_order_acquire)
-											 : shared_state()->loaded_generation.load(std::memory_order_acquire);
-	LWLockRelease(shared_directory_lock());
-	if (as_of < from || as_of >= to)
-		return;
+	if (slot == nullptr)
+		return {0, shared_state()->loaded_generation.load(std::memory_order_acquire)};
+	return {slot->snapshot_gap_from.load(std::memory_order_acquire),
+			slot->snapshot_gap_to.load(std::memory_order_acquire)};
+}
+
+[[noreturn]] void
+report_unanswerable(SnapshotGap gap, std::uint64_t as_of)
+{
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("generation %llu is older than the index can answer", static_cast<unsigned long long>(as_of)),
 			 errdetail("The index cannot answer snapshots from generation %llu up to generation %llu: rows "
-					   "committed then were loaded from engram.observations at generation %llu (after a server "
-					   "start, a crash restart or a reinstall, for rows no graph file held), and every row loaded "
-					   "then carries it, so those snapshots cannot be told apart.",
-					   static_cast<unsigned long long>(from), static_cast<unsigned long long>(to),
-					   static_cast<unsigned long long>(to)),
+					   "committed then were loaded from engram.observations at a later generation (after a server "
+					   "start, a crash restart or a reinstall, for rows no graph file held), or forgotten rows "
+					   "those snapshots saw have been erased (engram.erase_within).",
+					   static_cast<unsigned long long>(gap.from), static_cast<unsigned long long>(gap.to)),
 			 errhint("Use as_of => %llu or later, or leave as_of NULL for the latest generation.",
-					 static_cast<unsigned long long>(to))));
-}
-
-float
-score_of(engram::core::Metric metric, float distance)
-{
-	if (metric == engram::core::Metric::l2)
-		return 1.0f / (1.0f + distance);
-	return std::clamp(1.0f - distance, 0.0f, 1.0f);
+					 static_cast<unsigned long long>(gap.to))));
+	pg_unreachable();
 }
 
 } // namespace
@@ -207,8 +210,6 @@ ENGRAM_FUNCTION(engram_recall)
 	const bool pinned_snapshot = !PG_ARGISNULL(3);
 	const std::uint64_t as_of = pinned_snapshot ? check_generation(PG_GETARG_INT64(3)) : 0;
 	require_published(pinned_snapshot ? as_of : capture_last_generation());
-	if (pinned_snapshot)
-		check_answerable(info.space_id, as_of);
 	const std::uint64_t generation = pinned_snapshot ? as_of : shared_ring().published_generation();
 
 	auto *hits = static_cast<Hit *>(palloc(sizeof(Hit) * k));
@@ -229,9 +230,14 @@ ENGRAM_FUNCTION(engram_recall)
 		engram::core::GraphPin pin;
 		if (slot != nullptr && ready)
 			pin = engram::core::pin_current(directory_index(slot));
+		const SnapshotGap gap = snapshot_gap(slot);
 		LWLockRelease(shared_directory_lock());
 		if (!ready)
 			space_require_recallable(info.space_id, space); // no pin was taken
+		if (pinned_snapshot && as_of >= gap.from && as_of < gap.to) {
+			pin.release();
+			report_unanswerable(gap, as_of);
+		}
 		if (!pin)
 			break;
 		// A C++ exception from here on unwinds the pin and reaches the guard.
@@ -249,7 +255,8 @@ ENGRAM_FUNCTION(engram_recall)
 								  *search_context());
 		status = result.status;
 		for (const engram::core::Neighbor &n : result.neighbors)
-			hits[found++] = Hit{graph.label(n.id), n.distance, graph.confidence(n.id), graph.generation(n.id)};
+			hits[found++] = Hit{graph.label(n.id), n.distance, graph.confidence(n.id), graph.generation(n.id),
+								graph.observed_at(n.id)};
 		pin.release();
 	} while (status == engram::core::HnswStatus::interrupted);
 	if (status != engram::core::HnswStatus::ok)
@@ -258,12 +265,19 @@ ENGRAM_FUNCTION(engram_recall)
 	InitMaterializedSRF(fcinfo, 0);
 	auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
 	for (std::size_t i = 0; i < found; ++i) {
-		const float distance = info.metric == engram::core::Metric::l2 ? std::sqrt(std::max(hits[i].distance, 0.0f))
-																	   : hits[i].distance;
-		Datum values[5] = {Int64GetDatum(hits[i].id), Float4GetDatum(distance),
-						   Float4GetDatum(score_of(info.metric, distance)), Float4GetDatum(hits[i].confidence),
-						   Int64GetDatum(static_cast<std::int64_t>(hits[i].generation))};
-		bool nulls[5] = {false, false, false, false, false};
+		const Hit &hit = hits[i];
+		const float distance = info.metric == engram::core::Metric::l2 ? std::sqrt(std::max(hit.distance, 0.0f))
+																	   : hit.distance;
+		const float score = info.metric == engram::core::Metric::l2 ? 1.0f / (1.0f + distance)
+																	: std::clamp(1.0f - distance, 0.0f, 1.0f);
+		Datum values[6] = {Int64GetDatum(hit.id),
+						   Float4GetDatum(distance),
+						   Float4GetDatum(score),
+						   Float4GetDatum(hit.confidence),
+						   Int64GetDatum(static_cast<std::int64_t>(hit.generation)),
+						   TimestampTzGetDatum(hit.observed_at)};
+		bool nulls[6] = {false, false, false, false, false, false};
+		// (A catalog still at 0.3.0 declares five columns: the sixth is not read.)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return static_cast<Datum>(0);

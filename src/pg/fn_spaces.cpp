@@ -10,9 +10,11 @@
 // that an owner needs no privilege on those tables, and a role granted such a
 // privilege still cannot change a space it does not own.
 #include <cstring>
+#include <limits>
 
 #include "pg/capture.hpp"
 #include "pg/catalog.hpp"
+#include "pg/revisions.hpp"
 #include "pg/shared.hpp"
 
 #include "pg/postgres.hpp"
@@ -169,6 +171,7 @@ ENGRAM_FUNCTION(engram_drop_space)
 	run_on_space("DELETE FROM engram.observations WHERE space_id OPERATOR(pg_catalog.=) $1", space.space_id,
 				 SPI_OK_DELETE);
 	capture_allow_delete(0);
+	prune_revisions(space.space_id, std::numeric_limits<std::int64_t>::max());
 	run_on_space("DELETE FROM engram.space_catalog WHERE space_id OPERATOR(pg_catalog.=) $1", space.space_id,
 				 SPI_OK_DELETE);
 	SPI_finish();

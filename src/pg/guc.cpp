@@ -35,6 +35,7 @@ bool engram_pause_linking = false;
 bool engram_persist = true;
 int engram_persist_interval_ms = 60000;
 int engram_persist_rows = 100000;
+int engram_erase_within_ms = 60000;
 
 static const struct config_enum_entry overload_policy_options[] = {
 	{"wait", ENGRAM_POLICY_WAIT, false},
@@ -118,6 +119,14 @@ guc_define(void)
 							"The file is written without waiting for engram.persist_interval once this many rows, and "
 							"at least a quarter of the rows it holds, are missing from it. 0 disables the trigger.",
 							&engram_persist_rows, 100000, 0, INT_MAX, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+	DefineCustomIntVariable("engram.erase_within",
+							"Longest time a forgotten observation's vector stays in engram's memory.",
+							"Deleted observations are removed from the index, their memory overwritten and reused, and "
+							"their space's graph file rewritten within about this long after the delete commits. "
+							"Snapshots (as_of) older than the last such removal are refused. Valid range is "
+							"1000..86400000 ms.",
+							&engram_erase_within_ms, 60000, 1000, 86400000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr,
+							nullptr);
 	MarkGUCPrefixReserved("engram");
 }
 

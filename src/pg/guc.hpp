@@ -19,6 +19,7 @@ extern double engram_memory_reserve;
 extern bool engram_pause_linking;
 extern bool engram_persist;
 extern int engram_persist_interval_ms;
+extern int engram_erase_within_ms;
 extern int engram_persist_rows;
 
 enum EngramOverloadPolicy { ENGRAM_POLICY_WAIT, ENGRAM_POLICY_ERROR };

@@ -8,16 +8,21 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "core/hnsw_graph.hpp"
+
+#include "pg/metadata_tokens.hpp"
 #include "pg/postgres.hpp"
 
-// The id and confidence of an SPI row (id, embedding, confidence), whose
-// embedding is copied to `vector`; raises an error unless the embedding is a
-// vector of `dim` components.
-struct ObservationRow {
-	std::int64_t id;
-	float confidence;
-};
-ObservationRow copy_observation(HeapTuple tuple, TupleDesc desc, std::uint32_t dim, float *vector);
+// The columns every reader selects, in this order.
+#define ENGRAM_OBSERVATION_COLUMNS "id, embedding, confidence, observed_at, metadata"
+
+// Copies the n rows of an SPI result (ENGRAM_OBSERVATION_COLUMNS) into node
+// data visible from `generation`: each embedding into `vectors` (n * dim),
+// the metadata's attribute tokens into `tokens` (emptied first; rows[i].tokens
+// point into it until its next use). Raises an error for a row whose
+// embedding is not a vector of `dim` components.
+void copy_observations(SPITupleTable *table, std::uint32_t n, std::uint32_t dim, std::uint64_t generation,
+					   float *vectors, engram::core::NodeData *rows, TokenBuffer *tokens);
 
 // Runs step(arg) in an internal subtransaction: true if it finished, false
 // with the error's message in `error` if it raised one. A cancel is raised

@@ -41,6 +41,7 @@
 #include "pg/guc.hpp"
 #include "pg/pressure.hpp"
 #include "pg/shared.hpp"
+#include "pg/worker_compact.hpp"
 #include "pg/worker_instance.hpp"
 #include "pg/worker_load.hpp"
 #include "pg/worker_store.hpp"
@@ -217,6 +218,7 @@ drain_once(void)
 	resolve_drops();
 	finish_rebuilds();
 	start_rebuilds();
+	compact_spaces();
 	int taken = 0;
 	while (taken < k_records_per_batch) {
 		const engram::core::RecordView record = ring.peek();

@@ -65,7 +65,7 @@ generations_of(const engram::core::HnswGraph &graph)
 	return map;
 }
 
-// Appends the rows SPI just returned (id, embedding, confidence) to `graph`,
+// Appends the rows SPI just returned (ENGRAM_OBSERVATION_COLUMNS) to `graph`,
 // a graph of `slot`, using `vectors` and `rows` (room for k_load_rows) as
 // buffers. Appends nothing when the graph cannot grow, or has grown into
 // engram.memory_reserve while holding the most memory.
@@ -75,26 +75,28 @@ append_fetched(const SpaceSlot *slot, engram::core::HnswGraph &graph, std::uint6
 {
 	const auto n = static_cast<std::uint32_t>(SPI_processed);
 	const std::uint32_t dim = graph.dim();
-	TupleDesc desc = SPI_tuptable->tupdesc;
-	for (std::uint32_t i = 0; i < n; ++i) {
-		const ObservationRow row = copy_observation(SPI_tuptable->vals[i], desc, dim, vectors + std::size_t{i} * dim);
-		std::uint64_t g = generation;
-		if (generations != nullptr)
-			if (auto *e = static_cast<GenerationEntry *>(hash_search(generations, &row.id, HASH_FIND, nullptr)))
-				g = e->generation;
-		rows[i] = engram::core::NodeData{g, row.id, row.confidence};
-	}
+	TokenBuffer tokens;
+	copy_observations(SPI_tuptable, n, dim, generation, vectors, rows, &tokens);
+	if (generations != nullptr)
+		for (std::uint32_t i = 0; i < n; ++i)
+			if (auto *e = static_cast<GenerationEntry *>(hash_search(generations, &rows[i].label, HASH_FIND, nullptr)))
+				rows[i].generation = e->generation;
 	SPI_freetuptable(SPI_tuptable);
-	if (graph.reserve(graph.size() + n) != engram::core::HnswStatus::ok)
-		return AppendResult::no_memory;
-	if (takes_the_reserve(slot))
-		return AppendResult::reserve;
-	std::uint32_t first = 0;
-	(void) graph.append_batch(std::span<const float>(vectors, std::size_t{n} * dim),
-							  std::span<const engram::core::NodeData>(rows, n), first);
-	loaded += n;
+	const AppendResult result = graph.reserve(graph.size() + n, graph.token_slots() + tokens.count) !=
+										engram::core::HnswStatus::ok
+									? AppendResult::no_memory
+								: takes_the_reserve(slot) ? AppendResult::reserve
+														  : AppendResult::ok;
+	if (result == AppendResult::ok) {
+		std::uint32_t first = 0;
+		(void) graph.append_batch(std::span<const float>(vectors, std::size_t{n} * dim),
+								  std::span<const engram::core::NodeData>(rows, n), first);
+		loaded += n;
+	}
+	if (tokens.tokens != nullptr)
+		pfree(tokens.tokens);
 	CHECK_FOR_INTERRUPTS();
-	return AppendResult::ok;
+	return result;
 }
 
 // Appends every row of the space visible to the active snapshot to `graph`,
@@ -104,9 +106,10 @@ load_rows(const SpaceSlot *slot, engram::core::HnswGraph &graph, std::uint64_t g
 		  std::uint64_t &loaded)
 {
 	Oid argtype = INT4OID;
-	SPIPlanPtr plan = SPI_prepare(
-		"SELECT id, embedding, confidence FROM engram.observations WHERE space_id OPERATOR(pg_catalog.=) $1 ORDER BY id",
-		1, &argtype);
+	SPIPlanPtr plan = SPI_prepare("SELECT " ENGRAM_OBSERVATION_COLUMNS
+								  " FROM engram.observations WHERE space_id OPERATOR(pg_catalog.=) $1 "
+								  "ORDER BY id",
+								  1, &argtype);
 	Datum arg = Int32GetDatum(slot->space_id);
 	Portal portal = SPI_cursor_open(nullptr, plan, &arg, nullptr, true);
 	const std::uint32_t dim = graph.dim();
@@ -137,7 +140,7 @@ load_missing_rows(const SpaceSlot *slot, engram::core::HnswGraph &graph, std::ui
 	if (takes_the_reserve(slot))
 		return AppendResult::reserve;
 	Oid types[2] = {INT4OID, INT8ARRAYOID};
-	SPIPlanPtr plan = SPI_prepare("SELECT id, embedding, confidence FROM engram.observations "
+	SPIPlanPtr plan = SPI_prepare("SELECT " ENGRAM_OBSERVATION_COLUMNS " FROM engram.observations "
 								  "WHERE space_id OPERATOR(pg_catalog.=) $1 "
 								  "AND id OPERATOR(pg_catalog.=) ANY ($2) ORDER BY id",
 								  2, types);

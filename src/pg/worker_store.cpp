@@ -33,6 +33,7 @@
 
 #include "core/observation_batch.hpp"
 #include "pg/guc.hpp"
+#include "pg/metadata_tokens.hpp"
 #include "pg/observation_rows.hpp"
 #include "pg/quarantine.hpp"
 
@@ -115,12 +116,12 @@ give_up(SpaceSlot *slot, AppendResult result, engram::core::HnswStatus status)
 // Raises an error for a row that is not a vector of `dim` components.
 int
 read_rows_unguarded(std::int32_t space_id, std::int64_t from, std::int64_t to, std::uint32_t dim,
-					std::uint64_t generation, float *vectors, engram::core::NodeData *rows)
+					std::uint64_t generation, float *vectors, engram::core::NodeData *rows, TokenBuffer *tokens)
 {
 	static SPIPlanPtr plan = nullptr;
 	if (plan == nullptr) {
 		Oid types[3] = {INT4OID, INT8OID, INT8OID};
-		SPIPlanPtr prepared = SPI_prepare("SELECT id, embedding, confidence FROM engram.observations "
+		SPIPlanPtr prepared = SPI_prepare("SELECT " ENGRAM_OBSERVATION_COLUMNS " FROM engram.observations "
 										  "WHERE space_id OPERATOR(pg_catalog.=) $1 AND id OPERATOR(pg_catalog.>=) $2 "
 										  "AND id OPERATOR(pg_catalog.<=) $3 ORDER BY id",
 										  3, types);
@@ -131,12 +132,8 @@ read_rows_unguarded(std::int32_t space_id, std::int64_t from, std::int64_t to, s
 	Datum args[3] = {Int32GetDatum(space_id), Int64GetDatum(from), Int64GetDatum(to)};
 	if (SPI_execute_plan(plan, args, nullptr, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read engram.observations");
-	TupleDesc desc = SPI_tuptable->tupdesc;
 	const auto n = static_cast<int>(std::min<std::uint64_t>(SPI_processed, k_fetch_rows));
-	for (int i = 0; i < n; ++i) {
-		const ObservationRow row = copy_observation(SPI_tuptable->vals[i], desc, dim, vectors + std::size_t(i) * dim);
-		rows[i] = engram::core::NodeData{generation, row.id, row.confidence};
-	}
+	copy_observations(SPI_tuptable, static_cast<std::uint32_t>(n), dim, generation, vectors, rows, tokens);
 	SPI_freetuptable(SPI_tuptable);
 	return n;
 }
@@ -147,11 +144,11 @@ read_rows_unguarded(std::int32_t space_id, std::int64_t from, std::int64_t to, s
 // passed on (the worker exits and goes on from the record's progress).
 int
 read_rows(std::int32_t space_id, std::int64_t from, std::int64_t to, std::uint32_t dim, std::uint64_t generation,
-		  float *vectors, engram::core::NodeData *rows, char *error, std::size_t error_size)
+		  float *vectors, engram::core::NodeData *rows, TokenBuffer *tokens, char *error, std::size_t error_size)
 {
 	ensure_transaction();
 	int n = -1;
-	auto read = [&] { n = read_rows_unguarded(space_id, from, to, dim, generation, vectors, rows); };
+	auto read = [&] { n = read_rows_unguarded(space_id, from, to, dim, generation, vectors, rows, tokens); };
 	return run_in_subtransaction(read, error, error_size) ? n : -1;
 }
 
@@ -183,6 +180,7 @@ store_id_ranges(const engram::core::RecordView &record, const engram::core::Batc
 	}
 	auto *vectors = static_cast<float *>(palloc(sizeof(float) * dim * chunk));
 	auto *rows = static_cast<engram::core::NodeData *>(palloc(sizeof(engram::core::NodeData) * chunk));
+	TokenBuffer tokens;
 	std::uint64_t stored = 0;
 	bool given_up = false;
 	for (; range < batch.ranges.size() && !given_up; ++range) {
@@ -192,8 +190,8 @@ store_id_ranges(const engram::core::RecordView &record, const engram::core::Batc
 		while (from <= r.last) {
 			const std::int64_t to = r.last - from < chunk ? r.last : from + chunk - 1;
 			char error[k_cause_text_bytes];
-			const int n =
-				read_rows(batch.header.space_id, from, to, dim, record.generation, vectors, rows, error, sizeof error);
+			const int n = read_rows(batch.header.space_id, from, to, dim, record.generation, vectors, rows, &tokens,
+									error, sizeof error);
 			if (n < 0) {
 				quarantine_space(slot, QUARANTINE_UNSTORABLE, space_observations(slot), error);
 				given_up = true;
@@ -218,7 +216,37 @@ store_id_ranges(const engram::core::RecordView &record, const engram::core::Batc
 	}
 	pfree(vectors);
 	pfree(rows);
+	if (tokens.tokens != nullptr)
+		pfree(tokens.tokens);
 	return stored;
+}
+
+// Hides the ids of a forgets record from `generation` on, in every graph of
+// the space the load filter does not keep it from. Ids the graphs never
+// held (rows the load filter or a quarantine kept out) are skipped.
+void
+forget_ranges(const engram::core::BatchView &batch, SpaceSlot *slot, std::uint64_t generation, int skip)
+{
+	engram::core::IndexSlot &index = directory_index(slot);
+	const engram::core::Arena arena = shared_arena();
+	bool forgotten = false;
+	for (const unsigned which : {0u, 1u}) {
+		const std::uint64_t offset = index.graphs[which].load(std::memory_order_acquire);
+		if (offset == 0 || static_cast<int>(which) == skip || skip == 2)
+			continue;
+		engram::core::HnswGraph graph(arena, offset);
+		std::uint64_t visited = 0;
+		for (const engram::core::IdRange &r : batch.ranges)
+			for (std::int64_t id = r.first; id <= r.last; ++id) {
+				forgotten = graph.forget(id, generation) == engram::core::ForgetResult::forgotten || forgotten;
+				if (++visited % 65536 == 0)
+					CHECK_FOR_INTERRUPTS();
+			}
+	}
+	// The erasure clock starts at the first forget since the last compaction.
+	std::int64_t none = 0;
+	if (forgotten)
+		(void) slot->forgotten_since.compare_exchange_strong(none, GetCurrentTimestamp(), std::memory_order_acq_rel);
 }
 
 // A record that does not parse: its space, if the header says which, is
@@ -383,12 +411,15 @@ append_rows(SpaceSlot *slot, const float *vectors, const engram::core::NodeData 
 	const unsigned current = index.current.load(std::memory_order_acquire);
 	const bool only_replacement = slot->health.load(std::memory_order_acquire) == SPACE_LOADING;
 	engram::core::Arena arena = shared_arena();
+	std::uint64_t tokens = 0;
+	for (std::uint32_t i = 0; i < n; ++i)
+		tokens += rows[i].tokens.size();
 	for (const unsigned which : {current, 1 - current}) {
 		const std::uint64_t offset = index.graphs[which].load(std::memory_order_acquire);
 		if (offset == 0 || static_cast<int>(which) == skip || skip == 2)
 			continue;
 		engram::core::HnswGraph graph(arena, offset);
-		if (graph.reserve(graph.size() + n) == engram::core::HnswStatus::ok)
+		if (graph.reserve(graph.size() + n, graph.token_slots() + tokens) == engram::core::HnswStatus::ok)
 			continue;
 		if (which == current || only_replacement)
 			return AppendResult::no_memory;
@@ -444,12 +475,24 @@ store_record(const engram::core::RecordView &record)
 		quarantine_space(slot, QUARANTINE_UNSTORABLE, space_observations(slot), text);
 		return 0;
 	}
+	if (batch->header.kind == engram::core::BatchKind::forgets) {
+		forget_ranges(*batch, slot, record.generation, skip);
+		return 0;
+	}
 	if (batch->header.kind != engram::core::BatchKind::vectors)
 		return static_cast<std::int64_t>(store_id_ranges(record, *batch, slot, skip));
 	const std::uint32_t n = batch->header.count;
 	auto *rows = static_cast<engram::core::NodeData *>(palloc(sizeof(engram::core::NodeData) * std::max(n, 1u)));
-	for (std::uint32_t i = 0; i < n; ++i)
-		rows[i] = engram::core::NodeData{record.generation, batch->ids[i], batch->confidences[i]};
+	std::size_t token = 0;
+	for (std::uint32_t i = 0; i < n; ++i) {
+		rows[i] = engram::core::NodeData{};
+		rows[i].generation = record.generation;
+		rows[i].label = batch->ids[i];
+		rows[i].confidence = batch->confidences[i];
+		rows[i].observed_at = batch->observed_at[i];
+		rows[i].tokens = batch->tokens.subspan(token, batch->token_counts[i]);
+		token += batch->token_counts[i];
+	}
 	engram::core::HnswStatus status = engram::core::HnswStatus::ok;
 	const AppendResult result = append_rows(slot, batch->vectors.data(), rows, n, skip, &status);
 	pfree(rows);

@@ -37,11 +37,14 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <span>
 
 #include "core/graph_file.hpp"
 #include "pg/graph_files.hpp"
 #include "pg/guc.hpp"
+#include "pg/observation_rows.hpp"
+#include "pg/revisions.hpp"
 #include "pg/shared.hpp"
 #include "pg/worker.hpp"
 
@@ -101,7 +104,8 @@ changed_since_file(const SpaceFileState &file, const engram::core::HnswGraph &gr
 {
 	return graph.header_offset() != file.graph.load(std::memory_order_relaxed) ||
 		   graph.size() != file.observations.load(std::memory_order_relaxed) ||
-		   graph.linked_count() != file.linked.load(std::memory_order_relaxed);
+		   graph.linked_count() != file.linked.load(std::memory_order_relaxed) ||
+		   graph.forgotten_count() != file.forgotten.load(std::memory_order_relaxed);
 }
 
 // Rows of the graph its file lacks (all of them when the file is of another graph).
@@ -118,7 +122,9 @@ due(const SpaceFileState &file, const engram::core::HnswGraph &graph, Occasion o
 {
 	if (!changed_since_file(file, graph))
 		return false;
-	if (occasion != Occasion::routine)
+	// A compaction erased vectors the file still holds.
+	if (occasion != Occasion::routine ||
+		file.erase_requested.load(std::memory_order_acquire) != file.erase_written.load(std::memory_order_acquire))
 		return true;
 	// After a failed write (a full disk) the next attempt waits, whatever the rows say.
 	const TimestampTz attempted = file.attempted_at.load(std::memory_order_relaxed);
@@ -150,8 +156,46 @@ struct WriteOutcome {
 	std::int32_t space_id = 0;
 	std::uint64_t installation = 0;
 	char name[k_space_name_bytes] = "";
-	std::uint64_t graph = 0, observations = 0, linked = 0, generation = 0;
+	std::uint64_t graph = 0, observations = 0, linked = 0, forgotten = 0, generation = 0;
+	std::int64_t revision = 0;
+	std::uint32_t erase_requested = 0;
 };
+
+// Runs step() in a transaction of its own with SPI connected and a snapshot,
+// inside a subtransaction so that an error is a message, not a writer exit.
+template <typename Step>
+bool
+in_transaction(Step step)
+{
+	MemoryContext context = CurrentMemoryContext;
+	StartTransactionCommand();
+	MemoryContextSwitchTo(context);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	char error[256];
+	const bool done = run_in_subtransaction(step, error, sizeof error);
+	if (!done)
+		ereport(WARNING, (errmsg("engram writer could not use engram.revisions: %s", error)));
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(context);
+	return done;
+}
+
+// The revision the file of the space may claim (revisions.hpp): the newest
+// one committed now, provided that none is in flight and every committed one
+// is stored, read in this order. False when the file would miss one.
+bool
+file_revision(const SpaceSlot &slot, std::int32_t space_id, std::int64_t *revision)
+{
+	auto read = [&] { (void) space_revision(space_id, revision); };
+	if (!in_transaction(read))
+		return false;
+	return slot.file.revisions_in_flight.load(std::memory_order_seq_cst) == 0 &&
+		   slot.file.revision_generation.load(std::memory_order_acquire) <= shared_ring().published_generation();
+}
 
 void
 release_pin(void *pin) noexcept
@@ -191,6 +235,11 @@ write_if_due(SpaceSlot &slot, Occasion occasion, TimestampTz now)
 		if (!pin || !due(slot.file, pinned_graph(pin), occasion, now))
 			return outcome;
 	}
+	std::int64_t revision = 0;
+	if (!file_revision(slot, outcome.space_id, &revision))
+		return outcome; // tried again at the next round
+	// Read before the graph: a compaction after it asks for another write.
+	outcome.erase_requested = slot.file.erase_requested.load(std::memory_order_acquire);
 	const char *path = graph_file_path(outcome.space_id);
 	const char *activity = psprintf("writing the graph file of space \"%s\"", outcome.name);
 	// Every row the file will hold was committed before this: with its WAL
@@ -208,12 +257,15 @@ write_if_due(SpaceSlot &slot, Occasion occasion, TimestampTz now)
 	identity.max_generation = shared_ring().published_generation();
 	identity.snapshot_gap_from = slot.snapshot_gap_from.load(std::memory_order_acquire);
 	identity.snapshot_gap_to = slot.snapshot_gap_to.load(std::memory_order_acquire);
+	identity.revision = revision;
 	pgstat_report_activity(STATE_RUNNING, activity);
 	outcome.attempted = true;
 	outcome.installation = identity.installation;
 	outcome.graph = graph.header_offset();
 	outcome.linked = graph.linked_count();
+	outcome.forgotten = graph.forgotten_count();
 	outcome.observations = graph.size();
+	outcome.revision = revision;
 	outcome.generation = identity.max_generation;
 	identity.max_label = max_label(graph, outcome.observations);
 	engram::core::GraphFileWriteOptions options;
@@ -243,6 +295,8 @@ record(SpaceSlot &slot, const WriteOutcome &outcome, TimestampTz now)
 			file.graph.store(outcome.graph, std::memory_order_relaxed);
 			file.observations.store(outcome.observations, std::memory_order_relaxed);
 			file.linked.store(outcome.linked, std::memory_order_relaxed);
+			file.forgotten.store(outcome.forgotten, std::memory_order_relaxed);
+			file.erase_written.store(outcome.erase_requested, std::memory_order_release);
 			file.generation.store(outcome.generation, std::memory_order_relaxed);
 			file.bytes.store(static_cast<std::uint64_t>(bytes), std::memory_order_relaxed);
 			file.written_at.store(now, std::memory_order_release);
@@ -255,6 +309,10 @@ record(SpaceSlot &slot, const WriteOutcome &outcome, TimestampTz now)
 	if (written && !same_space) {
 		graph_file_remove(outcome.space_id);
 		return;
+	}
+	if (written && outcome.revision > 0) {
+		auto prune = [&] { prune_revisions(outcome.space_id, outcome.revision); };
+		(void) in_transaction(prune);
 	}
 	if (written)
 		ereport(DEBUG1,
@@ -347,6 +405,14 @@ remove_files_once(void)
 	files_removed = true;
 }
 
+// Without files no revision is needed: they are pruned while engram.persist
+// is off, so the table does not grow (a file written later covers them).
+void
+prune_all_revisions(void)
+{
+	(void) in_transaction(clear_revisions);
+}
+
 void
 answer_checkpoints(std::uint64_t ticket, bool written)
 {
@@ -392,6 +458,7 @@ writer_main(void)
 		const bool asked = ticket > w.checkpoint_done.load(std::memory_order_acquire);
 		if (loaded && !engram_persist) {
 			remove_files_once();
+			prune_all_revisions();
 			if (asked)
 				answer_checkpoints(ticket, false);
 		} else if (loaded) {

@@ -143,7 +143,7 @@ expect_consistent_copy(const HnswGraph &original, const HnswGraph &copy, std::ui
 		copy.stored_vector(id, vc);
 		original.stored_vector(id, vo);
 		ASSERT_EQ(vc, vo) << id;
-		ASSERT_TRUE(!copy.is_deleted(id) || original.is_deleted(id)) << id;
+		ASSERT_TRUE(copy.forgotten(id) == k_never_forgotten || copy.forgotten(id) == original.forgotten(id)) << id;
 		const bool is_linked = copy.is_linked(id);
 		if (is_linked) {
 			ASSERT_TRUE(original.is_linked(id)) << id;
@@ -206,7 +206,7 @@ expect_consistent_copy(const HnswGraph &original, const HnswGraph &copy, std::ui
 	params.ef = 32;
 	std::uint32_t probes = 0, found = 0;
 	for (std::uint32_t id = 0; id < n; id += 5) {
-		if (copy.is_deleted(id))
+		if (copy.forgotten(id) != k_never_forgotten)
 			continue;
 		copy.stored_vector(id, vc);
 		if (copy.is_linked(id)) {
@@ -234,7 +234,7 @@ expect_same_lists(const HnswGraph &original, const HnswGraph &copy)
 	EXPECT_EQ(copy.entry_point(), original.entry_point());
 	std::vector<std::uint32_t> a(original.m0()), b(original.m0());
 	for (std::uint32_t id = 0; id < original.size(); ++id) {
-		ASSERT_EQ(copy.is_deleted(id), original.is_deleted(id)) << id;
+		ASSERT_EQ(copy.forgotten(id), original.forgotten(id)) << id;
 		for (std::uint32_t level = 0; level <= original.level(id); ++level) {
 			const std::uint32_t na = original.neighbors(id, level, a);
 			const std::uint32_t nb = copy.neighbors(id, level, b);
@@ -271,7 +271,7 @@ append_all(HnswGraph graph, const std::atomic<std::uint32_t> &rounds, const std:
 			return;
 		}
 		for (std::uint32_t id = first + 3; id < first + k_batch; id += 13)
-			if (graph.mark_deleted(id) != HnswStatus::ok)
+			if (graph.forget_node(id, 0) != ForgetResult::forgotten)
 				failed = true;
 		wake();
 	}

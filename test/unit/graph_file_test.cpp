@@ -33,12 +33,12 @@ namespace {
 using test_support::Region;
 using test_support::random_vectors;
 
-constexpr std::size_t k_header_bytes = 144;     // sizeof(GraphFileHeader)
+constexpr std::size_t k_header_bytes = 152;     // sizeof(GraphFileHeader)
 constexpr std::size_t k_body_crc_at = 136;      // GraphFileHeader::body_crc
 constexpr std::size_t k_header_crc_at = 140;    // GraphFileHeader::header_crc
-constexpr std::size_t k_node_record_bytes = 32; // sizeof(NodeRecord)
+constexpr std::size_t k_node_record_bytes = 56; // sizeof(NodeRecord)
 
-const GraphFileIdentity k_identity{0x1122334455667788ULL, 42, 7, 5000, 123456, 4100, 4250};
+const GraphFileIdentity k_identity{0x1122334455667788ULL, 42, 7, 5000, 123456, 4100, 4250, 77};
 
 // A fresh directory, removed with everything in it.
 class TempDir {
@@ -119,8 +119,10 @@ config_of(std::uint32_t dim, Metric metric, Encoding encoding)
 	return config;
 }
 
-// n stored nodes with their own labels, generations and confidences; the
-// first `linked` of them linked by two threads, every 17th deleted.
+// n stored nodes with their own labels, generations, confidences, times and
+// attribute tokens (up to 40, with duplicates, so that runs cross the tokens
+// array's chunk ends); the first `linked` of them linked by two threads,
+// every 17th forgotten (some from their own generation, most later).
 HnswGraph
 build_graph(Region &region, const HnswConfig &config, std::uint32_t n, std::uint32_t linked, std::uint32_t seed)
 {
@@ -129,8 +131,13 @@ build_graph(Region &region, const HnswConfig &config, std::uint32_t n, std::uint
 	HnswGraph graph(region.arena, offset);
 	const auto vectors = random_vectors(n, config.dim, seed);
 	std::vector<NodeData> data(n);
-	for (std::uint32_t i = 0; i < n; ++i)
-		data[i] = NodeData{1 + i / 10, 1000000 + 3 * std::int64_t{i}, 0.25f + static_cast<float>(i % 7) / 8};
+	std::vector<std::vector<std::uint64_t>> tokens(n);
+	for (std::uint32_t i = 0; i < n; ++i) {
+		for (std::uint32_t t = 0; t < i % 41; ++t)
+			tokens[i].push_back((std::uint64_t{i} * 2654435761u + t % 29) ^ 0xabcdef);
+		data[i] = NodeData{1 + i / 10, 1000000 + 3 * std::int64_t{i}, 0.25f + static_cast<float>(i % 7) / 8,
+						   -5000 + 7 * std::int64_t{i}, tokens[i]};
+	}
 	std::uint32_t first = 0;
 	EXPECT_EQ(graph.append_batch(vectors, data, first), HnswStatus::ok);
 	// Two plain threads (not oneTBB, whose synchronisation ThreadSanitizer cannot see).
@@ -144,7 +151,7 @@ build_graph(Region &region, const HnswConfig &config, std::uint32_t n, std::uint
 	linker();
 	other.join();
 	for (std::uint32_t i = 0; i < n; i += 17)
-		EXPECT_EQ(graph.mark_deleted(i), HnswStatus::ok);
+		EXPECT_EQ(graph.forget_node(i, i / 5), ForgetResult::forgotten);
 	return graph;
 }
 
@@ -169,7 +176,10 @@ expect_same_graph(const HnswGraph &a, const HnswGraph &b)
 		ASSERT_EQ(a.generation(id), b.generation(id)) << id;
 		ASSERT_EQ(a.confidence(id), b.confidence(id)) << id;
 		ASSERT_EQ(a.level(id), b.level(id)) << id;
-		ASSERT_EQ(a.is_deleted(id), b.is_deleted(id)) << id;
+		ASSERT_EQ(a.forgotten(id), b.forgotten(id)) << id;
+		ASSERT_EQ(a.observed_at(id), b.observed_at(id)) << id;
+		ASSERT_TRUE(std::ranges::equal(a.tokens(id), b.tokens(id))) << id;
+		ASSERT_EQ(b.find_label(b.label(id)), a.find_label(a.label(id))) << id;
 		ASSERT_EQ(a.is_linked(id), b.is_linked(id)) << id;
 		a.stored_vector(id, va);
 		b.stored_vector(id, vb);
@@ -280,6 +290,7 @@ TEST(GraphFile, RoundTripGivesTheSameGraphAndSearchResults)
 		EXPECT_EQ(stored.max_label, k_identity.max_label);
 		EXPECT_EQ(stored.snapshot_gap_from, k_identity.snapshot_gap_from);
 		EXPECT_EQ(stored.snapshot_gap_to, k_identity.snapshot_gap_to);
+		EXPECT_EQ(stored.revision, k_identity.revision);
 		ASSERT_EQ(HnswGraph::check(target.arena, offset), HnswStatus::ok);
 		const HnswGraph copy(target.arena, offset);
 		expect_same_graph(original, copy);
@@ -586,6 +597,28 @@ TEST(GraphFile, ChecksummedNonsenseIsCorrupt)
 	edit([&](auto &b) { store(b, 96, std::uint32_t(vector_bytes + 4)); }, "vector size other than the config's");
 	edit([&](auto &b) { store(b, k_header_bytes + k_node_record_bytes, std::numeric_limits<float>::quiet_NaN()); },
 		 "non-finite vector");
+	edit([&](auto &b) { store(b, k_header_bytes + 52, std::uint32_t{1}); }, "second reserved word");
+	edit([&](auto &b) { store(b, k_header_bytes + 48, k_max_node_tokens + 1); }, "too many tokens");
+	// Node 0 has generation 1 (build_graph).
+	edit([&](auto &b) { store(b, k_header_bytes + 32, std::uint64_t{0}); }, "forgotten before it was stored");
+	// Node 2 carries two tokens: the first of them right after its vector.
+	std::size_t at = k_header_bytes;
+	for (int node = 0; node < 2; ++node) {
+		const std::uint8_t level = load<std::uint8_t>(written.bytes, at + 24);
+		at += k_node_record_bytes + vector_bytes + 8 * load<std::uint32_t>(written.bytes, at + 48);
+		for (std::uint8_t l = 0; l <= level; ++l)
+			at += 4 + 4 * std::size_t{load<std::uint32_t>(written.bytes, at)};
+	}
+	ASSERT_EQ(load<std::uint32_t>(written.bytes, at + 48), 2u);
+	const std::size_t tokens = at + k_node_record_bytes + vector_bytes;
+	edit([&](auto &b) { store(b, tokens + 8, load<std::uint64_t>(b, tokens)); }, "a token twice");
+	edit(
+		[&](auto &b) {
+			const auto first = load<std::uint64_t>(b, tokens);
+			store(b, tokens, load<std::uint64_t>(b, tokens + 8));
+			store(b, tokens + 8, first);
+		},
+		"tokens out of order");
 }
 
 } // namespace

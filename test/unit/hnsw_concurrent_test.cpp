@@ -126,7 +126,7 @@ expect_graph_invariants(const HnswGraph &graph, std::uint64_t expected_nodes)
 	std::vector<float> v(graph.dim());
 	std::uint32_t found = 0, probes = 0;
 	for (std::uint32_t id = 0; id < n; id += 7) {
-		if (graph.is_deleted(id))
+		if (graph.forgotten(id) != k_never_forgotten)
 			continue;
 		++probes;
 		graph.stored_vector(id, v);
@@ -313,7 +313,8 @@ TEST(HnswConcurrency, SearchesDuringInsertionAndDeletionSeeOnlyTheirSnapshot)
 	const std::uint32_t n = k_nodes;
 	const auto base = random_vectors(n, k_dim, 400);
 	const auto queries = random_vectors(64, k_dim, 401);
-	// deleted_at[id] = sequence number of the deletion, published after mark_deleted returned.
+	// deleted_at[id] = sequence number of the deletion (a forget from the
+	// node's own generation on), published after forget_node returned.
 	std::vector<std::atomic<std::uint64_t>> deleted_at(n);
 	std::atomic<std::uint64_t> deletions{0};
 	std::atomic<std::uint32_t> next{0};
@@ -338,7 +339,7 @@ TEST(HnswConcurrency, SearchesDuringInsertionAndDeletionSeeOnlyTheirSnapshot)
 			if (size == 0)
 				continue;
 			const auto id = static_cast<std::uint32_t>(rng() % size);
-			ASSERT_EQ(graph.mark_deleted(id), HnswStatus::ok);
+			ASSERT_NE(graph.forget_node(id, 0), ForgetResult::not_found);
 			std::uint64_t expected = 0;
 			deleted_at[id].compare_exchange_strong(expected, deletions.fetch_add(1) + 1);
 			std::this_thread::yield();
@@ -394,7 +395,7 @@ TEST(HnswConcurrency, SearchesDuringInsertionAndDeletionSeeOnlyTheirSnapshot)
 		got.insert(nb.id);
 	std::set<std::uint32_t> want;
 	for (std::uint32_t id = 0; id < n; ++id)
-		if (graph.generation(id) <= n / 2 && !graph.is_deleted(id))
+		if (graph.generation(id) <= n / 2 && graph.forgotten(id) == k_never_forgotten)
 			want.insert(id);
 	EXPECT_EQ(got, want);
 }

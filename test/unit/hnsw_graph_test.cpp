@@ -1,6 +1,6 @@
 // Single-threaded behaviour of the HNSW graph: configuration and input
 // errors, search quality against brute force, the snapshot filter
-// (generation bound and deleted flag), the exact tail of unlinked nodes, and
+// (generation bound and forgotten generation), the exact tail of unlinked nodes, and
 // persistence (the arena bytes written to a file and attached elsewhere).
 #include "core/hnsw_graph.hpp"
 
@@ -121,7 +121,8 @@ TEST(HnswGraph, RejectsBadVectorsWithoutStoringThem)
 	EXPECT_EQ(graph.append_batch(batch, generations, id), HnswStatus::invalid_vector);
 	EXPECT_EQ(graph.size(), 0u);
 	EXPECT_EQ(graph.search(short_vector, SearchParams{}, context).status, HnswStatus::dimension_mismatch);
-	EXPECT_EQ(graph.mark_deleted(0), HnswStatus::unknown_node);
+	EXPECT_EQ(graph.forget_node(0, 1), ForgetResult::not_found);
+	EXPECT_EQ(graph.forget(0, 1), ForgetResult::not_found);
 }
 
 TEST(HnswGraph, EmptyGraphAndFirstNode)
@@ -193,18 +194,24 @@ TEST(HnswGraph, GenerationBoundReturnsExactlyTheVisibleSet)
 		generations[i] = gen(rng);
 		ASSERT_EQ(graph.insert(row(base, i, dim), generations[i], context), HnswStatus::ok);
 	}
-	std::vector<bool> deleted(n, false);
+	// Every 7th node is forgotten at a random generation, which is never
+	// earlier than its own (a node forgotten "before" it was stored is never seen).
+	std::vector<std::uint64_t> forgotten(n, k_never_forgotten);
 	for (std::uint32_t i = 0; i < n; i += 7) {
-		ASSERT_EQ(graph.mark_deleted(i), HnswStatus::ok);
-		deleted[i] = true;
+		const std::uint64_t at = gen(rng);
+		ASSERT_EQ(graph.forget_node(i, at), ForgetResult::forgotten);
+		forgotten[i] = std::max(at, generations[i]);
+		ASSERT_EQ(graph.forgotten(i), forgotten[i]);
 	}
-	EXPECT_EQ(graph.mark_deleted(7), HnswStatus::ok) << "deleting twice is harmless";
+	EXPECT_EQ(graph.forget_node(7, 1), ForgetResult::already_forgotten) << "the first forget stands";
+	EXPECT_EQ(graph.forgotten(7), forgotten[7]);
+	EXPECT_EQ(graph.forgotten_count(), (n + 6) / 7);
 	const auto queries = random_vectors(5, dim, 23);
 	for (std::uint64_t bound = 0; bound <= 11; ++bound) {
 		std::vector<bool> visible(n);
 		std::set<std::uint32_t> want;
 		for (std::uint32_t i = 0; i < n; ++i) {
-			visible[i] = generations[i] <= bound && !deleted[i];
+			visible[i] = generations[i] <= bound && bound < forgotten[i];
 			if (visible[i])
 				want.insert(i);
 		}
@@ -469,7 +476,7 @@ TEST(HnswGraph, PersistsAsArenaBytesAndAttachesAtAnotherAddress)
 	SearchContext context;
 	for (std::uint32_t i = 0; i < n; ++i)
 		ASSERT_EQ(graph.insert(row(base, i, dim), i, context), HnswStatus::ok);
-	ASSERT_EQ(graph.mark_deleted(5), HnswStatus::ok);
+	ASSERT_EQ(graph.forget_node(5, 0), ForgetResult::forgotten);
 	SearchParams params;
 	params.max_generation = 700;
 	std::vector<std::vector<Neighbor>> before;
@@ -491,7 +498,8 @@ TEST(HnswGraph, PersistsAsArenaBytesAndAttachesAtAnotherAddress)
 	ASSERT_EQ(HnswGraph::check(arena, offset), HnswStatus::ok);
 	HnswGraph attached(arena, offset);
 	EXPECT_EQ(attached.size(), n);
-	EXPECT_TRUE(attached.is_deleted(5));
+	EXPECT_EQ(attached.forgotten(5), 5u) << "forgotten from its own generation on";
+	EXPECT_EQ(attached.find_label(5), std::optional<std::uint32_t>(5)) << "the label table moves with the arena";
 	SearchContext fresh;
 	for (std::size_t q = 0; q < 10; ++q) {
 		const SearchResult r = attached.search(row(queries, q, dim), params, fresh);

@@ -17,14 +17,20 @@ namespace {
 TEST(ObservationBatch, VectorsRoundTrip)
 {
 	const std::uint32_t n = 3, dim = 5;
-	std::vector<std::byte> payload(vectors_payload_bytes(n, dim));
-	VectorsSections s = write_vectors_header(payload, 7, dim, n, 1234, InstanceId{5, 16384});
+	const std::uint32_t counts[n] = {2, 0, 1};
+	std::vector<std::byte> payload(vectors_payload_bytes(n, dim, 3));
+	VectorsSections s = write_vectors_header(payload, 7, dim, n, 3, 1234, InstanceId{5, 16384});
 	for (std::uint32_t i = 0; i < n; ++i) {
 		s.ids[i] = 100 + i;
+		s.observed_at[i] = 1000 * i;
 		s.confidences[i] = 0.1f * i;
+		s.token_counts[i] = counts[i];
 		for (std::uint32_t d = 0; d < dim; ++d)
 			s.vectors[i * dim + d] = static_cast<float>(i * 10 + d);
 	}
+	s.tokens[0] = 11;
+	s.tokens[1] = 12;
+	s.tokens[2] = 31;
 	auto v = parse_batch(payload);
 	ASSERT_TRUE(v.has_value());
 	EXPECT_EQ(v->header.kind, BatchKind::vectors);
@@ -33,24 +39,32 @@ TEST(ObservationBatch, VectorsRoundTrip)
 	EXPECT_EQ(v->header.instance, (InstanceId{5, 16384}));
 	EXPECT_EQ(observation_count(*v), 3u);
 	EXPECT_EQ(v->ids[2], 102);
+	EXPECT_EQ(v->observed_at[2], 2000);
 	EXPECT_FLOAT_EQ(v->confidences[1], 0.1f);
+	EXPECT_EQ(v->token_counts[0], 2u);
+	EXPECT_EQ(v->tokens[2], 31u);
 	EXPECT_FLOAT_EQ(v->vectors[2 * dim + 4], 24.0f);
+	// Token counts that disagree with the header are refused.
+	s.token_counts[1] = 1;
+	EXPECT_FALSE(parse_batch(payload).has_value());
 }
 
-TEST(ObservationBatch, RangesRoundTripAndTruncatedPayloadsAreRejected)
+TEST(ObservationBatch, RangesAndForgetsRoundTripAndTruncatedPayloadsAreRejected)
 {
-	std::vector<std::byte> payload(ranges_payload_bytes(2));
-	std::span<IdRange> r = write_ranges_header(payload, 3, 768, 2, 99, InstanceId{1, 4000000000u});
-	r[0] = {1, 10};
-	r[1] = {20, 20};
-	auto v = parse_batch(payload);
-	ASSERT_TRUE(v.has_value());
-	EXPECT_EQ(v->header.kind, BatchKind::id_ranges);
-	EXPECT_EQ(v->header.instance, (InstanceId{1, 4000000000u}));
-	EXPECT_EQ(v->ranges[1].first, 20);
-	EXPECT_EQ(observation_count(*v), 11u);
-	EXPECT_FALSE(parse_batch(std::span(payload).first(payload.size() - 1)).has_value());
-	EXPECT_FALSE(parse_batch(std::span(payload).first(8)).has_value());
+	for (const BatchKind kind : {BatchKind::id_ranges, BatchKind::forgets}) {
+		std::vector<std::byte> payload(ranges_payload_bytes(2));
+		std::span<IdRange> r = write_ranges_header(payload, kind, 3, 768, 2, 99, InstanceId{1, 4000000000u});
+		r[0] = {1, 10};
+		r[1] = {20, 20};
+		auto v = parse_batch(payload);
+		ASSERT_TRUE(v.has_value());
+		EXPECT_EQ(v->header.kind, kind);
+		EXPECT_EQ(v->header.instance, (InstanceId{1, 4000000000u}));
+		EXPECT_EQ(v->ranges[1].first, 20);
+		EXPECT_EQ(observation_count(*v), kind == BatchKind::forgets ? 0u : 11u);
+		EXPECT_FALSE(parse_batch(std::span(payload).first(payload.size() - 1)).has_value());
+		EXPECT_FALSE(parse_batch(std::span(payload).first(8)).has_value());
+	}
 }
 
 TEST(InstanceId, PacksBothHalvesIntoOneWord)
@@ -64,14 +78,14 @@ TEST(InstanceId, PacksBothHalvesIntoOneWord)
 	EXPECT_FALSE((InstanceId{5, 0}).valid());
 }
 
-TEST(ObservationBatch, VectorsPerPayloadFitsTheBudget)
+TEST(ObservationBatch, RowBytesBoundWhatARowAdds)
 {
-	for (std::uint32_t dim : {1u, 3u, 128u, 768u, 2000u}) {
-		const std::uint32_t n = vectors_per_payload(1 << 20, dim);
-		ASSERT_GT(n, 0u);
-		EXPECT_LE(vectors_payload_bytes(n, dim), std::size_t{1} << 20);
-		EXPECT_GT(vectors_payload_bytes(n + 1, dim), std::size_t{1} << 20);
-	}
+	for (std::uint32_t dim : {1u, 3u, 128u, 768u, 2000u})
+		for (std::uint64_t tokens : {0u, 1u, 7u})
+			for (std::uint32_t n : {0u, 1u, 2u, 5u}) {
+				const std::size_t grown = vectors_payload_bytes(n + 1, dim, tokens * (n + 1));
+				EXPECT_LE(grown, vectors_payload_bytes(n, dim, tokens * n) + vectors_row_bytes(dim, tokens));
+			}
 }
 
 TEST(HnswGraphStore, ReserveGuaranteesTheAppendsThatFollow)

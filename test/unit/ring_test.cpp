@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -72,6 +73,26 @@ TEST(Ring, CommittedRecordsComeOutInPositionOrderWithTheirGeneration)
 	f.ring.pop(v);
 	EXPECT_EQ(f.ring.peek().status, PeekStatus::empty);
 	EXPECT_EQ(f.ring.used_cells(), 0u);
+}
+
+TEST(Ring, PoppedRecordsLeaveNoPayloadBytesBehind)
+{
+	// Erasure: a consumed record's bytes (a forgotten vector, say) must not
+	// stay in the ring until a later record happens to reuse its cells.
+	RingFixture f(64 * 1024);
+	const std::uint32_t secret = 0xC0FFEE42u;
+	std::uint64_t a = put(f.ring, secret, 1, 1000);
+	f.ring.commit(std::span(&a, 1));
+	ASSERT_TRUE(f.ring.try_acquire_consumer(99));
+	RecordView v = f.ring.peek();
+	ASSERT_EQ(v.status, PeekStatus::ready);
+	const std::byte *payload = v.payload.data();
+	f.ring.pop(v);
+	for (std::size_t i = 0; i < 1000; ++i)
+		ASSERT_EQ(payload[i], std::byte{0}) << "byte " << i;
+	const std::byte *begin = f.bytes(), *end = begin + f.region.size() * sizeof(RingFixture::Line);
+	const auto *pattern = reinterpret_cast<const std::byte *>(&secret);
+	EXPECT_EQ(std::search(begin, end, pattern, pattern + sizeof secret), end);
 }
 
 TEST(Ring, ReservedRecordBlocksUntilCommittedAndCancelledOnesAreSkipped)
