@@ -80,7 +80,10 @@ AS 'MODULE_PATHNAME', 'engram_recall' LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1
 ----------------------------------------------------------------------------
 -- engram.spaces: observations deleted but not erased from the index yet
 -- (hidden from recall; a compaction removes them within engram.erase_within).
--- The function checks that its caller may read engram.spaces.
+-- `observations` counts the live rows only; `pending` counts the nodes not
+-- linked yet (forgotten ones included: the linkers still link them), and
+-- `linked` the rest of the live rows. The function checks that its caller
+-- may read engram.spaces.
 ----------------------------------------------------------------------------
 CREATE FUNCTION engram._space_forgotten(OUT space_id int, OUT forgotten bigint)
 RETURNS SETOF record AS 'MODULE_PATHNAME', 'engram_space_forgotten' LANGUAGE C
@@ -88,8 +91,8 @@ RETURNS SETOF record AS 'MODULE_PATHNAME', 'engram_space_forgotten' LANGUAGE C
 
 CREATE OR REPLACE VIEW engram.spaces AS
 SELECT c.space_id, c.name, c.dim, c.metric, c.m, c.ef_construction,
-	   coalesce(s.stored, 0) AS observations,
-	   coalesce(s.linked, 0) AS linked,
+	   coalesce(s.stored, 0) - coalesce(g.forgotten, 0) AS observations,
+	   greatest(coalesce(s.linked, 0) - coalesce(g.forgotten, 0), 0) AS linked,
 	   coalesce(s.stored, 0) - coalesce(s.linked, 0) AS pending,
 	   coalesce(s.generation, 0) AS generation,
 	   coalesce(s.memory_bytes, 0) AS memory_bytes,

@@ -109,13 +109,13 @@ private:
 
 	const HnswGraph &from_;
 	std::uint64_t horizon_;
-	std::uint64_t count_ = 0;          // old nodes surveyed
-	std::vector<std::uint32_t> new_id_; // per old id; k_no_node if removed
-	std::vector<std::uint32_t> old_id_; // per new id
-	std::uint64_t upper_needed_ = 0;    // upper blocks of the survivors
-	std::uint64_t tokens_needed_ = 0;   // attribute tokens of the survivors
-	std::uint64_t linked_ = 0;          // linked survivors
-	std::uint32_t root_ = k_no_node;    // new id of the tree's root
+	std::uint64_t count_ = 0;            // old nodes surveyed
+	std::vector<std::uint32_t> new_id_;  // per old id; k_no_node if removed
+	std::vector<std::uint32_t> old_id_;  // per new id
+	std::uint64_t upper_needed_ = 0;     // upper blocks of the survivors
+	std::uint64_t tokens_needed_ = 0;    // attribute tokens of the survivors
+	std::uint64_t linked_ = 0;           // linked survivors
+	std::uint32_t root_ = k_no_node;     // new id of the tree's root
 	std::vector<std::uint32_t> orphans_; // new ids of tree nodes whose parent was removed
 	CompactionStats stats_;
 
@@ -150,8 +150,9 @@ GraphCompaction::configuration() const noexcept
 	config.seed = h.seed;
 	config.first_chunk_log2 = h.nodes.first_chunk_log2;
 	// 0 when the cap was chosen from the stride (each array then chooses its own again).
-	const auto automatic = std::max<std::uint32_t>(
-		h.nodes.first_chunk_log2, static_cast<std::uint32_t>(std::bit_width(k_max_chunk_bytes / h.nodes.stride) - 1));
+	const auto automatic =
+		std::max<std::uint32_t>(h.nodes.first_chunk_log2,
+								static_cast<std::uint32_t>(std::bit_width(k_max_chunk_bytes / h.nodes.stride) - 1));
 	config.max_chunk_log2 = h.nodes.max_chunk_log2 == automatic ? 0 : h.nodes.max_chunk_log2;
 	return config;
 }
@@ -352,8 +353,8 @@ GraphCompaction::repair_tree(HnswGraph &to, SearchContext &context)
 		return;
 	if (root_ == k_no_node) {
 		// The root was removed: the first orphan heads its subtree already.
-		const auto linked = std::find_if(orphans_.begin(), orphans_.end(),
-										 [&](std::uint32_t id) { return to.is_linked(id); });
+		const auto linked =
+			std::find_if(orphans_.begin(), orphans_.end(), [&](std::uint32_t id) { return to.is_linked(id); });
 		root_ = linked != orphans_.end() ? *linked : orphans_.front();
 		orphans_.erase(std::find(orphans_.begin(), orphans_.end(), root_));
 		to.head(root_).parent.store(root_, std::memory_order_relaxed);

@@ -115,6 +115,14 @@ struct PendingRevision {
 	SubTransactionId subid;
 };
 
+// A space this transaction counts in its slot's revisions_in_flight: the
+// slot it incremented (nullptr if the space had none then), so that the end
+// of the transaction takes back exactly what it added.
+struct CountedRevision {
+	std::int32_t space_id;
+	SpaceSlot *slot;
+};
+
 // Rows while their vectors fit the budget, then ranges of ids only.
 struct Pending {
 	MemoryContext context;
@@ -133,7 +141,7 @@ struct Pending {
 	// subtransaction that did), and those it counts in revisions_in_flight.
 	PendingRevision *revisions;
 	std::size_t revision_count, revision_capacity;
-	std::int32_t *revising;
+	CountedRevision *revising;
 	std::size_t revising_count, revising_capacity;
 	bool spilled;
 	PlannedRecord *plan; // made at pre-commit
@@ -272,14 +280,15 @@ note_revision(std::int32_t space_id)
 	grow(pending.revisions, pending.revision_capacity, pending.revision_count + 1);
 	pending.revisions[pending.revision_count++] = PendingRevision{space_id, GetCurrentSubTransactionId()};
 	for (std::size_t i = 0; i < pending.revising_count; ++i)
-		if (pending.revising[i] == space_id)
+		if (pending.revising[i].space_id == space_id)
 			return;
 	grow(pending.revising, pending.revising_capacity, pending.revising_count + 1);
 	LWLockAcquire(shared_directory_lock(), LW_SHARED);
-	if (SpaceSlot *slot = directory_find(space_id))
+	SpaceSlot *slot = directory_find(space_id);
+	if (slot != nullptr)
 		slot->file.revisions_in_flight.fetch_add(1, std::memory_order_seq_cst);
 	LWLockRelease(shared_directory_lock());
-	pending.revising[pending.revising_count++] = space_id;
+	pending.revising[pending.revising_count++] = CountedRevision{space_id, slot};
 }
 
 // The transaction ends: its revisions are no longer in flight, and a
@@ -290,14 +299,25 @@ finish_revisions(std::uint64_t generation)
 	if (pending.revising_count == 0)
 		return;
 	LWLockAcquire(shared_directory_lock(), LW_SHARED);
-	for (std::size_t i = 0; i < pending.revising_count; ++i)
-		if (SpaceSlot *slot = directory_find(pending.revising[i])) {
+	for (std::size_t i = 0; i < pending.revising_count; ++i) {
+		SpaceSlot *slot = pending.revising[i].slot;
+		// Only the slot it counted in, and only while that slot still
+		// serves the space (space ids are never reused; a slot that was
+		// freed and installed again for another space starts from zero).
+		if (slot != nullptr && slot->state.load(std::memory_order_acquire) == SPACE_SLOT_LIVE &&
+			slot->space_id == pending.revising[i].space_id) {
 			std::uint64_t seen = slot->file.revision_generation.load(std::memory_order_acquire);
 			while (generation > seen &&
 				   !slot->file.revision_generation.compare_exchange_weak(seen, generation, std::memory_order_acq_rel))
 				;
-			slot->file.revisions_in_flight.fetch_sub(1, std::memory_order_seq_cst);
+			// Never below zero: a slot installed again (a reinstall reuses
+			// space ids) starts from zero without this transaction.
+			std::uint32_t count = slot->file.revisions_in_flight.load(std::memory_order_seq_cst);
+			while (count > 0 &&
+				   !slot->file.revisions_in_flight.compare_exchange_weak(count, count - 1, std::memory_order_seq_cst))
+				;
 		}
+	}
 	LWLockRelease(shared_directory_lock());
 	pending.revising_count = 0;
 }

@@ -234,5 +234,11 @@ load_graph_file(SpaceSlot *slot, std::uint64_t load_generation)
 		file.written_at.store(time_t_to_timestamptz(st.st_mtime), std::memory_order_relaxed);
 	}
 	file.attempted_at.store(GetCurrentTimestamp(), std::memory_order_relaxed);
+	// Nodes forgotten before the file was written are still to be erased:
+	// their clock runs from the file's write at the latest.
+	if (graph.forgotten_count() > 0) {
+		const TimestampTz written = file.written_at.load(std::memory_order_relaxed);
+		slot->forgotten_since.store(written != 0 ? written : GetCurrentTimestamp(), std::memory_order_release);
+	}
 	return result;
 }

@@ -97,8 +97,7 @@ ENGRAM_FUNCTION(engram_space_state)
 			memory += static_cast<std::int64_t>(pinned_graph(other).memory_bytes());
 		const engram::core::HnswGraph graph = pinned_graph(pin);
 		memory += static_cast<std::int64_t>(graph.memory_bytes());
-		const std::uint64_t live = graph.size() - graph.forgotten_count();
-		Datum values[5] = {Int32GetDatum(slot.space_id), Int64GetDatum(static_cast<std::int64_t>(live)),
+		Datum values[5] = {Int32GetDatum(slot.space_id), Int64GetDatum(static_cast<std::int64_t>(graph.size())),
 						   Int64GetDatum(static_cast<std::int64_t>(graph.linked_count())), Int64GetDatum(memory),
 						   Int64GetDatum(static_cast<std::int64_t>(graph.max_generation()))};
 		pin.release();

@@ -236,8 +236,17 @@ write_if_due(SpaceSlot &slot, Occasion occasion, TimestampTz now)
 			return outcome;
 	}
 	std::int64_t revision = 0;
-	if (!file_revision(slot, outcome.space_id, &revision))
-		return outcome; // tried again at the next round
+	if (!file_revision(slot, outcome.space_id, &revision)) {
+		// Tried again at the next round. But a compaction erased vectors the
+		// file still holds, and no file can be written while a revision is in
+		// flight: the old file goes now (a start without it reads the table).
+		if (slot.file.erase_requested.load(std::memory_order_acquire) !=
+			slot.file.erase_written.load(std::memory_order_acquire)) {
+			graph_file_remove(outcome.space_id);
+			directory_forget_file(&slot);
+		}
+		return outcome;
+	}
 	// Read before the graph: a compaction after it asks for another write.
 	outcome.erase_requested = slot.file.erase_requested.load(std::memory_order_acquire);
 	const char *path = graph_file_path(outcome.space_id);

@@ -48,7 +48,7 @@ struct Region {
 	Arena arena{nullptr};
 };
 
-constexpr std::uint64_t k_first_forgetting = 2; // 10 % forgotten at it
+constexpr std::uint64_t k_first_forgetting = 2;  // 10 % forgotten at it
 constexpr std::uint64_t k_second_forgetting = 3; // 40 % more at it
 
 // glove100 linked into one graph, with the forgetting above applied.
@@ -126,9 +126,9 @@ compact_glove(benchmark::State &state)
 	state.counters["reattached"] = static_cast<double>(stats.reattached);
 	state.counters["MB_before"] = static_cast<double>(stats.bytes_before) / 1e6;
 	state.counters["MB_after"] = static_cast<double>(stats.bytes_after) / 1e6;
-	state.counters["nodes/s"] = benchmark::Counter(static_cast<double>(stats.kept + stats.removed) *
-													   static_cast<double>(state.iterations()),
-												   benchmark::Counter::kIsRate);
+	state.counters["nodes/s"] =
+		benchmark::Counter(static_cast<double>(stats.kept + stats.removed) * static_cast<double>(state.iterations()),
+						   benchmark::Counter::kIsRate);
 }
 BENCHMARK(compact_glove)->Name("compact/glove100/removed")->Arg(10)->Arg(50)->Unit(benchmark::kMillisecond);
 

@@ -1,5 +1,5 @@
-// The arena hands out disjoint, aligned blocks by offset, reuses freed ones,
-// and the segmented array grows in place without moving elements, also while
+// The arena hands out disjoint, aligned blocks by offset, reuses freed ones
+// (overwritten with zeros when freed), and the segmented array grows in place without moving elements, also while
 // other threads read it.
 #include "core/arena.hpp"
 #include "core/segmented_array.hpp"
@@ -8,6 +8,7 @@
 
 #include "heap_region.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <thread>
@@ -48,6 +49,27 @@ TEST(Arena, ReturnsZeroWhenExhaustedAndReusesFreedMemory)
 	f.arena.release(blocks[3], 64 * 1024);
 	f.arena.release(blocks[4], 64 * 1024);
 	EXPECT_EQ(f.arena.allocate(128 * 1024), blocks[3]);
+}
+
+TEST(Arena, ReleaseOverwritesTheBlockSoFreeMemoryHoldsNothing)
+{
+	ArenaFixture f(1 << 20);
+	const std::uint64_t a = f.arena.allocate(10000);
+	const std::uint64_t b = f.arena.allocate(3000);
+	ASSERT_NE(a, 0u);
+	ASSERT_NE(b, 0u);
+	std::memset(f.arena.at<std::byte>(a), 0xAB, 10000);
+	std::memset(f.arena.at<std::byte>(b), 0xCD, 3000);
+	f.arena.release(a, 10000); // to the free list
+	f.arena.release(b, 3000);  // back to the bump frontier, coalesced with a
+	const auto *bytes = f.arena.at<const unsigned char>(a);
+	EXPECT_TRUE(std::all_of(bytes, bytes + Arena::rounded(10000) + Arena::rounded(3000),
+							[](unsigned char x) { return x == 0; }));
+	// A block carved from freed memory starts zero, also past what its owner asked for.
+	const std::uint64_t c = f.arena.allocate(5000);
+	ASSERT_EQ(c, a);
+	const auto *fresh = f.arena.at<const unsigned char>(c);
+	EXPECT_TRUE(std::all_of(fresh, fresh + Arena::rounded(5000), [](unsigned char x) { return x == 0; }));
 }
 
 TEST(SegmentedArray, GrowsWithoutMovingElements)

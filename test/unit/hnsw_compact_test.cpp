@@ -138,8 +138,8 @@ public:
 	Node node(const HnswGraph &g, std::uint32_t id) const
 	{
 		const std::span<const std::uint64_t> t = g.tokens(id);
-		Node n{g.generation(id), g.label(id), g.confidence(id), g.observed_at(id), {t.begin(), t.end()},
-			   g.forgotten(id),  g.level(id), g.is_linked(id),    std::vector<float>(k_dim)};
+		Node n{g.generation(id), g.label(id), g.confidence(id), g.observed_at(id),        {t.begin(), t.end()},
+			   g.forgotten(id),  g.level(id), g.is_linked(id),  std::vector<float>(k_dim)};
 		g.stored_vector(id, n.vector);
 		return n;
 	}
@@ -397,9 +397,8 @@ TEST(Compaction, UnlinkedTailStaysUnlinkedAndIsLinkedInTheCopy)
 	const std::vector<Node> expected = f.survivors(forgotten);
 	HnswGraph copy = f.compacted();
 	expect_same_nodes(f, copy, expected);
-	const auto first_unlinked =
-		static_cast<std::uint64_t>(std::find_if(expected.begin(), expected.end(), [](const Node &n) { return !n.linked; }) -
-								   expected.begin());
+	const auto first_unlinked = static_cast<std::uint64_t>(
+		std::find_if(expected.begin(), expected.end(), [](const Node &n) { return !n.linked; }) - expected.begin());
 	EXPECT_EQ(copy.linked_prefix(), first_unlinked);
 	EXPECT_TRUE(copy.has_unclaimed());
 	// Before it is linked, the tail is found by the exact part of a snapshot search.
