@@ -1,14 +1,17 @@
-// Exact search over a range of node ids, with the same snapshot filter and
-// the same distance kernels as the graph search.
+// Exact search over a range of node ids, with the same snapshot and
+// attribute filter and the same distance kernels as the graph search.
 //
 // Its purpose is the tail of a space: nodes already stored but not yet (or
 // not completely) linked, which snapshot_search scans so that recall never
-// misses a visible observation because indexing lags behind. It is also the
-// brute-force reference in tests. The scan reads ids in order (hardware
-// prefetchers follow it) and keeps the best k in a max-heap; it reads no
-// lists, so it takes no part in the list protocol; node heads and vectors
-// below the count it acquired are immutable except for the flags, which it
-// reads atomically. It reads SearchParams::interrupt every few hundred ids
+// misses a visible observation because indexing lags behind; and the whole
+// graph when a filter matches so few nodes that checking every node is
+// cheaper than a graph walk (hnsw_recall.cpp). It is also the brute-force
+// reference in tests. The scan reads ids in order (hardware prefetchers
+// follow it), rejects most nodes of a token filter from their bloom alone,
+// and keeps the best k in a max-heap; it reads no lists, so it takes no part
+// in the list protocol; node heads, attributes and vectors below the count
+// it acquired are immutable except for the flags and the forgotten word,
+// which it reads atomically. It reads SearchParams::interrupt every few hundred ids
 // and stops with HnswStatus::interrupted once it is raised.
 #include <algorithm>
 
@@ -40,12 +43,13 @@ HnswGraph::exact_search(std::span<const float> query, const SearchParams &params
 	const auto nearer = [](const Neighbor &a, const Neighbor &b) { return a < b; };
 	std::vector<Neighbor> &best = context.results_;
 	best.clear();
+	const Predicate predicate = predicate_of(params);
 	for (std::uint32_t id = from; id < end; ++id) {
 		if (params.interrupt != nullptr && id % k_interrupt_every == 0 && *params.interrupt != 0) {
 			result.status = HnswStatus::interrupted;
 			return result;
 		}
-		if (!visible(id, params))
+		if (!matches(id, predicate))
 			continue;
 		const float d = from_source ? source_distance(q, params.rerank->vector(params.rerank->self, id))
 									: distance(q, id);

@@ -38,9 +38,10 @@
 // visible and the generation at which it was forgotten (k_never_forgotten
 // until then). A search with max_generation G returns only nodes with
 // generation <= G < forgotten, but still walks through the others, so a
-// filter never cuts the graph apart. When G covers every stored node and no
-// forgotten node is hidden at G, a specialised search without per-node
-// checks runs instead.
+// filter never cuts the graph apart; an attribute filter (tokens, a time
+// window) works the same way. When G covers every stored node, no forgotten
+// node is hidden at G and no attribute filter is given, a specialised search
+// without per-node checks runs instead.
 //
 // Labels and attributes: a node carries the caller's label (engram: the
 // observation id), its clock value observed_at and a set of 64-bit
@@ -66,6 +67,7 @@
 #include "core/distance.hpp"
 #include "core/hnsw_layout.hpp"
 #include "core/quantize.hpp"
+#include "core/scoring.hpp"
 #include "core/segmented_array.hpp"
 #include "core/no_postgres.hpp"
 
@@ -134,12 +136,22 @@ struct NodeData {
 
 enum class ForgetResult : std::uint8_t { forgotten, not_found, already_forgotten };
 
+// What a node's attributes must satisfy to be returned.
+struct AttributeFilter {
+	std::span<const std::uint64_t> tokens; // sorted, unique; a node must hold every one
+	std::int64_t observed_after = std::numeric_limits<std::int64_t>::min();  // inclusive
+	std::int64_t observed_before = std::numeric_limits<std::int64_t>::max(); // exclusive
+};
+
 struct SearchParams {
 	std::uint32_t k = 10;
 	std::uint32_t ef = 64; // beam width on level 0; raised to k if smaller
 	std::uint64_t max_generation = std::numeric_limits<std::uint64_t>::max();
 	float min_confidence = -std::numeric_limits<float>::infinity(); // nodes below it are not returned
 	const VectorSource *rerank = nullptr;                           // only used when the encoding is not float32
+	const AttributeFilter *filter = nullptr;                        // nodes that fail it are not returned
+	// snapshot_search only: rank by score() (scoring.hpp) instead of distance.
+	const Scoring *scoring = nullptr;
 	// When given, read every few hundred nodes: once it is non-zero the search
 	// stops and returns HnswStatus::interrupted. A volatile sig_atomic_t, as
 	// a signal handler sets it (PostgreSQL passes &InterruptPending).
@@ -153,7 +165,9 @@ struct SearchStats {
 
 struct SearchResult {
 	HnswStatus status = HnswStatus::ok;
-	std::span<const Neighbor> neighbors; // nearest first; lives in the context until its next use
+	// Nearest first (highest score first under SearchParams::scoring); lives
+	// in the context until its next use.
+	std::span<const Neighbor> neighbors;
 	SearchStats stats;
 };
 
@@ -216,13 +230,20 @@ public:
 	// The newest node labelled `label`.
 	std::optional<std::uint32_t> find_label(std::int64_t label) const noexcept;
 
-	// Approximate k nearest linked nodes visible at params.max_generation.
+	// Approximate k nearest linked nodes visible at params.max_generation
+	// that pass params.filter (scoring is not applied).
 	SearchResult search(std::span<const float> query, const SearchParams &params, SearchContext &context) const;
-	// Exact k nearest among visible nodes with ids in [from, to) ∩ [0, size()).
+	// Exact k nearest among visible nodes with ids in [from, to) ∩ [0, size())
+	// that pass params.filter (scoring is not applied).
 	SearchResult exact_search(std::span<const float> query, const SearchParams &params, std::uint32_t from,
 							  std::uint32_t to, SearchContext &context) const;
-	// search() ∪ exact_search() over the not-yet-linked tail: every stored node
-	// visible at params.max_generation is a candidate, linked or not.
+	// What recall runs (hnsw_recall.cpp): every stored node visible at
+	// params.max_generation that passes params.filter is a candidate, linked
+	// or not, and it returns min(k, number of such nodes) of them (unless
+	// interrupted): a graph search where many nodes pass, an exact scan where
+	// few do, and the exact scan after a graph search that came back short.
+	// Under params.scoring it takes the max(ef, 8k) nearest candidates and
+	// returns the k of highest score.
 	SearchResult snapshot_search(std::span<const float> query, const SearchParams &params,
 								 SearchContext &context) const;
 
@@ -351,12 +372,30 @@ private:
 	bool beam_search(const float *query, std::uint32_t entry, float entry_distance, std::uint32_t level,
 					 std::uint32_t ef, std::uint64_t limit, const volatile std::sig_atomic_t *interrupt,
 					 SearchContext &context, SearchStats &stats) const;
-	// The same on level 0, returning only nodes visible at max_generation.
+	// What a search may return: the snapshot, confidence and attribute
+	// filter of its SearchParams, prepared once per search.
+	struct Predicate {
+		std::uint64_t max_generation;
+		float min_confidence;
+		const AttributeFilter *filter; // nullptr when the filter asks nothing
+		std::uint32_t bloom;           // token_bloom() of every filter token
+	};
+	Predicate predicate_of(const SearchParams &params) const noexcept;
+	bool matches(std::uint32_t id, const Predicate &predicate) const noexcept;
+	// The same on level 0, returning only nodes that match the predicate.
 	bool filtered_search(const float *query, std::uint32_t entry, float entry_distance, std::uint32_t ef,
-						 std::uint64_t limit, const SearchParams &params, SearchContext &context,
-						 SearchStats &stats) const;
-	bool visible(std::uint32_t id, const SearchParams &params) const noexcept;
+						 std::uint64_t limit, const SearchParams &params, const Predicate &predicate,
+						 SearchContext &context, SearchStats &stats) const;
 	void finish_results(const float *query, const SearchParams &params, SearchContext &context) const;
+
+	// hnsw_recall.cpp
+	// Whether an exact scan of every node should answer a filtered search,
+	// judged from a sample of the nodes.
+	bool prefer_exact(const Predicate &predicate, std::uint32_t ef) const noexcept;
+	// search() over the linked nodes merged with exact_search() over the rest.
+	SearchResult graph_and_tail(std::span<const float> query, const SearchParams &params, SearchContext &context) const;
+	// Orders context.out_ by score and keeps its first k.
+	void rank_by_score(const Scoring &scoring, std::uint32_t k, SearchContext &context) const;
 
 	// hnsw_insert.cpp
 	// Level-0 list lengths a new node keeps, and a pruned list (sizes and reasons there).

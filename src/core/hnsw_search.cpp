@@ -72,14 +72,48 @@ struct Nearer {
 
 } // namespace
 
-bool
-HnswGraph::visible(std::uint32_t id, const SearchParams &params) const noexcept
+HnswGraph::Predicate
+HnswGraph::predicate_of(const SearchParams &params) const noexcept
 {
+	Predicate predicate{params.max_generation, params.min_confidence, nullptr, 0};
+	const AttributeFilter *filter = params.filter;
+	if (filter != nullptr &&
+		(!filter->tokens.empty() || filter->observed_after != std::numeric_limits<std::int64_t>::min() ||
+		 filter->observed_before != std::numeric_limits<std::int64_t>::max())) {
+		predicate.filter = filter;
+		for (const std::uint64_t token : filter->tokens)
+			predicate.bloom |= token_bloom(token);
+	}
+	return predicate;
+}
+
+bool
+HnswGraph::matches(std::uint32_t id, const Predicate &predicate) const noexcept
+{
+	// The bloom first: for a token filter it rejects most nodes from the
+	// small attrs element, without reading the node head or its tokens.
+	if (predicate.bloom != 0 && (attrs(id).bloom & predicate.bloom) != predicate.bloom)
+		return false;
 	const NodeHead &node = head(id);
 	// k_never_forgotten is also the largest snapshot: a node never forgotten is seen by every snapshot.
 	const std::uint64_t forgotten = node.forgotten.load(std::memory_order_relaxed);
-	return node.generation <= params.max_generation && !(node.confidence < params.min_confidence) &&
-		   (params.max_generation < forgotten || forgotten == k_never_forgotten);
+	if (node.generation > predicate.max_generation || node.confidence < predicate.min_confidence ||
+		(predicate.max_generation >= forgotten && forgotten != k_never_forgotten))
+		return false;
+	const AttributeFilter *filter = predicate.filter;
+	if (filter == nullptr)
+		return true;
+	if (node.observed_at < filter->observed_after || node.observed_at >= filter->observed_before)
+		return false;
+	const std::span<const std::uint64_t> held = tokens(id);
+	auto at = held.begin();
+	for (const std::uint64_t token : filter->tokens) {
+		at = std::lower_bound(at, held.end(), token);
+		if (at == held.end() || *at != token)
+			return false;
+		++at;
+	}
+	return true;
 }
 
 float
@@ -190,13 +224,16 @@ HnswGraph::beam_search(const float *query, std::uint32_t entry, float entry_dist
 
 bool
 HnswGraph::filtered_search(const float *query, std::uint32_t entry, float entry_distance, std::uint32_t ef,
-						   std::uint64_t limit, const SearchParams &params, SearchContext &context,
-						   SearchStats &stats) const
+						   std::uint64_t limit, const SearchParams &params, const Predicate &predicate,
+						   SearchContext &context, SearchStats &stats) const
 {
-	// Level 0 under a snapshot filter: invisible nodes are candidates (so the
-	// walk passes through them) but never results, so candidates and results
-	// are two heaps, and the walk ends only once the results hold ef visible
-	// nodes and the nearest candidate is farther than all of them.
+	// Level 0 under a snapshot or attribute filter: nodes that do not match
+	// are candidates (so the walk passes through them) but never results, so
+	// candidates and results are two heaps, and the walk ends only once the
+	// results hold ef matching nodes and the nearest candidate is farther
+	// than all of them. Until then the walk is bounded by nothing, so when
+	// fewer than ef nodes match it reaches every node it can (all of level 0
+	// is reachable, hnsw_insert.cpp).
 	std::vector<Neighbor> &candidates = context.candidates_;
 	std::vector<Neighbor> &results = context.results_;
 	VisitedSet &visited = context.visited_;
@@ -208,7 +245,7 @@ HnswGraph::filtered_search(const float *query, std::uint32_t entry, float entry_
 	candidates.push_back({entry_distance, entry});
 	// bound: the distance a node must beat to matter, infinite until the results hold ef nodes.
 	float bound = k_infinity;
-	if (visible(entry, params)) {
+	if (matches(entry, predicate)) {
 		results.push_back({entry_distance, entry});
 		if (results.size() >= ef)
 			bound = entry_distance;
@@ -235,6 +272,8 @@ HnswGraph::filtered_search(const float *query, std::uint32_t entry, float entry_
 			for (std::uint32_t line = 0; line < prefetch_lines_; ++line)
 				__builtin_prefetch(v + 64 * line, 0, 3);
 			__builtin_prefetch(nodes_.at(id), 0, 3);
+			if (predicate.bloom != 0)
+				__builtin_prefetch(attrs_.at(id), 0, 3);
 			links[fresh] = id;
 			vectors[fresh++] = v;
 		}
@@ -245,7 +284,7 @@ HnswGraph::filtered_search(const float *query, std::uint32_t entry, float entry_
 			const std::uint32_t id = links[i];
 			candidates.push_back({d, id});
 			std::push_heap(candidates.begin(), candidates.end(), Farther{});
-			if (!visible(id, params))
+			if (!matches(id, predicate))
 				continue;
 			if (results.size() < ef) {
 				results.push_back({d, id});
@@ -295,9 +334,11 @@ HnswGraph::search(std::span<const float> query, const SearchParams &params, Sear
 	const bool nothing_forgotten_hidden = header_->forgotten.load(std::memory_order_acquire) == 0 ||
 										  params.max_generation <
 											  header_->lowest_forgotten.load(std::memory_order_relaxed);
+	const Predicate predicate = predicate_of(params);
 	const bool everything_visible =
 		params.max_generation >= header_->max_generation.load(std::memory_order_acquire) && nothing_forgotten_hidden &&
-		!(params.min_confidence > header_->lowest_confidence.load(std::memory_order_acquire));
+		!(params.min_confidence > header_->lowest_confidence.load(std::memory_order_acquire)) &&
+		predicate.filter == nullptr;
 	if (entry == k_no_entry)
 		return result;
 	std::uint32_t current = entry_id(entry);
@@ -309,7 +350,7 @@ HnswGraph::search(std::span<const float> query, const SearchParams &params, Sear
 	const bool finished =
 		everything_visible
 			? beam_search(q, current, current_distance, 0, ef, limit, params.interrupt, context, result.stats)
-			: filtered_search(q, current, current_distance, ef, limit, params, context, result.stats);
+			: filtered_search(q, current, current_distance, ef, limit, params, predicate, context, result.stats);
 	if (!finished) {
 		result.status = HnswStatus::interrupted;
 		return result;
@@ -317,34 +358,6 @@ HnswGraph::search(std::span<const float> query, const SearchParams &params, Sear
 	finish_results(q, params, context);
 	result.neighbors = context.out_;
 	return result;
-}
-
-SearchResult
-HnswGraph::snapshot_search(std::span<const float> query, const SearchParams &params, SearchContext &context) const
-{
-	// The prefix is read before the graph search starts, so every node the
-	// graph search could miss for not being linked yet is at or above it and
-	// therefore inside the exact range, which ends at the count read later.
-	const auto prefix = static_cast<std::uint32_t>(linked_prefix());
-	SearchResult graph = search(query, params, context);
-	if (graph.status != HnswStatus::ok || params.k == 0)
-		return graph;
-	context.graph_out_.assign(graph.neighbors.begin(), graph.neighbors.end());
-	SearchResult exact = exact_search(query, params, prefix, k_no_node, context);
-	if (exact.status != HnswStatus::ok)
-		return exact;
-	std::vector<Neighbor> &merged = context.results_;
-	merged.assign(context.graph_out_.begin(), context.graph_out_.end());
-	merged.insert(merged.end(), exact.neighbors.begin(), exact.neighbors.end());
-	// A node found by both parts has the same distance in both, so its copies sort next to each other.
-	std::sort(merged.begin(), merged.end());
-	merged.erase(std::unique(merged.begin(), merged.end()), merged.end());
-	const std::size_t k = std::min<std::size_t>(params.k, merged.size());
-	context.out_.assign(merged.begin(), merged.begin() + static_cast<std::ptrdiff_t>(k));
-	exact.neighbors = context.out_;
-	exact.stats.distances += graph.stats.distances;
-	exact.stats.expanded += graph.stats.expanded;
-	return exact;
 }
 
 } // namespace engram::core

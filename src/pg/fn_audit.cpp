@@ -79,8 +79,7 @@ struct FileCount {
 // The files under the directory, at most `room` of them, with their counts.
 // Pure C++ (no PostgreSQL call), so that its objects never meet an ereport.
 std::size_t
-count_in_files(const char *directory, const std::byte *pattern, std::size_t length, FileCount *out,
-			   std::size_t room)
+count_in_files(const char *directory, const std::byte *pattern, std::size_t length, FileCount *out, std::size_t room)
 {
 	std::size_t n = 0;
 	std::error_code error;

@@ -98,7 +98,9 @@ ENGRAM_FUNCTION(engram_space_files)
 		const SpaceFileState &file = slot.file;
 		const TimestampTz written_at = file.written_at.load(std::memory_order_acquire);
 		Datum values[5] = {Int32GetDatum(slot.space_id),
-						   Int64GetDatum(static_cast<std::int64_t>(file.observations.load(std::memory_order_relaxed))),
+						   // Live rows: the file's nodes less those forgotten when it was written.
+						   Int64GetDatum(static_cast<std::int64_t>(file.observations.load(std::memory_order_relaxed) -
+																   file.forgotten.load(std::memory_order_relaxed))),
 						   Int64GetDatum(static_cast<std::int64_t>(file.generation.load(std::memory_order_relaxed))),
 						   TimestampTzGetDatum(written_at),
 						   Int64GetDatum(static_cast<std::int64_t>(file.bytes.load(std::memory_order_relaxed)))};

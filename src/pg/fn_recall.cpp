@@ -62,6 +62,61 @@ struct Hit {
 	std::int64_t observed_at;
 };
 
+// What narrows and orders a recall besides the cue: the arguments after
+// min_confidence (absent when the catalog still declares the 0.3.0 recall).
+struct RecallOptions {
+	TokenBuffer filter_tokens;
+	engram::core::AttributeFilter filter;
+	bool filtered = false;
+	engram::core::Scoring scoring;
+	bool scored = false;
+};
+
+RecallOptions
+recall_options(FunctionCallInfo fcinfo)
+{
+	RecallOptions o;
+	const int nargs = PG_NARGS();
+	if (nargs > 5 && !PG_ARGISNULL(5)) {
+		o.filter_tokens = filter_tokens(PG_GETARG_JSONB_P(5));
+		o.filter.tokens = std::span<const std::uint64_t>(o.filter_tokens.tokens, o.filter_tokens.count);
+		o.filtered = true;
+	}
+	if (nargs > 6 && !PG_ARGISNULL(6)) {
+		o.filter.observed_after = PG_GETARG_TIMESTAMPTZ(6);
+		o.filtered = true;
+	}
+	if (nargs > 7 && !PG_ARGISNULL(7)) {
+		o.filter.observed_before = PG_GETARG_TIMESTAMPTZ(7);
+		o.filtered = true;
+	}
+	if (nargs > 8 && !PG_ARGISNULL(8)) {
+		const Interval *half_life = PG_GETARG_INTERVAL_P(8);
+		const double usec =
+			static_cast<double>(half_life->time) +
+			(static_cast<double>(half_life->day) + static_cast<double>(half_life->month) * DAYS_PER_MONTH) *
+				static_cast<double>(USECS_PER_DAY);
+		if (!(usec > 0))
+			ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("recency_half_life must be positive"),
+							errdetail("It was %s.",
+									  DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(half_life)))),
+							errhint("Pass the age at which an observation's score halves, e.g. interval '7 days'.")));
+		o.scoring.half_life = usec;
+		o.scored = true;
+	}
+	if (nargs > 9 && !PG_ARGISNULL(9)) {
+		const float weight = PG_GETARG_FLOAT4(9);
+		if (!(weight >= 0.0f && weight <= 1.0f))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("confidence_weight must be between 0 and 1"),
+					 errdetail("confidence_weight was %g.", static_cast<double>(weight))));
+		o.scoring.confidence_weight = weight;
+		o.scored = o.scored || weight > 0.0f;
+	}
+	o.scoring.now = GetCurrentTransactionStartTimestamp();
+	return o;
+}
+
 engram::core::SearchContext *
 search_context(void)
 {
@@ -203,6 +258,7 @@ ENGRAM_FUNCTION(engram_recall)
 								  "Recall returns");
 	const SpaceDefinition info = space_named(space);
 	instance_require();
+	const RecallOptions options = recall_options(fcinfo);
 	const int dim = static_cast<int>(info.dim);
 	const float *cue =
 		check_vector(PG_GETARG_ARRAYTYPE_P(1), "cue", space, dim, info.metric == engram::core::Metric::cosine);
@@ -247,6 +303,8 @@ ENGRAM_FUNCTION(engram_recall)
 		params.ef = static_cast<std::uint32_t>(std::max(engram_ef_search, k));
 		params.max_generation = generation;
 		params.min_confidence = min_confidence;
+		params.filter = options.filtered ? &options.filter : nullptr;
+		params.scoring = options.scored ? &options.scoring : nullptr;
 		// Only where CHECK_FOR_INTERRUPTS() can act on it; otherwise the flag
 		// stays raised and the search would stop again and again.
 		params.interrupt = INTERRUPTS_CAN_BE_PROCESSED() ? &InterruptPending : nullptr;
@@ -268,8 +326,9 @@ ENGRAM_FUNCTION(engram_recall)
 		const Hit &hit = hits[i];
 		const float distance = info.metric == engram::core::Metric::l2 ? std::sqrt(std::max(hit.distance, 0.0f))
 																	   : hit.distance;
-		const float score = info.metric == engram::core::Metric::l2 ? 1.0f / (1.0f + distance)
-																	: std::clamp(1.0f - distance, 0.0f, 1.0f);
+		const float score = options.scored ? engram::core::score(info.metric, hit.distance, hit.confidence,
+																 hit.observed_at, options.scoring)
+										   : engram::core::similarity(info.metric, hit.distance);
 		Datum values[6] = {Int64GetDatum(hit.id),
 						   Float4GetDatum(distance),
 						   Float4GetDatum(score),

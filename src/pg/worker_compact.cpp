@@ -84,12 +84,12 @@ compact_space(SpaceSlot &slot, std::uint64_t horizon)
 	const engram::core::HnswStatus status = engram::core::compact(graph, horizon, copy, &stats);
 	if (status != engram::core::HnswStatus::ok) {
 		// Tried again at the next round; memory may have been freed by then.
-		ereport(WARNING, (errmsg("engram could not compact space \"%s\": %s", slot.name,
-								 engram::core::to_string(status)),
-						  errdetail("%llu forgotten observations stay in its index until a compaction succeeds; "
-									"recall does not return them.",
-									static_cast<unsigned long long>(erased.nodes)),
-						  errhint("A compaction needs room for a copy of the index in engram.memory_limit.")));
+		ereport(WARNING,
+				(errmsg("engram could not compact space \"%s\": %s", slot.name, engram::core::to_string(status)),
+				 errdetail("%llu forgotten observations stay in its index until a compaction succeeds; "
+						   "recall does not return them.",
+						   static_cast<unsigned long long>(erased.nodes)),
+				 errhint("A compaction needs room for a copy of the index in engram.memory_limit.")));
 		return;
 	}
 	directory_widen_snapshot_gap(&slot, erased.from, erased.to);

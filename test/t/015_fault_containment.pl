@@ -126,7 +126,9 @@ is(worker_exits($node, $log_from), 0, 'no worker exited');
 $node->stop;
 
 # --- many spaces, and a worker stopped half way through a large record ---------
-my $many = engram_node('many', 'engram.memory_limit' => "'512MB'");
+# 1,100 spaces of one row and a million-row space at m 2: about 630 MB since
+# nodes carry their deletion generation, time and attributes (Layout 6).
+my $many = engram_node('many', 'engram.memory_limit' => "'800MB'");
 $many->safe_psql('postgres',
 	"SELECT count(engram.create_space('sp' || lpad(g::text, 4, '0'), 2, 'l2', 2, 8)) FROM generate_series(1, 1100) g");
 $many->safe_psql('postgres',

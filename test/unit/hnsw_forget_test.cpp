@@ -338,9 +338,10 @@ TEST(HnswForget, AppendsForgetsLinksAndSearchesAtOnce)
 {
 	// One appender (labels 1000 + i, generation i + 1, tokens), one linker,
 	// one forgetter (forgets published labels at random generations) and two
-	// searchers. A search returns only stored nodes its snapshot may see:
-	// generation <= G, and not forgotten at or before G by a forget that
-	// returned before the search began.
+	// searchers, some with a token or time filter. A search returns only
+	// stored nodes its snapshot and filter may see: generation <= G, not
+	// forgotten at or before G by a forget that returned before the search
+	// began, and holding the filter's token or inside its window.
 	const std::uint32_t n = test_support::k_sanitized ? 1500 : 12000;
 	Region region(64 << 20);
 	HnswGraph graph = make_graph(region);
@@ -407,6 +408,15 @@ TEST(HnswForget, AppendsForgetsLinksAndSearchesAtOnce)
 				params.max_generation = rng() % 3 == 0 ? ~0ull : rng() % (n + 2);
 				const std::uint64_t seen = forgets.load();
 				const std::span<const float> query(queries.data() + (q % 32) * k_dim, k_dim);
+				// Every third search filters on a token (held by about a tenth of the nodes) or a time window.
+				const std::uint64_t wanted = q % 11;
+				AttributeFilter filter{std::span<const std::uint64_t>(&wanted, 1)};
+				if (q % 2 == 0) {
+					filter.tokens = {};
+					filter.observed_after = static_cast<std::int64_t>(rng() % n);
+					filter.observed_before = filter.observed_after + 500;
+				}
+				params.filter = q % 3 == 0 ? &filter : nullptr;
 				const SearchResult r = q % 2 ? graph.snapshot_search(query, params, context)
 											 : graph.search(query, params, context);
 				searches.fetch_add(1);
@@ -419,6 +429,12 @@ TEST(HnswForget, AppendsForgetsLinksAndSearchesAtOnce)
 					// Attributes of a returned node are readable while others append.
 					const auto tokens = graph.tokens(nb.id);
 					if (tokens.empty() || tokens.back() != nb.id || graph.observed_at(nb.id) != nb.id)
+						violations.fetch_add(1);
+					const std::int64_t t = graph.observed_at(nb.id);
+					const bool passes = filter.tokens.empty()
+											? t >= filter.observed_after && t < filter.observed_before
+											: std::binary_search(tokens.begin(), tokens.end(), wanted);
+					if (params.filter != nullptr && !passes)
 						violations.fetch_add(1);
 				}
 				const std::uint32_t stored = appended.load(std::memory_order_acquire);
