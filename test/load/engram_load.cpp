@@ -13,8 +13,17 @@
 //                        --fvecs QUERIES [--since NS] [--baseline-ms MS]
 //                        [--wait-linked 1 --rows N] [--settle S] --seconds S
 //                        [--sql STATEMENT]
+//   filtered: engram_load --conninfo STR --mode filtered --target engram|pgvector
+//                        [--space NAME] --fvecs BASE --queries QUERIES [--rows N]
+//                        [--tenants N] [--load 0] [--ef N] [--ef-construction N]
+//                        [--iterative off,relaxed_order,strict_order] [--label TEXT]
+//                        [--case-seconds S] [--clients N --batch N]
+//   forget:  engram_load --conninfo STR --mode forget --target engram|pgvector
+//                        [--space NAME] --fvecs BASE --queries QUERIES [--rows N]
+//                        [--tenants N] [--ef N] [--vacuum 0] --seconds S
 //
-// ingest.cpp, recall.cpp and startup.cpp describe the modes.
+// ingest.cpp, recall.cpp, startup.cpp, filtered.cpp and forgetting.cpp
+// describe the modes.
 #include <string>
 
 #include "pg_client.hpp"
@@ -69,6 +78,24 @@ parse(int argc, char **argv)
 			o.baseline_ms = std::stod(v);
 		else if (k == "--settle")
 			o.settle = std::stod(v);
+		else if (k == "--target")
+			o.target = v;
+		else if (k == "--queries")
+			o.queries = v;
+		else if (k == "--tenants")
+			o.tenants = std::stoi(v);
+		else if (k == "--load")
+			o.load = v != "0";
+		else if (k == "--ef-construction")
+			o.ef_construction = std::stoi(v);
+		else if (k == "--iterative")
+			o.iterative = v;
+		else if (k == "--label")
+			o.label = v;
+		else if (k == "--case-seconds")
+			o.case_seconds = std::stod(v);
+		else if (k == "--vacuum")
+			o.vacuum = v != "0";
 		else
 			engram_load::die("unknown option " + k);
 	}
@@ -89,5 +116,9 @@ main(int argc, char **argv)
 		return engram_load::run_startup(o);
 	if (o.mode == "observe_batch" || o.mode == "copy" || o.mode == "plain_copy")
 		return engram_load::run_ingest(o);
-	engram_load::die("--mode must be observe_batch, copy, plain_copy, recall or startup");
+	if (o.mode == "filtered")
+		return engram_load::run_filtered(o);
+	if (o.mode == "forget")
+		return engram_load::run_forget(o);
+	engram_load::die("--mode must be observe_batch, copy, plain_copy, recall, startup, filtered or forget");
 }

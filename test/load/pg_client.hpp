@@ -33,6 +33,16 @@ struct Options {
 	long long since_ns = 0; // startup: when the server was started (ns since the epoch), 0 = now
 	double baseline_ms = 0; // startup: recall p50 before the restart, 0 = do not wait for normal latency
 	double settle = 5;      // startup: seconds to go on after linked and normal latency
+	// filtered, forget (filtered.cpp, forgetting.cpp, filter_data.hpp)
+	std::string target = "engram"; // engram or pgvector
+	std::string queries;           // the query vectors (--fvecs holds the base rows)
+	int tenants = 10000;           // users the rows are spread over
+	bool load = true;              // filtered: load the rows first
+	int ef_construction = 200;     // filtered, pgvector: the HNSW index's ef_construction
+	std::string iterative = "off"; // filtered, pgvector: hnsw.iterative_scan settings to run, comma-separated
+	std::string label;             // filtered: names the run in the report (default: the target)
+	double case_seconds = 0;       // filtered, forget: stop a case after this long, 0 = every query
+	bool vacuum = true;            // forget, pgvector: VACUUM after the delete and ask again
 };
 
 [[noreturn]] void die(const std::string &message);
@@ -64,5 +74,7 @@ private:
 int run_ingest(const Options &o);
 int run_recall(const Options &o);
 int run_startup(const Options &o);
+int run_filtered(const Options &o);
+int run_forget(const Options &o);
 
 } // namespace engram_load

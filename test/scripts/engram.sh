@@ -9,7 +9,7 @@
 #                                      format (.clang-format), core unit tests (plain,
 #                                      AddressSanitizer, ThreadSanitizer), pg_regress and
 #                                      the TAP tests; everything built with warnings as errors
-#   bash test/scripts/engram.sh bench [ring|ingest|hnsw|indexing|recall|startup]...
+#   bash test/scripts/engram.sh bench [ring|ingest|hnsw|indexing|recall|startup|filter]...
 #                                      the same set-up, then the benchmarks recorded in
 #                                      docs/benchmarks.md (all of them without arguments)
 #   bash test/scripts/engram.sh format rewrite every tracked C++ file in the style of
@@ -364,18 +364,16 @@ startup_probe() {
 		true
 }
 
-# pgvector (../shared/peers, built here for benchmarks only) in a throwaway
-# cluster: the same rows in a table with an HNSW index, then the first query
-# after CHECKPOINT and an immediate stop.
-startup_pgvector() {
-	local set=$1 rows=$2
-	local base="$SYNTH/$set/${set}_base.fvecs" queries="$SYNTH/$set/${set}_query.fvecs"
+# Builds pgvector from its source in ../shared/peers (for benchmarks only) and
+# installs it into the PostgreSQL the benchmarks use; fails, saying so, when
+# the source is not at hand.
+build_pgvector() {
 	local peers tarball
 	peers=${ENGRAM_PEERS:-$(cd "$ROOT/.." && pwd)/shared/peers}
 	tarball=$(compgen -G "$peers/pgvector-*.tar.gz" | head -n 1 || true)
 	if [ -z "$tarball" ]; then
 		say "pgvector: no source in $peers, skipped"
-		return 0
+		return 1
 	fi
 	say "building pgvector from $tarball"
 	rm -rf "$WORK/pgvector-build"
@@ -385,6 +383,14 @@ startup_pgvector() {
 	src=$(dirname "$(compgen -G "$WORK/pgvector-build/*/Makefile" | head -n 1)")
 	make -C "$src" -j 2 PG_CONFIG="$PGBIN/pg_config" >/dev/null
 	make -C "$src" install PG_CONFIG="$PGBIN/pg_config" >/dev/null
+}
+
+# pgvector in a throwaway cluster: the same rows in a table with an HNSW
+# index, then the first query after CHECKPOINT and an immediate stop.
+startup_pgvector() {
+	local set=$1 rows=$2
+	local base="$SYNTH/$set/${set}_base.fvecs" queries="$SYNTH/$set/${set}_query.fvecs"
+	build_pgvector || return 0
 	start_cluster pgvector 54334 "shared_buffers = '1GB'" "maintenance_work_mem = '2GB'"
 	say "pgvector: $rows rows of $set, HNSW index with m 16, ef_construction 64 (its defaults), ef_search 128"
 	sql -c "CREATE EXTENSION vector SCHEMA public"
@@ -411,16 +417,72 @@ startup_pgvector() {
 	stop_cluster
 }
 
+# Filtered recall and forgetting (issue 11) on glove100, engram beside
+# pgvector in one cluster (engram's workers idle while pgvector runs). Both
+# get the same rows with the same metadata ({"user": one of 10,000,
+# "category": c50/c10/c1/c01/other holding 50/10/1/0.1% and the rest} and an
+# observed_at over 1,000 days, made up by engram_load from a fixed seed), and
+# every query is scored against the exact filtered top-10 (filter_data.hpp).
+# engram: one space with the defaults (cosine, m 16, ef_construction 200,
+# engram.ef_search 128). pgvector: the metadata as the same jsonb column and
+# observed_at as timestamptz, an HNSW index with the same m and
+# ef_construction and hnsw.ef_search 128, asked with a WHERE clause on them,
+# with hnsw.iterative_scan off, relaxed_order and strict_order (its default
+# hnsw.max_scan_tuples, 20,000), then once more with a GIN index on the
+# metadata and a B-tree on observed_at beside the HNSW index (what its README
+# suggests first for filters), relaxed_order, leaving the choice to its
+# planner; pgvector cases that take longer stop after 30 s (the queries
+# answered by then are scored). Then the forgetting part: half of the rows
+# deleted at random, recall over the rest once compacted (engram), and for
+# pgvector after the DELETE and, with ENGRAM_FILTER_VACUUM=1, after VACUUM
+# (which repairs its HNSW graph and took minutes here).
+bench_filter() {
+	local set="$ENGRAM_DATA/glove100/glove100"
+	if [ ! -f "${set}_base.fvecs" ]; then
+		say "filter: no glove100 in $ENGRAM_DATA, skipped"
+		return 0
+	fi
+	local pgvector=1
+	build_pgvector || pgvector=0
+	start_cluster filter 54335 "shared_buffers = '1GB'" "maintenance_work_mem = '2GB'"
+	((pgvector)) && sql -c "CREATE EXTENSION vector SCHEMA public"
+	local data=(--fvecs "${set}_base.fvecs" --queries "${set}_query.fvecs" --rows 100000 --tenants 10000 --k 10)
+	say "filtered recall, engram: COPY of glove100 with metadata into one space until linked, then 7 filter cases ($(load_average))"
+	load --mode filtered --target engram --space glove "${data[@]}" --clients 4 --batch 500
+	if ((pgvector)); then
+		say "filtered recall, pgvector: the same rows, HNSW (m 16, ef_construction 200), ef_search 128, iterative scans off, relaxed, strict ($(load_average))"
+		load --mode filtered --target pgvector "${data[@]}" --clients 4 --batch 500 --ef 128 --ef-construction 200 \
+			--iterative off,relaxed_order,strict_order --case-seconds 30
+		say "filtered recall, pgvector with a GIN index on metadata and a B-tree on observed_at, relaxed_order ($(load_average))"
+		local began
+		began=$(date +%s%N)
+		sql -c "CREATE INDEX items_gin ON engram_bench.items USING gin (metadata jsonb_path_ops)" \
+			-c "CREATE INDEX items_observed ON engram_bench.items (observed_at)" -c "ANALYZE engram_bench.items"
+		echo "indexes built in $(milliseconds_since "$began") ms"
+		load --mode filtered --target pgvector "${data[@]}" --load 0 --ef 128 --iterative relaxed_order \
+			--label "pgvector+gin/btree" --case-seconds 30
+		sql -c "DROP INDEX engram_bench.items_gin, engram_bench.items_observed"
+	fi
+	say "forgetting, engram: half of the rows deleted at random, recall before and after the compaction ($(load_average))"
+	sql -At -c "SELECT 'engram.erase_within = ' || current_setting('engram.erase_within', true)"
+	load --mode forget --target engram --space glove "${data[@]}" --clients 4 --batch 500 --seconds 900
+	if ((pgvector)); then
+		say "forgetting, pgvector: the same half deleted, recall before VACUUM (and after it with ENGRAM_FILTER_VACUUM=1) ($(load_average))"
+		load --mode forget --target pgvector "${data[@]}" --ef 128 --seconds 900 --vacuum "${ENGRAM_FILTER_VACUUM:-0}"
+	fi
+	stop_cluster
+}
+
 run_bench() {
 	local sections=("$@")
-	((${#sections[@]})) || sections=(ring ingest hnsw indexing recall startup)
+	((${#sections[@]})) || sections=(ring ingest hnsw indexing recall startup filter)
 	install_packages
 	build_core release
 	build_extension
 	local section
 	for section in "${sections[@]}"; do
 		case "$section" in
-			ring | ingest | hnsw | indexing | recall | startup) "bench_$section" ;;
+			ring | ingest | hnsw | indexing | recall | startup | filter) "bench_$section" ;;
 			*) echo "unknown benchmark section $section" >&2; exit 2 ;;
 		esac
 	done
