@@ -30,6 +30,24 @@ CREATE TABLE engram.revisions (
 CREATE INDEX revisions_space ON engram.revisions (space_id, revision);
 REVOKE ALL ON engram.revisions FROM PUBLIC;
 
+-- Forgets too many for the ring: a transaction that deletes (or updates)
+-- more non-consecutive ids than its ring records could carry writes them
+-- here, as arrays of (first, last) id pairs in chunks, under a spill key
+-- (its full transaction id); its ring record carries only the key, and the
+-- worker reads the ids back, forgets them at the record's generation and
+-- deletes the chunks. Only the trigger (as the tables' owner) and the
+-- workers touch it. Transient state: unlogged (so neither WAL, replication
+-- nor a crash keeps it: after a crash the load reads the table, where the
+-- deleted rows are gone), not dumped, and cleared by the load at start-up.
+CREATE UNLOGGED TABLE engram._forget_spill (
+	spill bigint NOT NULL,
+	space_id int NOT NULL,
+	chunk int NOT NULL,
+	ranges bigint[] NOT NULL,
+	PRIMARY KEY (spill, space_id, chunk)
+);
+REVOKE ALL ON engram._forget_spill FROM PUBLIC;
+
 CREATE FUNCTION engram.forget(space text, ids bigint[]) RETURNS bigint
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE

@@ -141,6 +141,10 @@ GRANT SELECT ON engram.observations TO forget_reader;
 SELECT try_as('forget_reader', $$SELECT engram.forget('forget_l2', '{1}')$$);
 SELECT try_as('forget_reader', $$SELECT engram.forget_before('forget_l2', now())$$);
 SELECT try_as('forget_reader', $$SELECT count(*) FROM engram.revisions$$);
+-- The forgets of large deletes are engram's alone to read and write.
+SELECT try_as('forget_reader', $$SELECT count(*) FROM engram._forget_spill$$);
+SELECT try_as('forget_reader', $$INSERT INTO engram._forget_spill VALUES (1, 1, 1, '{1,1}')$$);
+SELECT c.relpersistence, c.relacl FROM pg_class c WHERE c.oid = 'engram._forget_spill'::regclass;
 DROP OWNED BY forget_reader;
 DROP ROLE forget_reader;
 

@@ -66,6 +66,12 @@ ranges_payload_bytes(std::uint32_t count) noexcept
 	return sizeof(BatchHeader) + sizeof(IdRange) * count;
 }
 
+std::size_t
+spilled_forgets_payload_bytes(void) noexcept
+{
+	return sizeof(BatchHeader) + sizeof(std::uint64_t);
+}
+
 VectorsSections
 write_vectors_header(std::span<std::byte> payload, std::int32_t space_id, std::uint32_t dim, std::uint32_t count,
 					 std::uint64_t tokens, std::uint32_t xid, InstanceId instance) noexcept
@@ -90,6 +96,15 @@ write_ranges_header(std::span<std::byte> payload, BatchKind kind, std::int32_t s
 	const BatchHeader h{kind, space_id, dim, count, xid, 0, instance};
 	std::memcpy(payload.data(), &h, sizeof h);
 	return section<IdRange>(payload, sizeof(BatchHeader), count);
+}
+
+void
+write_spilled_forgets(std::span<std::byte> payload, std::int32_t space_id, std::uint32_t dim, std::uint64_t spill,
+					  std::uint32_t xid, InstanceId instance) noexcept
+{
+	const BatchHeader h{BatchKind::spilled_forgets, space_id, dim, 0, xid, 0, instance};
+	std::memcpy(payload.data(), &h, sizeof h);
+	std::memcpy(payload.data() + sizeof h, &spill, sizeof spill);
 }
 
 std::optional<BatchView>
@@ -123,6 +138,12 @@ parse_batch(std::span<const std::byte> payload) noexcept
 		v.ranges = section<IdRange>(payload, sizeof(BatchHeader), n);
 		return v;
 	}
+	if (v.header.kind == BatchKind::spilled_forgets) {
+		if (n != 0 || payload.size() != spilled_forgets_payload_bytes())
+			return std::nullopt;
+		std::memcpy(&v.spill, payload.data() + sizeof(BatchHeader), sizeof v.spill);
+		return v;
+	}
 	return std::nullopt;
 }
 
@@ -131,7 +152,7 @@ observation_count(const BatchView &batch) noexcept
 {
 	if (batch.header.kind == BatchKind::vectors)
 		return batch.header.count;
-	if (batch.header.kind == BatchKind::forgets)
+	if (batch.header.kind == BatchKind::forgets || batch.header.kind == BatchKind::spilled_forgets)
 		return 0;
 	std::uint64_t rows = 0;
 	for (const IdRange &r : batch.ranges)

@@ -10,7 +10,11 @@
 // back from the table. `forgets` carries ranges of ids the transaction
 // deleted (or updated: the new version follows in a vectors or id-range
 // record); a transaction's forgets are planned before its other records, so
-// a worker hides the old versions before it stores the new ones. Every
+// a worker hides the old versions before it stores the new ones.
+// `spilled_forgets` stands for forgets too many to carry as ranges (a delete
+// of many ids that are not consecutive): the backend wrote them to
+// engram._forget_spill in the deleting transaction under a spill key, which
+// is all the record carries, and the worker reads them back. Every
 // record also names the
 // committing transaction, so a worker that has just loaded the table can tell
 // which records it already holds, and the installation whose table the rows
@@ -20,6 +24,7 @@
 //   BatchHeader | ids int64[count] | observed_at int64[count] | confidences float[count] (padded)
 //               | token counts uint32[count] (padded) | tokens uint64[header.tokens] | vectors float[count*dim]
 //   BatchHeader | ranges int64[2*count] (first, last inclusive)   (id_ranges and forgets)
+//   BatchHeader | spill key uint64                                 (spilled_forgets; count is 0)
 #pragma once
 
 #include <cstddef>
@@ -32,7 +37,7 @@
 
 namespace engram::core {
 
-enum class BatchKind : std::uint32_t { vectors = 1, id_ranges = 2, forgets = 3 };
+enum class BatchKind : std::uint32_t { vectors = 1, id_ranges = 2, forgets = 3, spilled_forgets = 4 };
 
 struct BatchHeader {
 	BatchKind kind;
@@ -59,10 +64,12 @@ struct BatchView {
 	std::span<const std::uint64_t> tokens;
 	std::span<const float> vectors; // count * dim
 	std::span<const IdRange> ranges;
+	std::uint64_t spill; // spilled_forgets: the key of the transaction's rows in engram._forget_spill
 };
 
 std::size_t vectors_payload_bytes(std::uint32_t count, std::uint32_t dim, std::uint64_t tokens) noexcept;
 std::size_t ranges_payload_bytes(std::uint32_t count) noexcept;
+std::size_t spilled_forgets_payload_bytes(void) noexcept;
 // What one more row of `dim` dimensions and `tokens` tokens adds to a
 // vectors payload, at most (padding included).
 std::size_t vectors_row_bytes(std::uint32_t dim, std::uint64_t tokens) noexcept;
@@ -85,11 +92,14 @@ std::span<IdRange> write_ranges_header(std::span<std::byte> payload, BatchKind k
 									   std::uint32_t dim, std::uint32_t count, std::uint32_t xid,
 									   InstanceId instance) noexcept;
 
+void write_spilled_forgets(std::span<std::byte> payload, std::int32_t space_id, std::uint32_t dim, std::uint64_t spill,
+						   std::uint32_t xid, InstanceId instance) noexcept;
+
 // Validates sizes; nullopt for a payload that does not parse.
 std::optional<BatchView> parse_batch(std::span<const std::byte> payload) noexcept;
 
 // How many observations a parsed batch carries (for id ranges, the rows they
-// cover); forgets carry none.
+// cover); forgets, spilled or not, carry none.
 std::uint64_t observation_count(const BatchView &batch) noexcept;
 
 } // namespace engram::core

@@ -37,6 +37,21 @@
 // a row kept as an id range needs nothing, since the worker reads the range
 // back from the table after the commit and finds what the transaction left.
 //
+// Forgets too many for the ring. Each forget is an id range of 16 bytes, and
+// a delete of rows whose ids are not consecutive (one tenant's rows in a
+// shared space) makes one range per row, so a large one could never fit the
+// ring. Rather than refusing it, the transaction writes its forgets to
+// engram._forget_spill (forget_spill.hpp) once they outgrow an eighth of the
+// ring (at most k_forget_spill_chunk_ranges in memory): those of the current
+// subtransaction as the trigger adds them, so they roll back with it; any
+// still held at pre-commit (added under savepoints that were released) then.
+// Each space it spilled into gets one spilled_forgets record, published with
+// the others under the transaction's generation, so its rows are hidden at
+// exactly that generation. A denser encoding of the ranges (bitmaps of dense
+// spans) would only have moved the limit, and nowhere for sparse ids; the
+// spill, like id ranges for inserts, leaves only memory and disk to bound a
+// delete, and costs nothing to transactions that stay under the threshold.
+//
 // Each record names the installation whose table its rows are in (the
 // database and the table's OID; core/instance_id.hpp), so that the workers
 // never store rows of a dropped or foreign installation into the spaces of
@@ -60,6 +75,7 @@
 #include "core/pressure.hpp"
 #include "core/ring.hpp"
 #include "core/space_backlog.hpp"
+#include "pg/forget_spill.hpp"
 #include "pg/guc.hpp"
 #include "pg/instance.hpp"
 #include "pg/metadata_tokens.hpp"
@@ -110,6 +126,14 @@ struct PlannedRecord {
 	std::size_t payload_bytes;
 };
 
+// A space whose forgets a (sub)transaction wrote to engram._forget_spill.
+struct SpilledSpace {
+	std::int32_t space_id;
+	std::uint32_t dim;
+	SubTransactionId subid;
+	Oid relation;
+};
+
 struct PendingRevision {
 	std::int32_t space_id;
 	SubTransactionId subid;
@@ -137,6 +161,13 @@ struct Pending {
 	std::size_t range_count, range_capacity;
 	PendingRange *forgets; // ids of earlier transactions' rows this one deleted or replaced
 	std::size_t forget_count, forget_capacity;
+	SpilledSpace *spills; // the spaces whose other forgets are in engram._forget_spill
+	std::size_t spill_count, spill_capacity;
+	std::int32_t spill_chunks; // chunks written (numbers are never reused, not even after a rollback)
+	std::uint64_t spill_key;   // the transaction's full id, once it spilled
+	// Where the forgets of subtransaction tail_subid begin (0: not known).
+	SubTransactionId tail_subid;
+	std::size_t tail_from;
 	// Spaces whose revision row this transaction inserted (with the
 	// subtransaction that did), and those it counts in revisions_in_flight.
 	PendingRevision *revisions;
@@ -207,6 +238,15 @@ transaction_limit_cells(void)
 	return static_cast<std::size_t>(engram_ring_size_kb) * 1024 / engram::core::k_ring_cell_bytes / 2;
 }
 
+// Forgets kept in memory (and carried in forgets records) before the current
+// subtransaction's go to engram._forget_spill: an eighth of the ring, like
+// the vectors of inserted rows, and at most one chunk.
+std::size_t
+forget_keep_limit(void)
+{
+	return std::min(spill_threshold_bytes() / sizeof(engram::core::IdRange), k_forget_spill_chunk_ranges);
+}
+
 [[noreturn]] void
 report_too_large(std::uint64_t observations, std::size_t cells, const char *counted)
 {
@@ -235,12 +275,6 @@ append_range_to(PendingRange *&ranges, std::size_t &count, std::size_t &capacity
 			return;
 		}
 	}
-	// Each range takes 16 bytes of a record: refused as soon as the ranges
-	// alone cannot fit, rather than after the rest of a long COPY.
-	const std::size_t all = pending.range_count + pending.forget_count + 1;
-	const std::size_t cells = record_cells(sizeof(engram::core::IdRange) * all);
-	if (cells > transaction_limit_cells())
-		report_too_large(pending.observations + 1, cells, psprintf("at least %zu id ranges, hence ", all));
 	grow(ranges, capacity, count + 1);
 	ranges[count++] = PendingRange{space_id, dim, subid, relation, id, id};
 }
@@ -248,6 +282,13 @@ append_range_to(PendingRange *&ranges, std::size_t &count, std::size_t &capacity
 void
 append_range(std::int32_t space_id, std::uint32_t dim, SubTransactionId subid, Oid relation, std::int64_t id)
 {
+	// Each range takes 16 bytes of a record: refused as soon as the ranges
+	// alone cannot fit, rather than after the rest of a long COPY. Forgets
+	// count only as far as they stay in the ring (the rest is spilled).
+	const std::size_t all = pending.range_count + std::min(pending.forget_count, forget_keep_limit()) + 1;
+	const std::size_t cells = record_cells(sizeof(engram::core::IdRange) * all);
+	if (cells > transaction_limit_cells())
+		report_too_large(pending.observations + 1, cells, psprintf("at least %zu id ranges, hence ", all));
 	append_range_to(pending.ranges, pending.range_count, pending.range_capacity, space_id, dim, subid, relation, id);
 }
 
@@ -322,12 +363,57 @@ finish_revisions(std::uint64_t generation)
 	pending.revising_count = 0;
 }
 
+// Writes the forgets from `from` on, all of the current subtransaction, to
+// engram._forget_spill in chunks of one space each, and keeps only those
+// before `from` in memory.
+void
+spill_forgets(std::size_t from)
+{
+	const SubTransactionId subid = GetCurrentSubTransactionId();
+	if (pending.spill_key == 0)
+		pending.spill_key = U64FromFullTransactionId(GetTopFullTransactionId());
+	auto *chunk = static_cast<engram::core::IdRange *>(
+		palloc(sizeof(engram::core::IdRange) * std::min(pending.forget_count - from, k_forget_spill_chunk_ranges)));
+	for (std::size_t i = from; i < pending.forget_count;) {
+		const PendingRange &first = pending.forgets[i];
+		std::size_t n = 0;
+		for (; i < pending.forget_count && n < k_forget_spill_chunk_ranges &&
+			   pending.forgets[i].space_id == first.space_id && pending.forgets[i].dim == first.dim &&
+			   pending.forgets[i].relation == first.relation;
+			 ++i)
+			chunk[n++] = {pending.forgets[i].first, pending.forgets[i].last};
+		forget_spill_write(pending.spill_key, first.space_id, ++pending.spill_chunks, std::span(chunk, n));
+		const SpilledSpace *last = pending.spill_count > 0 ? &pending.spills[pending.spill_count - 1] : nullptr;
+		if (last == nullptr || last->space_id != first.space_id || last->dim != first.dim ||
+			last->relation != first.relation || last->subid != subid) {
+			grow(pending.spills, pending.spill_capacity, pending.spill_count + 1);
+			pending.spills[pending.spill_count++] = SpilledSpace{first.space_id, first.dim, subid, first.relation};
+		}
+		CHECK_FOR_INTERRUPTS();
+	}
+	pfree(chunk);
+	pending.forget_count = from;
+}
+
 void
 append_forget(std::int32_t space_id, std::uint32_t dim, Oid relation, std::int64_t id)
 {
 	note_revision(space_id);
-	append_range_to(pending.forgets, pending.forget_count, pending.forget_capacity, space_id, dim,
-					GetCurrentSubTransactionId(), relation, id);
+	const SubTransactionId subid = GetCurrentSubTransactionId();
+	append_range_to(pending.forgets, pending.forget_count, pending.forget_capacity, space_id, dim, subid, relation, id);
+	if (pending.forget_count < forget_keep_limit())
+		return;
+	// The current subtransaction's forgets are the tail of the list (see
+	// subxact_abort); only they may be written now, in it. Where the tail
+	// begins is remembered until a subtransaction ends.
+	if (pending.tail_subid != subid) {
+		pending.tail_from = pending.forget_count;
+		while (pending.tail_from > 0 && pending.forgets[pending.tail_from - 1].subid == subid)
+			--pending.tail_from;
+		pending.tail_subid = subid;
+	}
+	if (pending.forget_count - pending.tail_from >= forget_keep_limit())
+		spill_forgets(pending.tail_from);
 }
 
 // Whether rows[i] repeats the id of an earlier row (an updated version).
@@ -458,6 +544,10 @@ subxact_abort(SubTransactionId subid)
 	}
 	while (pending.forget_count > 0 && pending.forgets[pending.forget_count - 1].subid == subid)
 		pending.forget_count--;
+	// Its chunks in engram._forget_spill roll back with it.
+	while (pending.spill_count > 0 && pending.spills[pending.spill_count - 1].subid == subid)
+		pending.spill_count--;
+	pending.tail_subid = 0;
 	while (pending.revision_count > 0 && pending.revisions[pending.revision_count - 1].subid == subid)
 		pending.revision_count--;
 	for (std::size_t i = 0; pending.removed_rows > 0 && i < pending.row_count; ++i)
@@ -477,6 +567,9 @@ subxact_commit(SubTransactionId subid, SubTransactionId parent)
 		pending.ranges[i - 1].subid = parent;
 	for (std::size_t i = pending.forget_count; i > 0 && pending.forgets[i - 1].subid == subid; --i)
 		pending.forgets[i - 1].subid = parent;
+	for (std::size_t i = pending.spill_count; i > 0 && pending.spills[i - 1].subid == subid; --i)
+		pending.spills[i - 1].subid = parent;
+	pending.tail_subid = 0;
 	for (std::size_t i = pending.revision_count; i > 0 && pending.revisions[i - 1].subid == subid; --i)
 		pending.revisions[i - 1].subid = parent;
 	if (pending.removed_rows > 0)
@@ -546,6 +639,23 @@ plan_ranges(engram::core::BatchKind kind, const PendingRange *ranges, std::size_
 	}
 }
 
+// One spilled_forgets record for each space (dimension and table) the
+// transaction spilled forgets into, whichever subtransactions did.
+void
+plan_spilled_forgets(void)
+{
+	for (std::size_t i = 0; i < pending.spill_count; ++i) {
+		const SpilledSpace &s = pending.spills[i];
+		bool planned = false;
+		for (std::size_t j = 0; j < i && !planned; ++j)
+			planned = pending.spills[j].space_id == s.space_id && pending.spills[j].dim == s.dim &&
+					  pending.spills[j].relation == s.relation;
+		if (!planned)
+			plan_record(PlannedRecord{engram::core::BatchKind::spilled_forgets, s.space_id, s.dim, 0, s.relation, i, 0,
+									  engram::core::spilled_forgets_payload_bytes()});
+	}
+}
+
 // Forgets come first, so the worker hides old versions before it stores the
 // new ones. Vector records hold consecutive rows of one space and dimension,
 // as many as fit a payload.
@@ -554,6 +664,7 @@ plan_records(std::size_t max_payload)
 {
 	drop_removed_rows();
 	plan_ranges(engram::core::BatchKind::forgets, pending.forgets, pending.forget_count);
+	plan_spilled_forgets();
 	for (std::size_t i = 0; i < pending.row_count;) {
 		const PendingRow &first = pending.rows[i];
 		std::size_t end = i + 1;
@@ -603,6 +714,11 @@ instance_of(Oid relation)
 void
 fill_record(const PlannedRecord &record, std::span<std::byte> payload, std::uint32_t xid)
 {
+	if (record.kind == engram::core::BatchKind::spilled_forgets) {
+		engram::core::write_spilled_forgets(payload, record.space_id, record.dim, pending.spill_key, xid,
+											instance_of(record.relation));
+		return;
+	}
 	if (record.kind != engram::core::BatchKind::vectors) {
 		const PendingRange *ranges = record.kind == engram::core::BatchKind::forgets ? pending.forgets : pending.ranges;
 		std::span<engram::core::IdRange> out = engram::core::write_ranges_header(payload, record.kind, record.space_id,
@@ -763,22 +879,60 @@ admit_and_reserve(engram::core::Ring &ring, std::uint32_t xid)
 	}
 }
 
+bool
+is_forget(engram::core::BatchKind kind)
+{
+	return kind == engram::core::BatchKind::forgets || kind == engram::core::BatchKind::spilled_forgets;
+}
+
+// What is left of a limit once forgets are spilled: every space whose rows a
+// transaction deletes or updates takes at least one record.
+[[noreturn]] void
+report_too_many_spaces_forgotten(std::size_t cells)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED), errmsg("transaction is too large for the engram ingest pipeline"),
+			 errdetail_plural("Its deletes and updates of observations in %zu space need %zu bytes of ring records, "
+							  "more than half of engram.ring_size (%zu bytes): the most one transaction may hold at "
+							  "once.",
+							  "Its deletes and updates of observations in %zu spaces need %zu bytes of ring records "
+							  "(at least one record for each space), more than half of engram.ring_size (%zu "
+							  "bytes): the most one transaction may hold at once.",
+							  pending.revision_count, pending.revision_count, cells * engram::core::k_ring_cell_bytes,
+							  static_cast<std::size_t>(engram_ring_size_kb) * 1024),
+			 errhint("Delete or update the observations of fewer spaces per transaction, or raise engram.ring_size.")));
+}
+
 void
 pre_commit(void)
 {
-	if (pending.observations == 0 && pending.forget_count == 0)
+	if (pending.observations == 0 && pending.forget_count == 0 && pending.spill_count == 0)
 		return;
+	// Every subtransaction has ended: what the released ones left in memory
+	// beyond the limit is the top transaction's to write now (no statement
+	// runs at pre-commit, so the write takes a snapshot of its own).
+	if (pending.forget_count > forget_keep_limit()) {
+		PushActiveSnapshot(GetTransactionSnapshot());
+		spill_forgets(0);
+		PopActiveSnapshot();
+	}
 	engram::core::Ring ring = shared_ring();
 	plan_records(std::min<std::size_t>(ring.max_payload_bytes(), 1 << 20));
-	std::size_t cells = 0;
-	for (std::size_t i = 0; i < pending.plan_count; ++i)
+	std::size_t cells = 0, forget_cells = 0;
+	for (std::size_t i = 0; i < pending.plan_count; ++i) {
 		cells += record_cells(pending.plan[i].payload_bytes);
-	if (cells > transaction_limit_cells())
+		if (is_forget(pending.plan[i].kind))
+			forget_cells += record_cells(pending.plan[i].payload_bytes);
+	}
+	if (cells > transaction_limit_cells()) {
+		if (forget_cells * 2 > cells)
+			report_too_many_spaces_forgotten(cells);
 		report_too_large(pending.observations, cells, "");
+	}
 	// Forgetting is never held back by a space's state: rows leave the table
 	// whatever the index can take.
 	for (std::size_t i = 0; i < pending.plan_count; ++i)
-		if (pending.plan[i].kind != engram::core::BatchKind::forgets)
+		if (!is_forget(pending.plan[i].kind))
 			space_require_committable(pending.plan[i].space_id);
 	plan_demands();
 	// The generation continues from the WAL position so it keeps growing
@@ -842,7 +996,7 @@ on_xact(XactEvent event, void *)
 										  "which a prepared transaction leaves to COMMIT PREPARED.",
 										  static_cast<unsigned long long>(pending.observations)),
 								errhint("Commit observations with COMMIT rather than PREPARE TRANSACTION.")));
-			if (pending.forget_count > 0)
+			if (pending.forget_count > 0 || pending.spill_count > 0)
 				ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 								errmsg("cannot prepare a transaction that deleted or updated engram observations"),
 								errdetail("Its deletes and updates would be published to the indexes by this session "

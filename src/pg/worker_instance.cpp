@@ -12,9 +12,10 @@
 // the load from that table, with its snapshot filter, covers it); a record
 // stamped later waits for a newer check.
 //
-// An id-range record is read back from the table by name, so before that the
-// drain makes sure the name still means the record's table: a reinstall the
-// last check has not seen yet would otherwise lend it another table's rows.
+// An id-range record is read back from the table by name (and a spilled
+// forgets record from engram._forget_spill), so before that the drain makes
+// sure the name still means the record's table: a reinstall the last check
+// has not seen yet would otherwise lend it another table's rows.
 // It never waits for that table's lock: a DROP EXTENSION holding it may be
 // waiting for a lock the drain's transaction already holds.
 #include "pg/worker_instance.hpp"
@@ -190,7 +191,8 @@ record_fate(const engram::core::RecordView &record)
 		return RecordFate::store; // store_record reports the damage
 	const engram::core::InstanceId of = batch->header.instance;
 	if (of.valid() && of == directory_instance()) {
-		if (batch->header.kind != engram::core::BatchKind::id_ranges)
+		if (batch->header.kind != engram::core::BatchKind::id_ranges &&
+			batch->header.kind != engram::core::BatchKind::spilled_forgets)
 			return RecordFate::store;
 		const TableCheck table = check_table(of.relation);
 		if (table == TableCheck::same)

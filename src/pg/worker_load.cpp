@@ -26,6 +26,7 @@
 #include <cstring>
 
 #include "pg/file_load.hpp"
+#include "pg/forget_spill.hpp"
 #include "pg/guc.hpp"
 #include "pg/observation_rows.hpp"
 #include "pg/quarantine.hpp"
@@ -280,6 +281,14 @@ load_spaces(int worker_index)
 	const std::uint64_t generation = ring.last_generation();
 	load_filter.generation = generation;
 	progress_reset();
+	// Spilled forgets the snapshot sees are in no graph's future: the filter
+	// keeps their records from every loaded graph, and records of an earlier
+	// run of the server are gone with its ring. Chunks that cannot be cleared
+	// now only take room until the next start.
+	char error[k_cause_text_bytes];
+	auto clear = [] { forget_spill_clear_seen(); };
+	if (!run_in_subtransaction(clear, error, sizeof error))
+		ereport(WARNING, (errmsg("engram could not clear engram._forget_spill: %s", error)));
 
 	std::uint64_t spaces = 0;
 	SpaceDefinition *definitions = all_spaces(&spaces);

@@ -42,12 +42,18 @@
 // The test is cautious: a row the transaction deleted itself, or wrote in a
 // subtransaction (another xid), opens a hole too, which refuses snapshots
 // that could have been answered but never answers one wrongly.
+//
+// Spilled-forgets records are read back from engram._forget_spill the same
+// way, chunk by chunk, but need no progress: forgetting an id again at the
+// same generation changes nothing, so a worker that stops half way lets the
+// next one start over (forget_spill.hpp).
 #include "pg/worker_store.hpp"
 
 #include <algorithm>
 #include <cstring>
 
 #include "core/observation_batch.hpp"
+#include "pg/forget_spill.hpp"
 #include "pg/guc.hpp"
 #include "pg/metadata_tokens.hpp"
 #include "pg/observation_rows.hpp"
@@ -267,11 +273,12 @@ store_id_ranges(const engram::core::RecordView &record, const engram::core::Batc
 	return stored;
 }
 
-// Hides the ids of a forgets record from `generation` on, in every graph of
-// the space the load filter does not keep it from. Ids the graphs never
-// held (rows the load filter or a quarantine kept out) are skipped.
+// Hides the ids of the ranges (of a forgets record, or a chunk of a spilled
+// one) from `generation` on, in every graph of the space the load filter does
+// not keep it from. Ids the graphs never held (rows the load filter or a
+// quarantine kept out) are skipped.
 void
-forget_ranges(const engram::core::BatchView &batch, SpaceSlot *slot, std::uint64_t generation, int skip)
+forget_ranges(std::span<const engram::core::IdRange> ranges, SpaceSlot *slot, std::uint64_t generation, int skip)
 {
 	engram::core::IndexSlot &index = directory_index(slot);
 	const engram::core::Arena arena = shared_arena();
@@ -282,7 +289,7 @@ forget_ranges(const engram::core::BatchView &batch, SpaceSlot *slot, std::uint64
 			continue;
 		engram::core::HnswGraph graph(arena, offset);
 		std::uint64_t visited = 0;
-		for (const engram::core::IdRange &r : batch.ranges)
+		for (const engram::core::IdRange &r : ranges)
 			for (std::int64_t id = r.first; id <= r.last; ++id) {
 				forgotten = graph.forget(id, generation) == engram::core::ForgetResult::forgotten || forgotten;
 				if (++visited % 65536 == 0)
@@ -293,6 +300,49 @@ forget_ranges(const engram::core::BatchView &batch, SpaceSlot *slot, std::uint64
 	std::int64_t none = 0;
 	if (forgotten)
 		(void) slot->forgotten_since.compare_exchange_strong(none, GetCurrentTimestamp(), std::memory_order_acq_rel);
+}
+
+// Forgets the ids a transaction spilled to engram._forget_spill for the
+// space, chunk by chunk, at the record's generation. A chunk that cannot be
+// read quarantines the space (its index would keep rows the table lost).
+void
+forget_spilled(const engram::core::RecordView &record, const engram::core::BatchView &batch, SpaceSlot *slot, int skip)
+{
+	auto *ranges =
+		static_cast<engram::core::IdRange *>(palloc(sizeof(engram::core::IdRange) * k_forget_spill_chunk_ranges));
+	std::int32_t chunk = 0;
+	for (;;) {
+		char error[k_cause_text_bytes];
+		std::size_t n = 0;
+		auto read = [&] { n = forget_spill_read(batch.spill, batch.header.space_id, chunk, &chunk, ranges); };
+		ensure_transaction();
+		if (!run_in_subtransaction(read, error, sizeof error)) {
+			quarantine_space(slot, QUARANTINE_UNSTORABLE, space_observations(slot), error);
+			break;
+		}
+		if (n == 0)
+			break;
+		forget_ranges(std::span<const engram::core::IdRange>(ranges, n), slot, record.generation, skip);
+		CHECK_FOR_INTERRUPTS();
+	}
+	pfree(ranges);
+}
+
+// The chunks of a spilled_forgets record go once it is consumed, whatever
+// became of it (the deletes are the drain transaction's, which commits after
+// the record is popped). One that cannot be deleted waits for the next
+// start-up load.
+void
+clear_spilled(const engram::core::BatchView &batch)
+{
+	char error[k_cause_text_bytes];
+	auto remove = [&] { forget_spill_delete(batch.spill, batch.header.space_id); };
+	ensure_transaction();
+	if (!run_in_subtransaction(remove, error, sizeof error))
+		ereport(WARNING, (errmsg("engram could not delete the forgets of space_id %d it spilled to "
+								 "engram._forget_spill: %s",
+								 batch.header.space_id, error),
+						  errdetail("They stay there until the next start of the server.")));
 }
 
 // A record that does not parse: its space, if the header says which, is
@@ -496,14 +546,11 @@ append_rows(SpaceSlot *slot, const float *vectors, const engram::core::NodeData 
 	return AppendResult::ok;
 }
 
+namespace {
+
 std::int64_t
-store_record(const engram::core::RecordView &record)
+store_batch(const engram::core::RecordView &record, const std::optional<engram::core::BatchView> &batch)
 {
-	const std::optional<engram::core::BatchView> batch = engram::core::parse_batch(record.payload);
-	if (!batch) {
-		drop_malformed(record);
-		return 0;
-	}
 	const std::uint64_t observations = engram::core::observation_count(*batch);
 	const int skip = filtered_graphs(record, *batch);
 	if (skip >= 0)
@@ -522,7 +569,11 @@ store_record(const engram::core::RecordView &record)
 		return 0;
 	}
 	if (batch->header.kind == engram::core::BatchKind::forgets) {
-		forget_ranges(*batch, slot, record.generation, skip);
+		forget_ranges(batch->ranges, slot, record.generation, skip);
+		return 0;
+	}
+	if (batch->header.kind == engram::core::BatchKind::spilled_forgets) {
+		forget_spilled(record, *batch, slot, skip);
 		return 0;
 	}
 	if (batch->header.kind != engram::core::BatchKind::vectors)
@@ -547,6 +598,22 @@ store_record(const engram::core::RecordView &record)
 		return 0;
 	}
 	return n;
+}
+
+} // namespace
+
+std::int64_t
+store_record(const engram::core::RecordView &record)
+{
+	const std::optional<engram::core::BatchView> batch = engram::core::parse_batch(record.payload);
+	if (!batch) {
+		drop_malformed(record);
+		return 0;
+	}
+	const std::int64_t stored = store_batch(record, batch);
+	if (batch->header.kind == engram::core::BatchKind::spilled_forgets)
+		clear_spilled(*batch);
+	return stored;
 }
 
 void

@@ -9,6 +9,7 @@
 
 #include "heap_region.hpp"
 
+#include <cstring>
 #include <vector>
 
 namespace engram::core {
@@ -65,6 +66,28 @@ TEST(ObservationBatch, RangesAndForgetsRoundTripAndTruncatedPayloadsAreRejected)
 		EXPECT_FALSE(parse_batch(std::span(payload).first(payload.size() - 1)).has_value());
 		EXPECT_FALSE(parse_batch(std::span(payload).first(8)).has_value());
 	}
+}
+
+TEST(ObservationBatch, SpilledForgetsCarryTheirKeyAndNothingElse)
+{
+	std::vector<std::byte> payload(spilled_forgets_payload_bytes());
+	write_spilled_forgets(payload, 3, 768, 0x1234567890ull, 99, InstanceId{1, 4000000000u});
+	auto v = parse_batch(payload);
+	ASSERT_TRUE(v.has_value());
+	EXPECT_EQ(v->header.kind, BatchKind::spilled_forgets);
+	EXPECT_EQ(v->header.space_id, 3);
+	EXPECT_EQ(v->header.dim, 768u);
+	EXPECT_EQ(v->header.xid, 99u);
+	EXPECT_EQ(v->spill, 0x1234567890ull);
+	EXPECT_TRUE(v->ranges.empty());
+	EXPECT_EQ(observation_count(*v), 0u);
+	EXPECT_FALSE(parse_batch(std::span(payload).first(payload.size() - 1)).has_value());
+	// A count other than zero does not describe this payload.
+	BatchHeader header{};
+	std::memcpy(&header, payload.data(), sizeof header);
+	header.count = 1;
+	std::memcpy(payload.data(), &header, sizeof header);
+	EXPECT_FALSE(parse_batch(payload).has_value());
 }
 
 TEST(InstanceId, PacksBothHalvesIntoOneWord)
