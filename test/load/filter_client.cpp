@@ -18,8 +18,6 @@ namespace engram_load {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 void
 append_vector(std::string &out, const float *v, int dim, char open, char close)
 {

@@ -7,6 +7,7 @@
 // the exact filtered truth of filter_data.hpp.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <unordered_map>
@@ -18,6 +19,14 @@
 namespace engram_load {
 
 enum class Target : std::uint8_t { engram, pgvector };
+
+using Clock = std::chrono::steady_clock;
+
+inline double
+seconds_since(Clock::time_point started)
+{
+	return std::chrono::duration<double>(Clock::now() - started).count();
+}
 
 Target target_of(const Options &o);
 

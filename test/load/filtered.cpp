@@ -29,14 +29,6 @@ namespace engram_load {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double
-seconds_since(Clock::time_point started)
-{
-	return std::chrono::duration<double>(Clock::now() - started).count();
-}
-
 void
 load_engram(PGconn *admin, const Options &o, const FilterData &data, const std::vector<std::uint32_t> &all)
 {

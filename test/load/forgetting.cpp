@@ -31,14 +31,6 @@ namespace engram_load {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double
-seconds_since(Clock::time_point started)
-{
-	return std::chrono::duration<double>(Clock::now() - started).count();
-}
-
 // A fixed random half of the rows, as a mask of those that stay.
 std::vector<char>
 surviving_half(std::size_t rows)
