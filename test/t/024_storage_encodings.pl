@@ -10,6 +10,7 @@
 #   - engram.rebuild keeps the storage;
 #   - a graph file whose storage is not the catalog's is discarded with a LOG
 #     line saying why, and the space is rebuilt in the catalog's storage;
+#   - engram.audit_erasure finds a vector in a quantized space's graph file;
 #   - a bad storage value is refused with 22023 and a hint.
 use strict;
 use warnings;
@@ -172,6 +173,18 @@ for my $space (qw(quantized half plain))
 	is(answers($node, $space), $answers{$space}, "after the restart: $space answers every query as before");
 }
 check_self($node, 'quantized', 'after the restart', 'sq8');
+
+# engram.audit_erasure finds a row's vector in its space's graph file, which
+# holds it only in the space's encoding (sq8 of the unit vector, f16).
+for my $space (qw(quantized half))
+{
+	my $found = $node->safe_psql(
+		'postgres', qq{
+		SELECT occurrences FROM engram.audit_erasure(
+			(SELECT embedding FROM engram.observations WHERE space_id = $id{$space} ORDER BY id LIMIT 1))
+		WHERE place = 'engram/space_$id{$space}.graph'});
+	is($found, 1, "audit_erasure finds a row of $space once in its graph file, in its $storage{$space} encoding");
+}
 
 # --- rebuild keeps the storage ----------------------------------------------------
 $node->safe_psql('postgres', "SELECT engram.rebuild('quantized')");
