@@ -20,8 +20,8 @@ $$;
 
 SELECT engram.create_space('alpha', 3, 'l2');
 SELECT engram.create_space('beta_space-1', 4);
-SELECT engram.create_space('gamma', dim => 2, metric => 'ip', m => 8, ef_construction => 8);
-SELECT space_id, name, dim, metric, m, ef_construction, observations, linked, pending,
+SELECT engram.create_space('gamma', dim => 2, metric => 'ip', m => 8, ef_construction => 8, storage => 'sq8');
+SELECT space_id, name, dim, metric, m, ef_construction, storage, observations, linked, pending,
 	   memory_bytes >= 0 AS has_memory, owner = current_user::regrole AS owned_by_me
 FROM engram.spaces ORDER BY space_id;
 
@@ -38,6 +38,9 @@ SELECT try($$SELECT engram.create_space('alpha', 3)$$);
 -- parameters out of range
 SELECT try($$SELECT engram.create_space('delta', 0)$$);
 SELECT try($$SELECT engram.create_space('delta', 2001)$$);
+SELECT try($$SELECT engram.create_space('delta', 3, storage => 'f64')$$);
+SELECT try($$SELECT engram.create_space('delta', 3, storage => 'F16')$$);
+SELECT try($$SELECT engram.create_space('delta', 3, storage => NULL)$$);
 SELECT try($$SELECT engram.create_space('delta', NULL)$$);
 SELECT try($$SELECT engram.create_space('delta', 3, 'hamming')$$);
 SELECT try($$SELECT engram.create_space('delta', 3, 'l2', 1)$$);

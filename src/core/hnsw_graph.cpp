@@ -317,14 +317,7 @@ HnswGraph::append_nodes(std::span<const float> vectors, std::size_t n, const Nod
 		const NodeData d = data != nullptr ? data[i] : NodeData{generations[i], static_cast<std::int64_t>(id)};
 		construct_node(id, d, level_of(id), upper, tokens_used);
 		const std::span<const float> v = vectors.subspan(i * h.dim, h.dim);
-		float scale = 1.0f;
-		if (h.metric == Metric::cosine) {
-			double sum = 0.0;
-			for (float x : v)
-				sum += static_cast<double>(x) * x;
-			scale = static_cast<float>(1.0 / std::sqrt(sum));
-		}
-		encode(h.encoding, v, vectors_.at(id), scale);
+		encode(h.encoding, v, vectors_.at(id), h.metric == Metric::cosine ? unit_scale(v) : 1.0f);
 		max_generation = std::max(max_generation, d.generation);
 		lowest_confidence = std::min(lowest_confidence, d.confidence);
 	}

@@ -93,6 +93,10 @@ const char *to_string(HnswStatus status) noexcept;
 inline constexpr std::uint32_t k_hnsw_max_dim = 65535;
 inline constexpr std::uint32_t k_hnsw_max_m = 127;
 
+// A scored snapshot_search ranks the max(ef, k_score_widening · k) nearest
+// candidates by score (hnsw_recall.cpp).
+inline constexpr std::uint32_t k_score_widening = 8;
+
 struct HnswConfig {
 	std::uint32_t dim = 0;
 	Metric metric = Metric::l2;

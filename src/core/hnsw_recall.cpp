@@ -48,7 +48,6 @@ namespace {
 constexpr std::uint64_t k_selectivity_samples = 512;
 constexpr double k_scan_cost = 0.03;
 constexpr double k_expand_cost = 6.0;
-constexpr std::uint32_t k_score_widening = 8;
 
 } // namespace
 

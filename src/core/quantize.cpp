@@ -53,6 +53,15 @@ half_to_float(std::uint16_t h) noexcept
 	return std::bit_cast<float>(sign | ((exponent + 112u) << 23) | (mantissa << 13));
 }
 
+float
+unit_scale(std::span<const float> v) noexcept
+{
+	double sum = 0.0;
+	for (float x : v)
+		sum += static_cast<double>(x) * x;
+	return static_cast<float>(1.0 / std::sqrt(sum));
+}
+
 void
 encode(Encoding encoding, std::span<const float> v, std::byte *out, float scale) noexcept
 {

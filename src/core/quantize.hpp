@@ -53,8 +53,12 @@ sq8_params_offset(std::uint32_t dim) noexcept
 std::uint16_t float_to_half(float f) noexcept;
 float half_to_float(std::uint16_t h) noexcept;
 
+// 1 / |v| as the graph scales a vector under cosine (the sum of squares in
+// double), so that others can reproduce the bytes it stores.
+float unit_scale(std::span<const float> v) noexcept;
+
 // Writes encoded_bytes(encoding, v.size()) bytes at out, encoding v * scale
-// (the graph passes 1 / |v| under cosine, so it needs no normalised copy).
+// (the graph passes unit_scale(v) under cosine, so it needs no normalised copy).
 void encode(Encoding encoding, std::span<const float> v, std::byte *out, float scale = 1.0f) noexcept;
 
 // Reads out.size() components encoded at in.

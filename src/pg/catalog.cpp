@@ -9,8 +9,9 @@
 
 namespace {
 
-// The columns space_definition() reads, for every SELECT here.
-#define SPACE_COLUMNS "space_id, name, dim, metric, m, ef_construction, owner"
+// Every column, read by name in space_definition(): a catalog older than
+// 0.5.0 has no column storage (its spaces are f32), so no list names it.
+#define SPACE_COLUMNS "*"
 
 // Space ids are never reused within one installation of engram and a space's
 // definition never changes (the catalog's guard sees to both), so a backend
@@ -64,10 +65,36 @@ metric_named(const char *name)
 	return std::nullopt;
 }
 
+std::optional<engram::core::Encoding>
+encoding_named(const char *name)
+{
+	if (strcmp(name, "f32") == 0)
+		return engram::core::Encoding::float32;
+	if (strcmp(name, "f16") == 0)
+		return engram::core::Encoding::float16;
+	if (strcmp(name, "sq8") == 0)
+		return engram::core::Encoding::sq8;
+	return std::nullopt;
+}
+
+const char *
+encoding_name(engram::core::Encoding encoding)
+{
+	switch (encoding) {
+	case engram::core::Encoding::float32:
+		return "f32";
+	case engram::core::Encoding::float16:
+		return "f16";
+	case engram::core::Encoding::sq8:
+		break;
+	}
+	return "sq8";
+}
+
 SpaceDefinition
 space_definition(HeapTuple tuple, TupleDesc desc)
 {
-	bool isnull[7] = {};
+	bool isnull[8] = {};
 	SpaceDefinition row{};
 	row.space_id = DatumGetInt32(column(tuple, desc, "space_id", INT4OID, &isnull[0]));
 	const Datum name = column(tuple, desc, "name", TEXTOID, &isnull[1]);
@@ -77,12 +104,21 @@ space_definition(HeapTuple tuple, TupleDesc desc)
 	row.ef_construction =
 		static_cast<std::uint32_t>(DatumGetInt32(column(tuple, desc, "ef_construction", INT4OID, &isnull[5])));
 	row.owner = DatumGetObjectId(column(tuple, desc, "owner", REGROLEOID, &isnull[6]));
+	const bool has_storage = SPI_fnumber(desc, "storage") > 0;
+	const Datum storage = has_storage ? column(tuple, desc, "storage", TEXTOID, &isnull[7]) : Datum(0);
 	for (bool null : isnull)
 		if (null)
 			elog(ERROR, "engram.space_catalog holds a space with a null definition");
 	strlcpy(row.name, TextDatumGetCString(name), sizeof row.name);
 	// The workers have always indexed a metric they do not know as cosine.
 	row.metric = metric_named(TextDatumGetCString(metric)).value_or(engram::core::Metric::cosine);
+	// The catalog's check constraint admits only known names; a space
+	// created before storage existed (no column) is f32.
+	const std::optional<engram::core::Encoding> encoding = has_storage ? encoding_named(TextDatumGetCString(storage))
+																	   : engram::core::Encoding::float32;
+	if (!encoding)
+		elog(ERROR, "engram.space_catalog holds space \"%s\" with an unknown storage", row.name);
+	row.encoding = *encoding;
 	return row;
 }
 

@@ -25,11 +25,16 @@ struct SpaceDefinition {
 	engram::core::Metric metric;
 	std::uint32_t m;
 	std::uint32_t ef_construction;
-	std::uint32_t owner; // Oid of the owning role
+	engram::core::Encoding encoding; // column storage: how the graph stores vectors
+	std::uint32_t owner;             // Oid of the owning role
 };
 
 // The metric a catalog row names; none for a name engram does not know.
 std::optional<engram::core::Metric> metric_named(const char *name);
+
+// The encoding a storage name ("f32", "f16", "sq8") stands for, and back.
+std::optional<engram::core::Encoding> encoding_named(const char *name);
+const char *encoding_name(engram::core::Encoding encoding);
 
 // The row in `tuple`, read by column name with each column's type checked,
 // from an SPI result or from a trigger on engram.space_catalog.

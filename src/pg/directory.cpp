@@ -152,6 +152,7 @@ directory_install(const SpaceDefinition &definition, std::uint32_t create_xid)
 	slot.metric = static_cast<std::uint32_t>(definition.metric);
 	slot.m = definition.m;
 	slot.ef_construction = definition.ef_construction;
+	slot.encoding = static_cast<std::uint32_t>(definition.encoding);
 	strlcpy(slot.name, definition.name, sizeof slot.name);
 	slot.create_xid.store(create_xid, std::memory_order_relaxed);
 	slot.drop_xid.store(InvalidTransactionId, std::memory_order_relaxed);
@@ -202,6 +203,7 @@ directory_config(const SpaceSlot *slot)
 	config.metric = static_cast<engram::core::Metric>(slot->metric);
 	config.m = slot->m;
 	config.ef_construction = slot->ef_construction;
+	config.encoding = static_cast<engram::core::Encoding>(slot->encoding);
 	config.seed = static_cast<std::uint64_t>(slot->space_id);
 	return config;
 }

@@ -83,6 +83,7 @@ struct SpaceSlot {
 	std::uint32_t metric; // engram::core::Metric
 	std::uint32_t m;
 	std::uint32_t ef_construction;
+	std::uint32_t encoding; // engram::core::Encoding
 	char name[k_space_name_bytes];
 	// Transaction (possibly a subtransaction) that created the space; the
 	// worker frees the slot if it aborted.

@@ -146,7 +146,8 @@ bool
 same_shape(const SpaceSlot *slot, const engram::core::HnswGraph &graph)
 {
 	return graph.dim() == slot->dim && static_cast<std::uint32_t>(graph.metric()) == slot->metric &&
-		   graph.m() == slot->m && graph.ef_construction() == slot->ef_construction;
+		   graph.m() == slot->m && graph.ef_construction() == slot->ef_construction &&
+		   static_cast<std::uint32_t>(graph.encoding()) == slot->encoding;
 }
 
 } // namespace
@@ -176,7 +177,7 @@ load_graph_file(SpaceSlot *slot, std::uint64_t load_generation)
 	engram::core::install(index, index.current.load(std::memory_order_acquire), offset);
 	const engram::core::HnswGraph graph(shared_arena(), offset);
 	if (!same_shape(slot, graph)) {
-		discard_graph(slot, "it holds an index of another dimension, metric or build parameters");
+		discard_graph(slot, "it holds an index of another dimension, metric, storage or build parameters");
 		return result;
 	}
 	if (graph.max_generation() >= load_generation) {

@@ -2,7 +2,8 @@
 // say) still occurs in what engram keeps: its shared memory (the directory,
 // the ring, the arena with every graph) and each file under $PGDATA/engram.
 // It looks for the components as given and, normalised to unit length, as a
-// cosine space stores them. An operator answering an erasure request runs
+// cosine space stores them, each in every storage encoding (f32, f16, sq8:
+// the bytes a graph of that storage holds for the vector). An operator answering an erasure request runs
 // it after the deletion's compaction to show that the vector is gone from
 // engram; the rows themselves are PostgreSQL's (heap pages, WAL, backups:
 // VACUUM).
@@ -19,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "core/quantize.hpp"
 #include "pg/graph_files.hpp"
 #include "pg/shared.hpp"
 #include "pg/vector_input.hpp"
@@ -124,34 +126,45 @@ ENGRAM_FUNCTION(engram_audit_erasure)
 						errdetail("Shorter patterns occur by chance."),
 						errhint("Pass the whole embedding of the forgotten observation.")));
 	const float *values = check_vector(array, "embedding", "any", dim, false);
-	// The vector as given and as a cosine space stores it.
-	auto *unit = static_cast<float *>(palloc(sizeof(float) * dim));
-	double norm = 0;
-	for (int i = 0; i < dim; ++i)
-		norm += static_cast<double>(values[i]) * values[i];
-	norm = std::sqrt(norm);
-	for (int i = 0; i < dim; ++i)
-		unit[i] = norm > 0 ? static_cast<float>(values[i] / norm) : values[i];
-	const bool same = std::memcmp(unit, values, sizeof(float) * dim) == 0;
-	const auto length = sizeof(float) * static_cast<std::size_t>(dim);
-	const auto *given = reinterpret_cast<const std::byte *>(values);
-	const auto *normalised = reinterpret_cast<const std::byte *>(unit);
+	const std::span<const float> vector(values, static_cast<std::size_t>(dim));
+	// The vector as given and as a cosine space stores it (scaled as the graph
+	// scales it), in each encoding; an encoding shorter than k_min_pattern
+	// bytes (f16 of a 2-d vector, say) would occur by chance and is skipped.
+	constexpr engram::core::Encoding encodings[] = {engram::core::Encoding::float32, engram::core::Encoding::float16,
+													engram::core::Encoding::sq8};
+	const float scales[] = {1.0f, engram::core::unit_scale(vector)};
+	const std::size_t largest = engram::core::encoded_bytes(engram::core::Encoding::float32, dim);
+	auto *patterns = static_cast<std::byte *>(palloc0(largest * 6));
+	std::size_t lengths[6] = {};
+	int count = 0;
+	for (const engram::core::Encoding encoding : encodings)
+		for (const float scale : scales) {
+			const std::size_t length = engram::core::encoded_bytes(encoding, dim);
+			std::byte *pattern = patterns + largest * count;
+			engram::core::encode(encoding, vector, pattern, scale);
+			bool seen = length < k_min_pattern;
+			for (int j = 0; j < count && !seen; ++j)
+				seen = lengths[j] == length && std::memcmp(patterns + largest * j, pattern, length) == 0;
+			if (!seen)
+				lengths[count++] = length;
+		}
 	// Everything engram placed in shared memory, from its header to the
 	// arena's end (the directory, the ring, the spaces' backlog and the arena).
 	const auto *base = reinterpret_cast<const std::byte *>(s);
 	const std::size_t region = s->arena_offset + s->arena_bytes;
-	const std::uint64_t in_memory =
-		occurrences(base, region, given, length) + (same ? 0 : occurrences(base, region, normalised, length));
+	std::uint64_t in_memory = 0;
+	for (int i = 0; i < count; ++i)
+		in_memory += occurrences(base, region, patterns + largest * i, lengths[i]);
 	const char *directory = graph_file_directory();
 	const std::size_t room = count_files(directory);
 	auto *files = static_cast<FileCount *>(palloc0(sizeof(FileCount) * std::max<std::size_t>(room, 1)));
-	const std::size_t file_count = count_in_files(directory, given, length, files, room);
-	if (!same) {
-		auto *more = static_cast<FileCount *>(palloc0(sizeof(FileCount) * std::max<std::size_t>(room, 1)));
-		const std::size_t again = count_in_files(directory, normalised, length, more, room);
-		for (std::size_t i = 0; i < std::min(file_count, again); ++i)
-			if (strcmp(files[i].name, more[i].name) == 0 && files[i].occurrences >= 0)
-				files[i].occurrences = more[i].occurrences < 0 ? -1 : files[i].occurrences + more[i].occurrences;
+	auto *more = static_cast<FileCount *>(palloc0(sizeof(FileCount) * std::max<std::size_t>(room, 1)));
+	const std::size_t file_count = count_in_files(directory, patterns, lengths[0], files, room);
+	for (int i = 1; i < count; ++i) {
+		const std::size_t again = count_in_files(directory, patterns + largest * i, lengths[i], more, room);
+		for (std::size_t f = 0; f < std::min(file_count, again); ++f)
+			if (strcmp(files[f].name, more[f].name) == 0 && files[f].occurrences >= 0)
+				files[f].occurrences = more[f].occurrences < 0 ? -1 : files[f].occurrences + more[f].occurrences;
 	}
 
 	InitMaterializedSRF(fcinfo, 0);

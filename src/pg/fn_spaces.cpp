@@ -103,7 +103,9 @@ ENGRAM_FUNCTION(engram_space_id)
 	PG_RETURN_INT32(space_named(name).space_id);
 }
 
-// engram.create_space(name, dim, metric, m, ef_construction): the new space's id.
+// engram.create_space(name, dim, metric, m, ef_construction, storage): the
+// new space's id. A catalog older than 0.5.0 declares no storage argument
+// and has no column for it: its spaces are f32.
 ENGRAM_FUNCTION(engram_create_space)
 {
 	const char *name = space_name_arg(fcinfo);
@@ -130,16 +132,34 @@ ENGRAM_FUNCTION(engram_create_space)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						errmsg("ef_construction %s is out of range", int_arg_text(fcinfo, 4)),
 						errdetail("ef_construction must be between m (%d) and 1000.", m)));
+	const bool with_storage = PG_NARGS() > 5;
+	const char *storage = with_storage && !PG_ARGISNULL(5) ? text_to_cstring(PG_GETARG_TEXT_PP(5)) : nullptr;
+	if (with_storage && (storage == nullptr || !encoding_named(storage)))
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("unknown storage \"%s\"", storage == nullptr ? "<NULL>" : storage),
+						errdetail("storage is how the space's index holds each vector: \"f32\" (4 bytes a "
+								  "component, exact), \"f16\" (2 bytes) or \"sq8\" (1 byte, 8-bit scalar "
+								  "quantization)."),
+						errhint("Use \"f32\", \"f16\" or \"sq8\"; see \"Choosing storage\" in docs/usage.md.")));
 
 	const Oid caller = GetUserId();
 	const SavedUser saved = elevate_to_extension_owner();
 	SPI_connect();
-	Oid types[6] = {TEXTOID, INT4OID, TEXTOID, INT4OID, INT4OID, REGROLEOID};
-	Datum values[6] = {CStringGetTextDatum(name), PG_GETARG_DATUM(1), CStringGetTextDatum(metric),
-					   PG_GETARG_DATUM(3),        PG_GETARG_DATUM(4), ObjectIdGetDatum(caller)};
-	if (SPI_execute_with_args("INSERT INTO engram.space_catalog (name, dim, metric, m, ef_construction, owner) "
-							  "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING RETURNING space_id",
-							  6, types, values, nullptr, false, 1) != SPI_OK_INSERT_RETURNING)
+	Oid types[7] = {TEXTOID, INT4OID, TEXTOID, INT4OID, INT4OID, REGROLEOID, TEXTOID};
+	Datum values[7] = {CStringGetTextDatum(name),
+					   PG_GETARG_DATUM(1),
+					   CStringGetTextDatum(metric),
+					   PG_GETARG_DATUM(3),
+					   PG_GETARG_DATUM(4),
+					   ObjectIdGetDatum(caller),
+					   CStringGetTextDatum(storage != nullptr ? storage : "f32")};
+	const char *insert =
+		with_storage ? "INSERT INTO engram.space_catalog (name, dim, metric, m, ef_construction, owner, storage) "
+					   "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO NOTHING RETURNING space_id"
+					 : "INSERT INTO engram.space_catalog (name, dim, metric, m, ef_construction, owner) "
+					   "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING RETURNING space_id";
+	if (SPI_execute_with_args(insert, with_storage ? 7 : 6, types, values, nullptr, false, 1) !=
+		SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "could not insert into engram.space_catalog");
 	const bool created = SPI_processed == 1;
 	bool isnull = false;

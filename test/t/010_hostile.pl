@@ -58,7 +58,7 @@ sub grant_writer
 		GRANT SELECT, INSERT, DELETE ON engram.observations TO $role;
 		GRANT SELECT, INSERT, UPDATE, DELETE ON engram.space_catalog, engram.sessions TO $role;
 		GRANT USAGE ON ALL SEQUENCES IN SCHEMA engram TO $role;
-		GRANT EXECUTE ON FUNCTION engram.create_space(text, int, text, int, int) TO $role;
+		GRANT EXECUTE ON FUNCTION engram.create_space(text, int, text, int, int, text) TO $role;
 		GRANT SELECT ON engram.spaces TO $role;});
 	return;
 }

@@ -64,8 +64,9 @@ is($sift_id, 2, 'sift5k is space 2 (space 1 was dropped)');
 is(copy_base($source, 'postgres', 'sift5k', $sift_id), 5000, 'sift5k: 5,000 base vectors copied');
 my $queries = load_queries($source, 'postgres', 'sift5k', 'public.sift_q');
 
-# A space fed through a session, with metadata, confidences and a position.
-$source->safe_psql('postgres', "SELECT engram.create_space('notes', 3, 'cosine')");
+# A space fed through a session, with metadata, confidences and a position,
+# stored as sq8 (the catalog's storage is restored with the rest).
+$source->safe_psql('postgres', "SELECT engram.create_space('notes', 3, 'cosine', storage => 'sq8')");
 my $session = $source->safe_psql('postgres', "SELECT engram.open_session('notes')");
 $source->safe_psql('postgres', qq{
 	SELECT engram.observe('notes', '{1,0,0}', 'first', 0.9, '{"topic": "a"}', '$session', 1);
@@ -81,8 +82,8 @@ my $state_sql = q{
 									metadata, observed_at, session_id, seq), E'\n' ORDER BY id))
 	FROM engram.observations
 	UNION ALL
-	SELECT 'spaces ' || string_agg(format('%s:%s:%s:%s:%s:%s:%s:%s', space_id, name, dim, metric, m, ef_construction,
-										  owner, created_at), ',' ORDER BY space_id)
+	SELECT 'spaces ' || string_agg(format('%s:%s:%s:%s:%s:%s:%s:%s:%s', space_id, name, dim, metric, m,
+										  ef_construction, storage, owner, created_at), ',' ORDER BY space_id)
 	FROM engram.space_catalog
 	UNION ALL
 	SELECT 'sessions ' || string_agg(format('%s:%s:%s:%s', session_id, space_id, last_seq, opened_at), ','
@@ -181,8 +182,10 @@ for my $mode (@modes)
 	ok($node->safe_psql('postgres', "SELECT bool_and(engram.wait_linked(name, NULL, 600000)) FROM engram.spaces") eq 't',
 		"$label: the workers indexed and linked every restored space");
 	is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'engram'"),
-		'0.4.0', "$label: the extension is at 0.4.0");
+		'0.5.0', "$label: the extension is at 0.5.0");
 	is($node->safe_psql('postgres', $state_sql), $state, "$label: rows, space ids, sessions and sequences as dumped");
+	is($node->safe_psql('postgres', "SELECT string_agg(name || ':' || storage, ',' ORDER BY name) FROM engram.spaces"),
+		'notes:sq8,sift5k:f32', "$label: engram.spaces shows each space's storage as dumped");
 	check_converged($node, $label);
 	is($node->safe_psql('postgres', "SELECT observations || '/' || linked FROM engram.spaces WHERE name = 'sift5k'"),
 		'5000/5000', "$label: sift5k's index holds and links 5,000 vectors without a restart");

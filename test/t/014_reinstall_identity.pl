@@ -112,8 +112,10 @@ my $recall_up = q{SELECT string_agg(o.content, ',' ORDER BY r.distance, o.conten
 is($node->safe_psql('postgres', $recall_up), 'origin,x1,y2,z3', '0.1.0: recall answers');
 
 $node->safe_psql('postgres', 'ALTER EXTENSION engram UPDATE');
-is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'engram'"), '0.4.0',
-	'ALTER EXTENSION engram UPDATE reaches 0.4.0');
+is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'engram'"), '0.5.0',
+	'ALTER EXTENSION engram UPDATE reaches 0.5.0');
+is($node->safe_psql('postgres', "SELECT storage FROM engram.spaces WHERE name = 'upgraded'"), 'f32',
+	'after the update: a space created before storage existed is f32');
 is($node->safe_psql('postgres', $recall_up), 'origin,x1,y2,z3', 'after the update: recall answers the same');
 $node->safe_psql('postgres', qq{
 	SELECT engram.observe('upgraded', '{0,0,4}', 'z4', session => '$up_session', seq => 2);
