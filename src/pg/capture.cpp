@@ -77,6 +77,7 @@
 #include "core/space_backlog.hpp"
 #include "pg/forget_spill.hpp"
 #include "pg/guc.hpp"
+#include "pg/kept_plan.hpp"
 #include "pg/instance.hpp"
 #include "pg/metadata_tokens.hpp"
 #include "pg/pressure.hpp"
@@ -306,13 +307,8 @@ note_revision(std::int32_t space_id)
 	const SavedUser saved = elevate_to_extension_owner();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (plan == nullptr) {
-		Oid type = INT4OID;
-		SPIPlanPtr prepared = SPI_prepare("INSERT INTO engram.revisions (space_id) VALUES ($1)", 1, &type);
-		if (prepared == nullptr || SPI_keepplan(prepared) != 0)
-			elog(ERROR, "could not prepare the insert into engram.revisions");
-		plan = prepared;
-	}
+	Oid type = INT4OID;
+	kept_plan(plan, "INSERT INTO engram.revisions (space_id) VALUES ($1)", 1, &type);
 	Datum arg = Int32GetDatum(space_id);
 	if (SPI_execute_plan(plan, &arg, nullptr, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not insert into engram.revisions");

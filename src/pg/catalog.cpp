@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "pg/kept_plan.hpp"
 #include "pg/postgres.hpp"
 #include "pg/privileges.hpp"
 
@@ -37,11 +38,7 @@ bool
 lookup(SPIPlanPtr &plan, const char *sql, Oid argtype, Datum arg, bool read_only, SpaceDefinition *out)
 {
 	SPI_connect();
-	if (plan == nullptr) {
-		plan = SPI_prepare(sql, 1, &argtype);
-		if (plan == nullptr || SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not prepare \"%s\"", sql);
-	}
+	kept_plan(plan, sql, 1, &argtype);
 	if (SPI_execute_plan(plan, &arg, nullptr, read_only, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read engram.space_catalog");
 	const bool found = SPI_processed == 1;

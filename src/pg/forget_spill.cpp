@@ -4,28 +4,13 @@
 #include <algorithm>
 #include <cstring>
 
+#include "pg/kept_plan.hpp"
 #include "pg/postgres.hpp"
 #include "pg/privileges.hpp"
 
 extern "C" {
 #include "catalog/namespace.h"
 }
-
-namespace {
-
-SPIPlanPtr
-kept_plan(SPIPlanPtr &plan, const char *sql, int nargs, Oid *types)
-{
-	if (plan != nullptr)
-		return plan;
-	SPIPlanPtr prepared = SPI_prepare(sql, nargs, types);
-	if (prepared == nullptr || SPI_keepplan(prepared) != 0)
-		elog(ERROR, "could not prepare a statement on engram._forget_spill");
-	plan = prepared;
-	return plan;
-}
-
-} // namespace
 
 void
 forget_spill_write(std::uint64_t spill, std::int32_t space_id, std::int32_t chunk,

@@ -6,6 +6,7 @@
 
 #include "core/rerank.hpp"
 
+#include "pg/kept_plan.hpp"
 #include "pg/postgres.hpp"
 
 namespace {
@@ -23,17 +24,11 @@ SPIPlanPtr
 read_plan(void)
 {
 	static SPIPlanPtr plan = nullptr;
-	if (plan == nullptr) {
-		Oid types[2] = {INT4OID, INT8ARRAYOID};
-		SPIPlanPtr prepared = SPI_prepare("SELECT o.id, o.embedding FROM engram.observations o "
-										  "WHERE o.id OPERATOR(pg_catalog.=) ANY ($2) "
-										  "AND o.space_id OPERATOR(pg_catalog.=) $1",
-										  2, types);
-		if (prepared == nullptr || SPI_keepplan(prepared) != 0)
-			elog(ERROR, "could not prepare the read of engram.observations");
-		plan = prepared;
-	}
-	return plan;
+	Oid types[2] = {INT4OID, INT8ARRAYOID};
+	return kept_plan(plan,
+					 "SELECT o.id, o.embedding FROM engram.observations o "
+					 "WHERE o.id OPERATOR(pg_catalog.=) ANY ($2) AND o.space_id OPERATOR(pg_catalog.=) $1",
+					 2, types);
 }
 
 } // namespace

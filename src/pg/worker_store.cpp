@@ -55,6 +55,7 @@
 #include "core/observation_batch.hpp"
 #include "pg/forget_spill.hpp"
 #include "pg/guc.hpp"
+#include "pg/kept_plan.hpp"
 #include "pg/metadata_tokens.hpp"
 #include "pg/observation_rows.hpp"
 #include "pg/quarantine.hpp"
@@ -144,16 +145,12 @@ read_rows_unguarded(std::int32_t space_id, std::int64_t from, std::int64_t to, s
 					TokenBuffer *tokens, std::uint32_t *changed)
 {
 	static SPIPlanPtr plan = nullptr;
-	if (plan == nullptr) {
-		Oid types[3] = {INT4OID, INT8OID, INT8OID};
-		SPIPlanPtr prepared = SPI_prepare("SELECT " ENGRAM_OBSERVATION_COLUMNS ", xmin FROM engram.observations "
-										  "WHERE space_id OPERATOR(pg_catalog.=) $1 AND id OPERATOR(pg_catalog.>=) $2 "
-										  "AND id OPERATOR(pg_catalog.<=) $3 ORDER BY id",
-										  3, types);
-		if (prepared == nullptr || SPI_keepplan(prepared) != 0)
-			elog(ERROR, "could not prepare the read of engram.observations");
-		plan = prepared;
-	}
+	Oid types[3] = {INT4OID, INT8OID, INT8OID};
+	kept_plan(plan,
+			  "SELECT " ENGRAM_OBSERVATION_COLUMNS ", xmin FROM engram.observations "
+			  "WHERE space_id OPERATOR(pg_catalog.=) $1 AND id OPERATOR(pg_catalog.>=) $2 "
+			  "AND id OPERATOR(pg_catalog.<=) $3 ORDER BY id",
+			  3, types);
 	Datum args[3] = {Int32GetDatum(space_id), Int64GetDatum(from), Int64GetDatum(to)};
 	if (SPI_execute_plan(plan, args, nullptr, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read engram.observations");
