@@ -65,7 +65,7 @@
 namespace engram::core {
 
 inline constexpr std::uint64_t k_hnsw_magic = 0x454e4752414d484eULL; // "ENGRAMHN"
-inline constexpr std::uint32_t k_hnsw_layout_version = 6;
+inline constexpr std::uint32_t k_hnsw_layout_version = 7;
 inline constexpr std::uint32_t k_no_node = 0xFFFFFFFFu;
 // Node ids stay below 2^31: the search beam keeps an "expanded" mark in the top
 // bit, and stored lists a "checked" mark (k_list_checked).

@@ -23,10 +23,11 @@ constexpr std::chrono::milliseconds k_longest_backoff{200};
 } // namespace
 
 LinkPool::LinkPool(Arena arena, std::span<IndexSlot> slots, unsigned threads, std::atomic<std::uint64_t> *linked_total,
-				   const std::atomic<std::uint32_t> *slots_in_use)
+				   const std::atomic<std::uint32_t> *slots_in_use, std::span<const std::atomic<std::uint32_t>> hints,
+				   std::uint32_t hint_mask)
 	: arena_(arena), slots_(slots), threads_(threads == 0 ? 1 : threads), linked_total_(linked_total),
-	  slots_in_use_(slots_in_use), parallelism_(tbb::global_control::max_allowed_parallelism, threads_ + 1),
-	  tasks_(static_cast<int>(threads_), 0)
+	  slots_in_use_(slots_in_use), hints_(hints), hint_mask_(hint_mask),
+	  parallelism_(tbb::global_control::max_allowed_parallelism, threads_ + 1), tasks_(static_cast<int>(threads_), 0)
 {
 }
 
@@ -68,9 +69,10 @@ LinkPool::used_slots() const noexcept
 bool
 LinkPool::work_left() const noexcept
 {
-	for (IndexSlot &slot : used_slots())
-		for (unsigned which = 0; which < 2; ++which)
-			if (slot.graphs[which].load(std::memory_order_relaxed) != 0)
+	const std::span<IndexSlot> slots = used_slots();
+	for (std::size_t i = 0; i < slots.size(); ++i)
+		for (unsigned which = 0; which < 2 && hinted(i); ++which)
+			if (IndexSlot &slot = slots[i]; slot.graphs[which].load(std::memory_order_relaxed) != 0)
 				if (GraphPin pin(slot, which); pin) {
 					// A frozen graph waits for the next wake(): looking again
 					// now would only spin while its file is written.
@@ -91,6 +93,8 @@ LinkPool::walk(SearchContext &context, bool &failed)
 		return 0;
 	const std::size_t start = rotation_.fetch_add(1, std::memory_order_relaxed) % n;
 	for (std::size_t i = 0; i < n && !held_back(); ++i) {
+		if (!hinted((start + i) % n))
+			continue;
 		IndexSlot &slot = slots[(start + i) % n];
 		for (unsigned which = 0; which < 2; ++which) {
 			// A plain read first: most slots are empty, and pinning writes.

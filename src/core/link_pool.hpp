@@ -47,9 +47,14 @@ public:
 	// linked_total, if given, is raised by every node this pool links.
 	// slots_in_use, if given, bounds the walk to slots[0, *slots_in_use): a
 	// directory sized for many spaces is walked only as far as it is used.
+	// hints, if given, has a word per slot, and a slot whose word lacks
+	// hint_mask is skipped unread: the owner sets the bit after storing
+	// nodes and clears it only once they are all linked, so of 100,000
+	// spaces a walk reads the few with work, not every slot.
 	LinkPool(Arena arena, std::span<IndexSlot> slots, unsigned threads,
 			 std::atomic<std::uint64_t> *linked_total = nullptr,
-			 const std::atomic<std::uint32_t> *slots_in_use = nullptr);
+			 const std::atomic<std::uint32_t> *slots_in_use = nullptr,
+			 std::span<const std::atomic<std::uint32_t>> hints = {}, std::uint32_t hint_mask = 0);
 	~LinkPool();
 	LinkPool(const LinkPool &) = delete;
 	LinkPool &operator=(const LinkPool &) = delete;
@@ -76,6 +81,10 @@ private:
 	std::uint64_t walk(SearchContext &context, bool &failed);
 	bool work_left() const noexcept;
 	std::span<IndexSlot> used_slots() const noexcept;
+	bool hinted(std::size_t slot) const noexcept
+	{
+		return hints_.empty() || (hints_[slot].load(std::memory_order_acquire) & hint_mask_) != 0;
+	}
 	bool held_back() const noexcept
 	{
 		return stopping_.load(std::memory_order_acquire) || paused_.load(std::memory_order_acquire);
@@ -86,6 +95,8 @@ private:
 	unsigned threads_;
 	std::atomic<std::uint64_t> *linked_total_;
 	const std::atomic<std::uint32_t> *slots_in_use_;
+	std::span<const std::atomic<std::uint32_t>> hints_;
+	std::uint32_t hint_mask_;
 	std::atomic<unsigned> running_{0};
 	std::atomic<bool> stopping_{false};
 	std::atomic<bool> paused_{false};

@@ -147,6 +147,7 @@ SpaceBacklog::change(SpaceBacklogEntry *e, std::int64_t queued_delta, std::int64
 {
 	SpaceBacklogHeader *h = header();
 	const bool was_active = active(*e);
+	const bool had_unlinked = e->unlinked > 0;
 	// Counts never go below zero, whatever a caller reports.
 	queued_delta = std::max(queued_delta, -static_cast<std::int64_t>(e->queued));
 	unlinked_delta = std::max(unlinked_delta, -static_cast<std::int64_t>(e->unlinked));
@@ -161,6 +162,8 @@ SpaceBacklog::change(SpaceBacklogEntry *e, std::int64_t queued_delta, std::int64
 	move(h->unlinked_rows, unlinked_delta);
 	move(h->queued_bytes, queued_delta * static_cast<std::int64_t>(bytes));
 	move(h->unlinked_bytes, unlinked_delta * static_cast<std::int64_t>(bytes));
+	if (had_unlinked != (e->unlinked > 0))
+		h->with_unlinked = had_unlinked ? h->with_unlinked - 1 : h->with_unlinked + 1;
 	if (was_active != active(*e)) {
 		const std::uint32_t spaces = h->active_spaces.load(std::memory_order_relaxed);
 		h->active_spaces.store(was_active ? spaces - 1 : spaces + 1, std::memory_order_release);
@@ -233,6 +236,7 @@ SpaceBacklog::census(std::span<const CensusRow> rows) noexcept
 	SpaceBacklogHeader *h = header();
 	lock();
 	const std::uint32_t round = ++h->census;
+	std::uint32_t measured = 0; // entries this census gave unlinked rows (rows name distinct spaces)
 	for (const CensusRow &row : rows) {
 		if (row.unlinked_rows == 0)
 			continue;
@@ -241,6 +245,12 @@ SpaceBacklog::census(std::span<const CensusRow> rows) noexcept
 			continue;
 		change(e, 0, static_cast<std::int64_t>(row.unlinked_rows) - static_cast<std::int64_t>(e->unlinked));
 		e->census = round;
+		++measured;
+	}
+	// Only the pass below can leave an entry idle: without it nothing is left to drop.
+	if (h->with_unlinked == measured) {
+		unlock();
+		return;
 	}
 	SpaceBacklogEntry *table = entries();
 	for (std::uint32_t i = 0; i < h->capacity; ++i)

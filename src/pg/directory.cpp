@@ -66,7 +66,7 @@ directory_bytes(std::uint32_t capacity)
 {
 	return aligned(sizeof(SpaceSlot) * capacity) + aligned(sizeof(engram::core::IndexSlot) * capacity) +
 		   aligned(sizeof(engram::core::SpaceTableBucket) * engram::core::SpaceTable::buckets_for(capacity)) +
-		   aligned(sizeof(std::int32_t) * capacity);
+		   aligned(sizeof(std::int32_t) * capacity) + aligned(sizeof(std::atomic<std::uint32_t>) * capacity);
 }
 
 void
@@ -80,11 +80,14 @@ directory_create(SpaceDirectory &d, std::byte *base, std::uint64_t offset, std::
 	d.indexes_offset = d.slots_offset + aligned(sizeof(SpaceSlot) * capacity);
 	d.buckets_offset = d.indexes_offset + aligned(sizeof(engram::core::IndexSlot) * capacity);
 	d.free_offset = d.buckets_offset + aligned(sizeof(engram::core::SpaceTableBucket) * d.bucket_count);
+	d.duties_offset = d.free_offset + aligned(sizeof(std::int32_t) * capacity);
 	auto *slot_array = reinterpret_cast<SpaceSlot *>(base + d.slots_offset);
 	auto *index_array = reinterpret_cast<engram::core::IndexSlot *>(base + d.indexes_offset);
+	auto *duty_array = reinterpret_cast<std::atomic<std::uint32_t> *>(base + d.duties_offset);
 	for (std::uint32_t i = 0; i < capacity; ++i) {
 		new (&slot_array[i]) SpaceSlot{};
 		new (&index_array[i]) engram::core::IndexSlot{};
+		new (&duty_array[i]) std::atomic<std::uint32_t>(0);
 	}
 	engram::core::SpaceTable::clear(std::span<engram::core::SpaceTableBucket>(
 		reinterpret_cast<engram::core::SpaceTableBucket *>(base + d.buckets_offset), d.bucket_count));
@@ -118,6 +121,19 @@ std::uint32_t
 directory_capacity(void)
 {
 	return directory().capacity;
+}
+
+std::span<std::atomic<std::uint32_t>>
+directory_duties(void)
+{
+	return std::span<std::atomic<std::uint32_t>>(at<std::atomic<std::uint32_t>>(directory().duties_offset),
+												 directory().capacity);
+}
+
+void
+directory_owe(const SpaceSlot *slot, SlotDuty duty)
+{
+	directory_duties()[static_cast<std::size_t>(slot - slots())].fetch_or(duty);
 }
 
 SpaceSlot *
@@ -170,6 +186,9 @@ directory_install(const SpaceDefinition &definition, std::uint32_t create_xid)
 	slot.file.revisions_in_flight.store(0, std::memory_order_relaxed);
 	slot.file.revision_generation.store(0, std::memory_order_relaxed);
 	slot.state.store(SPACE_SLOT_LIVE, std::memory_order_release);
+	// After the state: a walk that finds the slot free may clear the bit.
+	if (create_xid != InvalidTransactionId)
+		directory_owe(&slot, DUTY_RESOLVE);
 	if (static_cast<std::uint32_t>(index) >= d.in_use.load(std::memory_order_relaxed))
 		d.in_use.store(static_cast<std::uint32_t>(index) + 1, std::memory_order_release);
 	return &slot;
@@ -205,6 +224,11 @@ directory_config(const SpaceSlot *slot)
 	config.ef_construction = slot->ef_construction;
 	config.encoding = static_cast<engram::core::Encoding>(slot->encoding);
 	config.seed = static_cast<std::uint64_t>(slot->space_id);
+	// 16 nodes in each array's first chunk: a space of a few rows (one of
+	// many tenants) costs a few kilobytes, not the 300 KB of 1,024-node
+	// chunks; chunks double from there, so a large space makes only six
+	// allocations more.
+	config.first_chunk_log2 = 4;
 	return config;
 }
 
@@ -287,10 +311,13 @@ directory_create_outcome(const SpaceSlot *slot)
 bool
 directory_frees_pending(void)
 {
-	for (const SpaceSlot &slot : directory_slots())
-		if (slot.state.load(std::memory_order_acquire) == SPACE_SLOT_LIVE &&
-			(directory_drop_outcome(&slot) == DropOutcome::committed ||
-			 directory_create_outcome(&slot) == DropOutcome::aborted))
+	const std::span<SpaceSlot> slots = directory_slots();
+	const std::span<std::atomic<std::uint32_t>> duties = directory_duties();
+	for (std::size_t i = 0; i < slots.size(); ++i)
+		if ((duties[i].load(std::memory_order_acquire) & DUTY_RESOLVE) != 0 &&
+			slots[i].state.load(std::memory_order_acquire) == SPACE_SLOT_LIVE &&
+			(directory_drop_outcome(&slots[i]) == DropOutcome::committed ||
+			 directory_create_outcome(&slots[i]) == DropOutcome::aborted))
 			return true;
 	return false;
 }

@@ -3,8 +3,10 @@
 // graphs (core/index_slot.hpp) and its health.
 //
 // Size. engram.max_spaces slots, fixed at server start; each costs
-// sizeof(SpaceSlot) + sizeof(IndexSlot) + 4 bytes of free list + 16 to 32
-// bytes of table buckets: about 430 bytes (4.3 MB for the default 10,000).
+// sizeof(SpaceSlot) + sizeof(IndexSlot) + 4 bytes of free list + 4 bytes of
+// duties + 16 to 32 bytes of table buckets: about 440 bytes (4.4 MB for the
+// default 10,000, 44 MB for 100,000). A space costs nothing more until its
+// first rows arrive: its graph is made then.
 // create_space takes its slot at once (an insert trigger on
 // engram.space_catalog), so a full directory refuses the new space with a
 // clear error rather than failing later in a worker.
@@ -23,6 +25,18 @@
 // a slot under the shared lock and pinned a graph can use it after letting
 // the lock go. Slots are handed out lowest first, and `in_use` (the number
 // of slots ever used) bounds every walk over them.
+//
+// Duties. The workers look after spaces that wait for something (a creation
+// or a drop to resolve, a rebuild, a compaction, a read-back to cover) at
+// every batch they drain. Walking every slot for that would read 440 bytes
+// per space, 44 MB at 100,000 spaces, ten times a second per worker; so each
+// slot has a duty word in a dense array beside the slots, one bit per kind
+// of wait, and the walks read only those (400 KB at 100,000 spaces) and look
+// at the slots whose bit is set. A bit may be set with nothing left to do
+// (the walk then clears it), but is never clear while work waits: whoever
+// makes the work sets the bit after it (directory_owe), and a walk clears a
+// bit only after finding no work, then looks once more
+// (directory_visit_owing). A walk that fails half-way leaves the bit set.
 #pragma once
 
 #include <atomic>
@@ -127,6 +141,15 @@ struct SpaceSlot {
 	SpaceFileState file;
 };
 
+// The kinds of wait a duty word records.
+enum SlotDuty : std::uint32_t {
+	DUTY_RESOLVE = 1u << 0,   // create_xid or drop_xid to resolve (worker.cpp)
+	DUTY_REBUILD = 1u << 1,   // rebuild_requested (worker_load.cpp)
+	DUTY_COMPACT = 1u << 2,   // forgotten_since (worker_compact.cpp)
+	DUTY_READ_BACK = 1u << 3, // read_back_until (worker_store.cpp)
+	DUTY_LINK = 1u << 4,      // vectors stored and not linked yet (link threads, census)
+};
+
 struct SpaceDirectory {
 	std::uint32_t capacity;     // engram.max_spaces
 	std::uint32_t bucket_count; // of the id table
@@ -135,7 +158,7 @@ struct SpaceDirectory {
 	std::atomic<std::int32_t> homeless_from; // INT32_MAX: every catalog space has a slot
 	std::uint32_t unused;
 	// Offsets from the EngramShared header.
-	std::uint64_t slots_offset, indexes_offset, buckets_offset, free_offset;
+	std::uint64_t slots_offset, indexes_offset, buckets_offset, free_offset, duties_offset;
 };
 
 // Shared-memory bytes of a directory of `capacity` slots, and laying it out
@@ -151,6 +174,45 @@ std::span<SpaceSlot> directory_slots(void);
 std::span<engram::core::IndexSlot> directory_indexes(void);
 const std::atomic<std::uint32_t> &directory_in_use(void);
 std::uint32_t directory_capacity(void);
+
+// Records that the slot waits for `duty`: call it after storing what the
+// work is (any process, no lock needed).
+void directory_owe(const SpaceSlot *slot, SlotDuty duty);
+// The duty words of every slot, and the index of a slot among them.
+std::span<std::atomic<std::uint32_t>> directory_duties(void);
+
+// Calls visit(slot) for each slot in use whose `duty` bit is set, then
+// clears the bit if owed(slot) says no work of that kind is left (false for
+// a slot that is not live: visit may free it).
+template <typename Visit, typename Owed>
+void
+directory_visit_owing(SlotDuty duty, Visit &&visit, Owed &&owed)
+{
+	const std::span<SpaceSlot> slots = directory_slots();
+	const std::span<std::atomic<std::uint32_t>> duties = directory_duties();
+	for (std::size_t i = 0; i < slots.size(); ++i) {
+		if ((duties[i].load(std::memory_order_relaxed) & duty) == 0)
+			continue;
+		visit(slots[i]);
+		if (owed(slots[i]))
+			continue;
+		duties[i].fetch_and(~static_cast<std::uint32_t>(duty));
+		if (owed(slots[i])) // made again since the look above
+			duties[i].fetch_or(duty);
+	}
+}
+
+// Calls look(slot) for each slot in use whose `duty` bit is set, leaving the bits as they are.
+template <typename Look>
+void
+directory_each_owing(SlotDuty duty, Look &&look)
+{
+	const std::span<SpaceSlot> slots = directory_slots();
+	const std::span<std::atomic<std::uint32_t>> duties = directory_duties();
+	for (std::size_t i = 0; i < slots.size(); ++i)
+		if ((duties[i].load(std::memory_order_acquire) & duty) != 0)
+			look(slots[i]);
+}
 
 // Lookups: the caller holds the directory lock (shared or exclusive).
 SpaceSlot *directory_find(std::int32_t space_id);

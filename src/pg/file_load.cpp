@@ -175,6 +175,7 @@ load_graph_file(SpaceSlot *slot, std::uint64_t load_generation)
 	// answers from it before the load is done.
 	engram::core::IndexSlot &index = directory_index(slot);
 	engram::core::install(index, index.current.load(std::memory_order_acquire), offset);
+	directory_owe(slot, DUTY_LINK); // its file may end in an unlinked tail
 	const engram::core::HnswGraph graph(shared_arena(), offset);
 	if (!same_shape(slot, graph)) {
 		discard_graph(slot, "it holds an index of another dimension, metric, storage or build parameters");
@@ -240,6 +241,7 @@ load_graph_file(SpaceSlot *slot, std::uint64_t load_generation)
 	if (graph.forgotten_count() > 0) {
 		const TimestampTz written = file.written_at.load(std::memory_order_relaxed);
 		slot->forgotten_since.store(written != 0 ? written : GetCurrentTimestamp(), std::memory_order_release);
+		directory_owe(slot, DUTY_COMPACT);
 	}
 	return result;
 }

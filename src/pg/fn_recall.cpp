@@ -494,6 +494,7 @@ place_homeless(std::int32_t space_id, std::uint32_t &finished, std::uint32_t &fa
 		failed = slot->rebuilds_failed.load(std::memory_order_acquire);
 		slot->health.store(SPACE_LOADING, std::memory_order_release);
 		slot->rebuild_requested.store(1, std::memory_order_release);
+		directory_owe(slot, DUTY_REBUILD);
 	}
 	LWLockRelease(shared_directory_lock());
 	return slot;
@@ -535,6 +536,7 @@ ENGRAM_FUNCTION(engram_rebuild)
 		failed = slot->rebuilds_failed.load(std::memory_order_acquire);
 		std::uint32_t idle = 0;
 		slot->rebuild_requested.compare_exchange_strong(idle, 1, std::memory_order_acq_rel);
+		directory_owe(slot, DUTY_REBUILD);
 	}
 	shared_wake_workers();
 	while (slot->rebuilds_finished.load(std::memory_order_acquire) == finished) {

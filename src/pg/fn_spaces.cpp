@@ -86,8 +86,10 @@ mark_dropped(std::int32_t space_id)
 	instance_require_loaded();
 	const TransactionId xid = GetCurrentTransactionId();
 	LWLockAcquire(shared_directory_lock(), LW_EXCLUSIVE);
-	if (SpaceSlot *slot = directory_find(space_id))
+	if (SpaceSlot *slot = directory_find(space_id)) {
 		slot->drop_xid.store(xid, std::memory_order_release);
+		directory_owe(slot, DUTY_RESOLVE);
+	}
 	LWLockRelease(shared_directory_lock());
 }
 

@@ -108,13 +108,13 @@ UnlinkedVectors
 unlinked_vectors(void)
 {
 	UnlinkedVectors total{0, 0};
-	for (const SpaceSlot &slot : directory_slots()) {
+	directory_each_owing(DUTY_LINK, [&total](const SpaceSlot &slot) {
 		if (slot.state.load(std::memory_order_acquire) != SPACE_SLOT_LIVE)
-			continue;
+			return;
 		const Unlinked u = space_unlinked(directory_index(&slot));
 		total.count += u.rows;
 		total.ring_bytes += u.bytes;
-	}
+	});
 	return total;
 }
 
@@ -195,13 +195,19 @@ backlog_census_if_due(void)
 	// Main thread only; sized once, like the directory.
 	static engram::core::CensusRow *rows = static_cast<engram::core::CensusRow *>(
 		MemoryContextAlloc(TopMemoryContext, sizeof(engram::core::CensusRow) * directory_capacity()));
+	// The census also clears the link duty of the spaces it finds all linked.
 	std::size_t n = 0;
-	for (const SpaceSlot &slot : directory_slots()) {
+	auto visit = [&n](const SpaceSlot &slot) {
 		if (slot.state.load(std::memory_order_acquire) != SPACE_SLOT_LIVE)
-			continue;
+			return;
 		const Unlinked u = space_unlinked(directory_index(&slot));
 		if (u.rows > 0)
 			rows[n++] = engram::core::CensusRow{slot.space_id, slot.dim, u.rows};
-	}
+	};
+	auto owed = [](const SpaceSlot &slot) {
+		return slot.state.load(std::memory_order_acquire) == SPACE_SLOT_LIVE &&
+			   space_unlinked(directory_index(&slot)).rows > 0;
+	};
+	directory_visit_owing(DUTY_LINK, visit, owed);
 	shared_backlog().census(std::span(rows, n));
 }

@@ -88,15 +88,15 @@ worker_detach(int, Datum)
 void
 resolve_drops(void)
 {
-	for (SpaceSlot &slot : directory_slots()) {
+	auto visit = [](SpaceSlot &slot) {
 		if (slot.state.load(std::memory_order_acquire) != SPACE_SLOT_LIVE)
-			continue;
+			return;
 		const std::int32_t space_id = slot.space_id;
 		const DropOutcome created = directory_create_outcome(&slot);
 		if (created == DropOutcome::aborted) {
 			directory_free(&slot);
 			graph_file_remove(space_id);
-			continue;
+			return;
 		}
 		if (created == DropOutcome::committed)
 			slot.create_xid.store(InvalidTransactionId, std::memory_order_release);
@@ -107,7 +107,13 @@ resolve_drops(void)
 			graph_file_remove(space_id);
 		} else if (outcome == DropOutcome::aborted)
 			slot.drop_xid.store(InvalidTransactionId, std::memory_order_release);
-	}
+	};
+	auto owed = [](const SpaceSlot &slot) {
+		return slot.state.load(std::memory_order_acquire) == SPACE_SLOT_LIVE &&
+			   (slot.create_xid.load(std::memory_order_acquire) != InvalidTransactionId ||
+				slot.drop_xid.load(std::memory_order_acquire) != InvalidTransactionId);
+	};
+	directory_visit_owing(DUTY_RESOLVE, visit, owed);
 }
 
 void
@@ -157,7 +163,8 @@ void
 start_link_pool(void)
 {
 	link_pool = std::make_unique<engram::core::LinkPool>(shared_arena(), directory_indexes(), link_threads(),
-														 &my_slot().linked_total, &directory_in_use());
+														 &my_slot().linked_total, &directory_in_use(),
+														 directory_duties(), DUTY_LINK);
 }
 
 // Folds a new measurement into a shared rate (exponential smoothing; the

@@ -97,6 +97,7 @@ compact_space(SpaceSlot &slot, std::uint64_t horizon)
 	directory_widen_snapshot_gap(&slot, erased.from, erased.to);
 	const bool more = stats.kept > 0 && engram::core::HnswGraph(shared_arena(), copy).forgotten_count() > 0;
 	engram::core::install(index, 1 - current, copy);
+	directory_owe(&slot, DUTY_LINK); // the copy keeps the unlinked tail
 	engram::core::make_current(index, 1 - current);
 	directory_destroy_graph(index, current);
 	slot.forgotten_since.store(more ? GetCurrentTimestamp() : 0, std::memory_order_release);
@@ -118,12 +119,17 @@ compact_spaces(void)
 		return;
 	const TimestampTz now = GetCurrentTimestamp();
 	const std::uint64_t horizon = shared_ring().published_generation();
-	for (SpaceSlot &slot : directory_slots()) {
+	auto visit = [now, horizon](SpaceSlot &slot) {
 		if (slot.state.load(std::memory_order_acquire) != SPACE_SLOT_LIVE ||
 			slot.health.load(std::memory_order_acquire) != SPACE_READY ||
 			slot.rebuild_requested.load(std::memory_order_acquire) != 0 || !due(slot, now))
-			continue;
+			return;
 		compact_space(slot, horizon);
 		CHECK_FOR_INTERRUPTS();
-	}
+	};
+	auto owed = [](const SpaceSlot &slot) {
+		return slot.state.load(std::memory_order_acquire) == SPACE_SLOT_LIVE &&
+			   slot.forgotten_since.load(std::memory_order_acquire) != 0;
+	};
+	directory_visit_owing(DUTY_COMPACT, visit, owed);
 }

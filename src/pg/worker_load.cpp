@@ -92,6 +92,7 @@ append_fetched(const SpaceSlot *slot, engram::core::HnswGraph &graph, std::uint6
 		std::uint32_t first = 0;
 		(void) graph.append_batch(std::span<const float>(vectors, std::size_t{n} * dim),
 								  std::span<const engram::core::NodeData>(rows, n), first);
+		directory_owe(slot, DUTY_LINK);
 		loaded += n;
 	}
 	if (tokens.tokens != nullptr)
@@ -264,8 +265,10 @@ reset_directory(const SpaceDefinition *definitions, std::uint64_t count)
 		slot.health.store(SPACE_READY, std::memory_order_release);
 		slot.cause = QUARANTINE_NONE;
 		slot.dropped_observations.store(0, std::memory_order_relaxed);
-		if (slot.rebuild_requested.load(std::memory_order_acquire) == 2)
+		if (slot.rebuild_requested.load(std::memory_order_acquire) == 2) {
 			slot.rebuild_requested.store(1, std::memory_order_release);
+			directory_owe(&slot, DUTY_REBUILD);
+		}
 		LWLockRelease(shared_directory_lock());
 	}
 }
@@ -365,105 +368,123 @@ load_spaces(int worker_index)
 					static_cast<unsigned long long>(from_files), static_cast<unsigned long long>(loaded))));
 }
 
+namespace {
+
+// Starts the rebuild a slot asked for (rebuild_requested 1); true if one
+// started (it goes on as its load catches up with the ring).
+bool
+start_rebuild(SpaceSlot &slot)
+{
+	engram::core::IndexSlot &index = directory_index(&slot);
+	const unsigned current = index.current.load(std::memory_order_acquire);
+	const unsigned replacement = 1 - current;
+	if (index.graphs[replacement].load(std::memory_order_acquire) != 0)
+		return false; // already running
+	// A quarantined space has no graph: its replacement is all it will have.
+	const bool after_quarantine = slot.health.load(std::memory_order_acquire) != SPACE_READY;
+	const std::uint64_t old_offset = index.graphs[current].load(std::memory_order_acquire);
+	if (!after_quarantine && old_offset == 0) {
+		// Nothing stored yet: there is nothing to rebuild.
+		slot.rebuild_requested.store(0, std::memory_order_release);
+		slot.rebuilds_finished.fetch_add(1, std::memory_order_acq_rel);
+		return false;
+	}
+	engram::core::Arena arena = shared_arena();
+	std::uint64_t offset = 0;
+	if (engram::core::HnswGraph::create(arena, directory_config(&slot), offset) != engram::core::HnswStatus::ok) {
+		if (after_quarantine) {
+			quarantine_space(&slot, QUARANTINE_MEMORY_LIMIT, 0, "while rebuilding");
+			return false;
+		}
+		abandon_rebuild(&slot, "engram.memory_limit is exhausted");
+		return false;
+	}
+	if (after_quarantine) {
+		LWLockAcquire(shared_directory_lock(), LW_EXCLUSIVE);
+		slot.health.store(SPACE_LOADING, std::memory_order_release);
+		slot.cause = QUARANTINE_NONE;
+		LWLockRelease(shared_directory_lock());
+	}
+	begin_load(slot.space_id, replacement);
+	engram::core::install(index, replacement, offset);
+	engram::core::HnswGraph graph(arena, offset);
+	HTAB *generations = old_offset != 0 ? generations_of(engram::core::HnswGraph(arena, old_offset)) : nullptr;
+	std::uint64_t loaded = 0;
+	char error[k_cause_text_bytes] = "while rebuilding";
+	const std::uint64_t generation = shared_ring().last_generation();
+	load_filter.generation = generation;
+	const AppendResult result = load_rows_guarded(&slot, graph, generation, generations, loaded, error, sizeof error);
+	if (generations != nullptr)
+		hash_destroy(generations);
+	if (result != AppendResult::ok) {
+		filter_clear();
+		PopActiveSnapshot();
+		end_transaction();
+		if (after_quarantine)
+			quarantine_space(&slot, quarantine_cause_of(result), graph.size(), error);
+		else
+			abandon_rebuild(&slot, result == AppendResult::damaged ? error
+								   : result == AppendResult::reserve
+									   ? "the replacement index would take engram.memory_reserve"
+									   : "engram.memory_limit is exhausted");
+		return false;
+	}
+	if (after_quarantine) {
+		// No graph lent its generations: every row now carries this one.
+		directory_set_snapshot_gap(&slot, 0, generation);
+	}
+	slot.rebuild_requested.store(2, std::memory_order_release);
+	end_load();
+	ereport(LOG, (errmsg("engram is rebuilding space \"%s\" from %llu observations", slot.name,
+						 static_cast<unsigned long long>(loaded))));
+	return true;
+}
+
+bool
+rebuild_owed(const SpaceSlot &slot)
+{
+	return slot.state.load(std::memory_order_acquire) == SPACE_SLOT_LIVE &&
+		   slot.rebuild_requested.load(std::memory_order_acquire) != 0;
+}
+
+} // namespace
+
 void
 start_rebuilds(void)
 {
 	if (load_filter.active)
 		return; // one load at a time: the filter holds one snapshot
-	for (SpaceSlot &slot : directory_slots()) {
-		if (slot.state.load(std::memory_order_acquire) != SPACE_SLOT_LIVE ||
-			slot.rebuild_requested.load(std::memory_order_acquire) != 1)
-			continue;
-		engram::core::IndexSlot &index = directory_index(&slot);
-		const unsigned current = index.current.load(std::memory_order_acquire);
-		const unsigned replacement = 1 - current;
-		if (index.graphs[replacement].load(std::memory_order_acquire) != 0)
-			continue; // already running
-		// A quarantined space has no graph: its replacement is all it will have.
-		const bool after_quarantine = slot.health.load(std::memory_order_acquire) != SPACE_READY;
-		const std::uint64_t old_offset = index.graphs[current].load(std::memory_order_acquire);
-		if (!after_quarantine && old_offset == 0) {
-			// Nothing stored yet: there is nothing to rebuild.
-			slot.rebuild_requested.store(0, std::memory_order_release);
-			slot.rebuilds_finished.fetch_add(1, std::memory_order_acq_rel);
-			continue;
-		}
-		engram::core::Arena arena = shared_arena();
-		std::uint64_t offset = 0;
-		if (engram::core::HnswGraph::create(arena, directory_config(&slot), offset) != engram::core::HnswStatus::ok) {
-			if (after_quarantine) {
-				quarantine_space(&slot, QUARANTINE_MEMORY_LIMIT, 0, "while rebuilding");
-				continue;
-			}
-			abandon_rebuild(&slot, "engram.memory_limit is exhausted");
-			continue;
-		}
-		if (after_quarantine) {
-			LWLockAcquire(shared_directory_lock(), LW_EXCLUSIVE);
-			slot.health.store(SPACE_LOADING, std::memory_order_release);
-			slot.cause = QUARANTINE_NONE;
-			LWLockRelease(shared_directory_lock());
-		}
-		begin_load(slot.space_id, replacement);
-		engram::core::install(index, replacement, offset);
-		engram::core::HnswGraph graph(arena, offset);
-		HTAB *generations = old_offset != 0 ? generations_of(engram::core::HnswGraph(arena, old_offset)) : nullptr;
-		std::uint64_t loaded = 0;
-		char error[k_cause_text_bytes] = "while rebuilding";
-		const std::uint64_t generation = shared_ring().last_generation();
-		load_filter.generation = generation;
-		const AppendResult result =
-			load_rows_guarded(&slot, graph, generation, generations, loaded, error, sizeof error);
-		if (generations != nullptr)
-			hash_destroy(generations);
-		if (result != AppendResult::ok) {
-			filter_clear();
-			PopActiveSnapshot();
-			end_transaction();
-			if (after_quarantine)
-				quarantine_space(&slot, quarantine_cause_of(result), graph.size(), error);
-			else
-				abandon_rebuild(&slot, result == AppendResult::damaged ? error
-									   : result == AppendResult::reserve
-										   ? "the replacement index would take engram.memory_reserve"
-										   : "engram.memory_limit is exhausted");
-			continue;
-		}
-		if (after_quarantine) {
-			// No graph lent its generations: every row now carries this one.
-			directory_set_snapshot_gap(&slot, 0, generation);
-		}
-		slot.rebuild_requested.store(2, std::memory_order_release);
-		end_load();
-		ereport(LOG, (errmsg("engram is rebuilding space \"%s\" from %llu observations", slot.name,
-							 static_cast<unsigned long long>(loaded))));
-		return;
-	}
+	bool started = false;
+	auto visit = [&started](SpaceSlot &slot) {
+		if (!started && rebuild_owed(slot) && slot.rebuild_requested.load(std::memory_order_acquire) == 1)
+			started = start_rebuild(slot);
+	};
+	directory_visit_owing(DUTY_REBUILD, visit, rebuild_owed);
 }
 
 void
 finish_rebuilds(void)
 {
 	engram::core::Arena arena = shared_arena();
-	for (SpaceSlot &slot : directory_slots()) {
-		if (slot.state.load(std::memory_order_acquire) != SPACE_SLOT_LIVE ||
-			slot.rebuild_requested.load(std::memory_order_acquire) != 2)
-			continue;
+	auto visit = [&arena](SpaceSlot &slot) {
+		if (!rebuild_owed(slot) || slot.rebuild_requested.load(std::memory_order_acquire) != 2)
+			return;
 		if (load_filter.active && load_filter.space_id == slot.space_id)
-			continue; // still catching up with the ring
+			return; // still catching up with the ring
 		engram::core::IndexSlot &index = directory_index(&slot);
 		const unsigned current = index.current.load(std::memory_order_acquire);
 		const std::uint64_t offset = index.graphs[1 - current].load(std::memory_order_acquire);
 		if (offset == 0)
-			continue;
+			return;
 		engram::core::HnswGraph graph(arena, offset);
 		if (graph.linked_count() < graph.size())
-			continue;
+			return;
 		engram::core::make_current(index, 1 - current);
 		directory_destroy_graph(index, current);
 		slot.health.store(SPACE_READY, std::memory_order_release);
 		slot.rebuild_requested.store(0, std::memory_order_release);
 		slot.rebuilds_finished.fetch_add(1, std::memory_order_acq_rel);
 		ereport(LOG, (errmsg("engram finished rebuilding space \"%s\"", slot.name)));
-	}
+	};
+	directory_visit_owing(DUTY_REBUILD, visit, rebuild_owed);
 }

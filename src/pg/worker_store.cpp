@@ -196,6 +196,7 @@ open_read_back_hole(SpaceSlot *slot, std::uint64_t generation)
 	if (until == 0 || generation < slot->read_back_from.load(std::memory_order_relaxed))
 		slot->read_back_from.store(generation, std::memory_order_relaxed);
 	slot->read_back_until.store(std::max(until, tail), std::memory_order_relaxed);
+	directory_owe(slot, DUTY_READ_BACK);
 }
 
 void
@@ -295,8 +296,10 @@ forget_ranges(std::span<const engram::core::IdRange> ranges, SpaceSlot *slot, st
 	}
 	// The erasure clock starts at the first forget since the last compaction.
 	std::int64_t none = 0;
-	if (forgotten)
+	if (forgotten) {
 		(void) slot->forgotten_since.compare_exchange_strong(none, GetCurrentTimestamp(), std::memory_order_acq_rel);
+		directory_owe(slot, DUTY_COMPACT);
+	}
 }
 
 // Forgets the ids a transaction spilled to engram._forget_spill for the
@@ -534,6 +537,7 @@ append_rows(SpaceSlot *slot, const float *vectors, const engram::core::NodeData 
 		const engram::core::HnswStatus appended =
 			graph.append_batch(std::span<const float>(vectors, std::size_t{n} * graph.dim()),
 							   std::span<const engram::core::NodeData>(rows, n), first);
+		directory_owe(slot, DUTY_LINK);
 		if (appended != engram::core::HnswStatus::ok) {
 			if (status != nullptr)
 				*status = appended;
@@ -621,16 +625,19 @@ cover_read_backs(void)
 	const std::uint64_t head = ring.head_position();
 	// Shared: a backend installing a space in a free slot sets its gap.
 	LWLockAcquire(shared_directory_lock(), LW_SHARED);
-	for (SpaceSlot &slot : directory_slots()) {
-		if (slot.state.load(std::memory_order_acquire) != SPACE_SLOT_LIVE)
-			continue;
+	auto visit = [latest, head](SpaceSlot &slot) {
 		const std::uint64_t until = slot.read_back_until.load(std::memory_order_relaxed);
-		if (until == 0)
-			continue;
+		if (slot.state.load(std::memory_order_acquire) != SPACE_SLOT_LIVE || until == 0)
+			return;
 		directory_widen_snapshot_gap(&slot, slot.read_back_from.load(std::memory_order_relaxed), latest + 1);
 		if (head >= until)
 			slot.read_back_until.store(0, std::memory_order_relaxed);
-	}
+	};
+	auto owed = [](const SpaceSlot &slot) {
+		return slot.state.load(std::memory_order_acquire) == SPACE_SLOT_LIVE &&
+			   slot.read_back_until.load(std::memory_order_relaxed) != 0;
+	};
+	directory_visit_owing(DUTY_READ_BACK, visit, owed);
 	LWLockRelease(shared_directory_lock());
 }
 

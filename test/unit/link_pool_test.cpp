@@ -115,6 +115,37 @@ TEST(LinkPool, WalksOnlyTheSlotsInUse)
 	EXPECT_EQ(linked.load(), 200u);
 }
 
+// With hints, a slot whose hint lacks the mask is not read at all, and is
+// linked once its owner sets the bit.
+TEST(LinkPool, SkipsSlotsWithoutTheHint)
+{
+	SKIP_UNDER_TSAN_WITH_TBB();
+	Region region(64 << 20);
+	std::vector<IndexSlot> slots(3);
+	for (IndexSlot &s : slots)
+		reset(s);
+	constexpr std::uint32_t k_link = 1u << 4;
+	std::vector<std::atomic<std::uint32_t>> hints(3);
+	hints[0].store(k_link | 1u);
+	hints[2].store(1u); // another kind of duty: not the pool's
+	std::atomic<std::uint64_t> linked{0};
+	LinkPool pool(region.arena, slots, 2, &linked, nullptr, hints, k_link);
+	const auto vectors = random_vectors(200, k_dim, 11);
+	install(slots[0], 0, new_graph(region.arena));
+	install(slots[2], 0, new_graph(region.arena));
+	HnswGraph hinted(region.arena, slots[0].graphs[0].load());
+	HnswGraph unhinted(region.arena, slots[2].graphs[0].load());
+	append(hinted, vectors, 0, 100);
+	append(unhinted, vectors, 100, 100);
+	pool.wake();
+	ASSERT_TRUE(wait_for([&] { return hinted.linked_count() == 100 && pool.running() == 0; }));
+	EXPECT_EQ(unhinted.linked_count(), 0u) << "a slot without the hint is not walked";
+	hints[2].fetch_or(k_link);
+	pool.wake();
+	ASSERT_TRUE(wait_for([&] { return unhinted.linked_count() == 100; }));
+	EXPECT_EQ(linked.load(), 200u);
+}
+
 TEST(LinkPool, OneHotGraphKeepsEveryThreadBusy)
 {
 	// The pool's tasks are enqueued and nobody joins the arena, so each one
