@@ -134,8 +134,7 @@ HnswGraph::create(Arena arena, const HnswConfig &config, std::uint64_t &header_o
 HnswStatus
 HnswGraph::check(Arena arena, std::uint64_t header_offset) noexcept
 {
-	if (header_offset == 0 || header_offset % 64 != 0 ||
-		header_offset + sizeof(HnswHeader) > arena.capacity_bytes() + Arena::rounded(sizeof(ArenaHeader)))
+	if (header_offset == 0 || header_offset % 64 != 0 || header_offset + sizeof(HnswHeader) > arena.region_bytes())
 		return HnswStatus::invalid_header;
 	const auto *h = arena.at<const HnswHeader>(header_offset);
 	if (h->magic != k_hnsw_magic || h->layout_version != k_hnsw_layout_version)

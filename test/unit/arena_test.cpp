@@ -1,6 +1,7 @@
-// The arena hands out disjoint, aligned blocks by offset, reuses freed ones
-// (overwritten with zeros when freed), and the segmented array grows in place without moving elements, also while
-// other threads read it.
+// The arena hands out disjoint, aligned, zeroed blocks by offset, reuses
+// freed ones (overwritten with zeros when freed, merged with free
+// neighbours, however many there are), and the segmented array grows in
+// place without moving elements, also while other threads read it.
 #include "core/arena.hpp"
 #include "core/segmented_array.hpp"
 
@@ -11,6 +12,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <map>
+#include <random>
 #include <thread>
 #include <vector>
 
@@ -29,7 +32,7 @@ TEST(Arena, BlocksAreDisjointAlignedAndAccounted)
 	EXPECT_EQ(a % 64, 0u);
 	EXPECT_EQ(b % 64, 0u);
 	EXPECT_GE(b, a + 100);
-	EXPECT_EQ(f.arena.used_bytes(), 4096u + 8192u);
+	EXPECT_EQ(f.arena.used_bytes(), 128u + 5056u);
 	f.arena.release(a, 100);
 	f.arena.release(b, 5000);
 	EXPECT_EQ(f.arena.used_bytes(), 0u);
@@ -70,6 +73,99 @@ TEST(Arena, ReleaseOverwritesTheBlockSoFreeMemoryHoldsNothing)
 	ASSERT_EQ(c, a);
 	const auto *fresh = f.arena.at<const unsigned char>(c);
 	EXPECT_TRUE(std::all_of(fresh, fresh + Arena::rounded(5000), [](unsigned char x) { return x == 0; }));
+}
+
+// Far more free fragments than the former fixed list of 1,024 held: every
+// one is reused, and freeing the rest merges them all back into one block.
+TEST(Arena, KeepsAnyNumberOfFreeBlocks)
+{
+	ArenaFixture f(16 << 20);
+	std::vector<std::uint64_t> blocks;
+	for (std::uint64_t off; (off = f.arena.allocate(640)) != 0;)
+		blocks.push_back(off);
+	ASSERT_GT(blocks.size(), 20000u);
+	for (std::size_t i = 0; i < blocks.size(); i += 2)
+		f.arena.release(blocks[i], 640);
+	EXPECT_EQ(f.arena.free_blocks(), (blocks.size() + 1) / 2 - (blocks.size() % 2 == 1 ? 1 : 0));
+	EXPECT_EQ(f.arena.used_bytes(), blocks.size() / 2 * 640);
+	// Every hole is found again, and nothing else is left.
+	for (std::size_t i = 0; i < blocks.size(); i += 2)
+		ASSERT_NE(f.arena.allocate(640), 0u) << i;
+	EXPECT_EQ(f.arena.free_blocks(), 0u);
+	for (std::uint64_t b : blocks)
+		f.arena.release(b, 640);
+	EXPECT_EQ(f.arena.used_bytes(), 0u);
+	EXPECT_EQ(f.arena.free_blocks(), 0u) << "everything merged back into the bump frontier";
+	EXPECT_NE(f.arena.allocate(f.arena.capacity_bytes()), 0u) << "the whole arena is one block again";
+}
+
+// Random sizes allocated and released in random order against a model: the
+// blocks never overlap, come out zero, and are accounted exactly; once all
+// are released the arena is whole again.
+TEST(Arena, RandomAllocationsAgainstAModel)
+{
+	ArenaFixture f(8 << 20);
+	std::mt19937_64 rng(2026);
+	std::map<std::uint64_t, std::size_t> live; // offset -> bytes asked
+	std::size_t accounted = 0;
+	auto overlaps = [&](std::uint64_t off, std::size_t bytes) {
+		auto next = live.lower_bound(off);
+		if (next != live.end() && next->first < off + Arena::rounded(bytes))
+			return true;
+		if (next == live.begin())
+			return false;
+		--next;
+		return next->first + Arena::rounded(next->second) > off;
+	};
+	for (int step = 0; step < 60000; ++step) {
+		const bool grow = live.empty() || rng() % 100 < 55;
+		if (grow) {
+			const std::size_t bytes = 1 + rng() % (rng() % 8 == 0 ? 200000 : 3000);
+			const std::uint64_t off = f.arena.allocate(bytes);
+			if (off == 0)
+				continue;
+			ASSERT_EQ(off % 64, 0u);
+			ASSERT_FALSE(overlaps(off, bytes)) << step;
+			const auto *p = f.arena.at<const unsigned char>(off);
+			ASSERT_TRUE(std::all_of(p, p + Arena::rounded(bytes), [](unsigned char x) { return x == 0; })) << step;
+			std::memset(f.arena.at<std::byte>(off), 0x5A, bytes);
+			live.emplace(off, bytes);
+			accounted += Arena::rounded(bytes);
+		} else {
+			auto it = live.begin();
+			std::advance(it, static_cast<long>(rng() % live.size()));
+			f.arena.release(it->first, it->second);
+			accounted -= Arena::rounded(it->second);
+			live.erase(it);
+		}
+		ASSERT_EQ(f.arena.used_bytes(), accounted) << step;
+	}
+	for (const auto &[off, bytes] : live)
+		f.arena.release(off, bytes);
+	EXPECT_EQ(f.arena.used_bytes(), 0u);
+	EXPECT_EQ(f.arena.free_blocks(), 0u);
+	const std::uint64_t whole = f.arena.allocate(f.arena.capacity_bytes());
+	ASSERT_NE(whole, 0u);
+	const auto *p = f.arena.at<const unsigned char>(whole);
+	EXPECT_TRUE(std::all_of(p, p + f.arena.capacity_bytes(), [](unsigned char x) { return x == 0; }))
+		<< "free memory holds nothing of what the blocks held, nor any tag";
+}
+
+// A freed block between two free neighbours merges with both.
+TEST(Arena, MergesWithBothNeighbours)
+{
+	ArenaFixture f(1 << 20);
+	const std::uint64_t a = f.arena.allocate(1000);
+	const std::uint64_t b = f.arena.allocate(64);
+	const std::uint64_t c = f.arena.allocate(3000);
+	const std::uint64_t tail = f.arena.allocate(64);
+	f.arena.release(a, 1000);
+	f.arena.release(c, 3000);
+	EXPECT_EQ(f.arena.free_blocks(), 2u);
+	f.arena.release(b, 64);
+	EXPECT_EQ(f.arena.free_blocks(), 1u);
+	EXPECT_EQ(f.arena.allocate(Arena::rounded(1000) + 64 + Arena::rounded(3000)), a);
+	f.arena.release(tail, 64);
 }
 
 TEST(SegmentedArray, GrowsWithoutMovingElements)

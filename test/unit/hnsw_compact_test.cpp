@@ -536,7 +536,7 @@ TEST(Compaction, ExhaustedArenaFailsWithoutLeakingOrTouchingTheOldGraph)
 	const std::size_t free = f.region.arena.capacity_bytes() - used;
 	std::uint32_t failures = 0;
 	bool compacted = false;
-	for (std::size_t room = 0; room <= free && !compacted; room += 4 * k_arena_page) {
+	for (std::size_t room = 0; room <= free && !compacted; room += std::size_t{16} << 10) {
 		const std::size_t ballast_bytes = free - room;
 		const std::uint64_t ballast = ballast_bytes == 0 ? 0 : f.region.arena.allocate(ballast_bytes);
 		ASSERT_TRUE(ballast_bytes == 0 || ballast != 0);

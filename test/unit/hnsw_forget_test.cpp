@@ -286,10 +286,11 @@ TEST(HnswAttributes, AppendsAfterAReserveCannotFailEvenWithTheArenaFull)
 		total += t.size();
 	}
 	ASSERT_EQ(graph.reserve(n, graph.token_slots() + total), HnswStatus::ok);
-	// Take every page the arena has left.
-	std::vector<std::uint64_t> taken;
-	for (std::uint64_t offset; (offset = region.arena.allocate(k_arena_page)) != 0;)
-		taken.push_back(offset);
+	// Take every byte the arena has left.
+	std::vector<std::pair<std::uint64_t, std::size_t>> taken;
+	for (const std::size_t bytes : {std::size_t{4096}, k_arena_unit})
+		for (std::uint64_t offset; (offset = region.arena.allocate(bytes)) != 0;)
+			taken.emplace_back(offset, bytes);
 	ASSERT_FALSE(taken.empty());
 	for (std::uint32_t i = 0; i < n; ++i) {
 		std::uint32_t id = 0;
@@ -311,8 +312,8 @@ TEST(HnswAttributes, AppendsAfterAReserveCannotFailEvenWithTheArenaFull)
 			break;
 		}
 	}
-	for (std::uint64_t offset : taken)
-		region.arena.release(offset, k_arena_page);
+	for (const auto &[offset, bytes] : taken)
+		region.arena.release(offset, bytes);
 }
 
 TEST(AttributeToken, IsTheDocumentedHashAndSeparatesItsParts)
