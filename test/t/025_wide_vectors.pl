@@ -61,7 +61,12 @@ $node->safe_psql(
 note(sprintf('generating the rows took %.1f s', time - $started));
 
 # Each space's rows go through COPY: written to a file by the server, read
-# by psql's \copy (COPY FROM STDIN), in one transaction per space.
+# by psql's \copy (COPY FROM STDIN), in one transaction per space, larger
+# than an eighth of the ring: the workers read it back from the table.
+cmp_ok(
+	$node->safe_psql('postgres',
+		"SELECT pg_size_bytes(current_setting('engram.ring_size')) / 8"),
+	'<', $rows * 4 * $dim, 'a COPY transaction is larger than an eighth of engram.ring_size');
 $started = time;
 for my $which (qw(half quantized))
 {
