@@ -32,7 +32,7 @@ namespace {
 // bytes a component in its graph; f16 and sq8 hold half and a quarter of
 // that, so their larger vectors take no more memory per node. Rows over
 // about 2,000 dimensions no longer fit a heap tuple, so the table keeps their
-// embeddings in TOAST (docs/architecture.md, "The table of truth").
+// embeddings in TOAST (docs/architecture.md, "The embedding column").
 constexpr int k_max_dim_f32 = 2000;
 constexpr int k_max_dim_quantized = 4096;
 
