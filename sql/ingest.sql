@@ -59,7 +59,7 @@ SELECT (SELECT count(*) FROM engram.observations WHERE space_id = :wide) AS comm
 -- deletes and updates).
 SELECT try($$TRUNCATE engram.observations$$);
 
--- vectors stay inline and uncompressed
+-- vectors stay uncompressed, and inline while the row fits a page (EXTERNAL)
 SELECT attstorage FROM pg_attribute WHERE attrelid = 'engram.observations'::regclass AND attname = 'embedding';
 SELECT reloptions FROM pg_class WHERE oid = 'engram.observations'::regclass;
 SELECT pg_column_size(embedding) AS bytes_for_512_floats FROM engram.observations WHERE space_id = :wide LIMIT 1;

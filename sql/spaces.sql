@@ -38,6 +38,8 @@ SELECT try($$SELECT engram.create_space('alpha', 3)$$);
 -- parameters out of range
 SELECT try($$SELECT engram.create_space('delta', 0)$$);
 SELECT try($$SELECT engram.create_space('delta', 2001)$$);
+SELECT try($$SELECT engram.create_space('delta', 4097, storage => 'f16')$$);
+SELECT try($$SELECT engram.create_space('delta', 4097, storage => 'sq8')$$);
 SELECT try($$SELECT engram.create_space('delta', 3, storage => 'f64')$$);
 SELECT try($$SELECT engram.create_space('delta', 3, storage => 'F16')$$);
 SELECT try($$SELECT engram.create_space('delta', 3, storage => NULL)$$);

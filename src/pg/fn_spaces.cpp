@@ -28,7 +28,46 @@ extern "C" {
 
 namespace {
 
-constexpr int k_max_dim = 2000;
+// The most dimensions a space may have, by storage. An f32 space holds 4
+// bytes a component in its graph; f16 and sq8 hold half and a quarter of
+// that, so their larger vectors take no more memory per node. Rows over
+// about 2,000 dimensions no longer fit a heap tuple, so the table keeps their
+// embeddings in TOAST (docs/architecture.md, "The embedding column").
+constexpr int k_max_dim_f32 = 2000;
+constexpr int k_max_dim_quantized = 4096;
+
+[[noreturn]] void
+report_dimension_out_of_range(const char *dim, bool quantized_would_do)
+{
+	ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("dimension %s is out of range", dim),
+					errdetail("A space holds vectors of 1 to %d dimensions with storage \"f32\", and of 1 to %d with "
+							  "\"f16\" or \"sq8\".",
+							  k_max_dim_f32, k_max_dim_quantized),
+					quantized_would_do ? errhint("Create the space with storage => 'f16' or 'sq8'; see \"Choosing "
+												 "storage\" in docs/usage.md.")
+									   : 0));
+}
+
+// A catalog older than 0.6.0 stores embeddings inline (PLAIN), where a row
+// of more than about 2,000 dimensions does not fit: refused here rather than
+// at the first insert, until ALTER EXTENSION engram UPDATE.
+void
+require_wide_rows_storable(int dim)
+{
+	const Oid relid = engram_relation("observations");
+	HeapTuple tuple = SearchSysCacheAttName(relid, "embedding");
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "engram.observations has no column \"embedding\"");
+	const char storage = reinterpret_cast<Form_pg_attribute>(GETSTRUCT(tuple))->attstorage;
+	ReleaseSysCache(tuple);
+	if (storage == TYPSTORAGE_PLAIN)
+		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						errmsg("engram.observations cannot hold vectors of %d dimensions yet", dim),
+						errdetail("The installed version of the extension stores embeddings inline, which holds at "
+								  "most %d dimensions.",
+								  k_max_dim_f32),
+						errhint("Run ALTER EXTENSION engram UPDATE.")));
+}
 
 bool
 valid_space_name(const char *name)
@@ -116,10 +155,9 @@ ENGRAM_FUNCTION(engram_create_space)
 						errdetail("A space name has 3 to 64 characters, each a lower-case letter, a digit, \"_\" or "
 								  "\"-\"."),
 						errhint("Choose a name such as \"agent_memory\".")));
-	if (PG_ARGISNULL(1) || PG_GETARG_INT32(1) < 1 || PG_GETARG_INT32(1) > k_max_dim)
-		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						errmsg("dimension %s is out of range", int_arg_text(fcinfo, 1)),
-						errdetail("A space holds vectors of 1 to %d dimensions.", k_max_dim)));
+	if (PG_ARGISNULL(1) || PG_GETARG_INT32(1) < 1 || PG_GETARG_INT32(1) > k_max_dim_quantized)
+		report_dimension_out_of_range(int_arg_text(fcinfo, 1), false);
+	const std::int32_t dim = PG_GETARG_INT32(1);
 	const char *metric = PG_ARGISNULL(2) ? nullptr : text_to_cstring(PG_GETARG_TEXT_PP(2));
 	if (metric == nullptr || !metric_named(metric))
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -143,6 +181,11 @@ ENGRAM_FUNCTION(engram_create_space)
 								  "component, exact), \"f16\" (2 bytes) or \"sq8\" (1 byte, 8-bit scalar "
 								  "quantization)."),
 						errhint("Use \"f32\", \"f16\" or \"sq8\"; see \"Choosing storage\" in docs/usage.md.")));
+	// A catalog older than 0.5.0 has only f32 spaces.
+	if (dim > k_max_dim_f32 && (storage == nullptr || strcmp(storage, "f32") == 0))
+		report_dimension_out_of_range(int_arg_text(fcinfo, 1), with_storage);
+	if (dim > k_max_dim_f32)
+		require_wide_rows_storable(dim);
 
 	const Oid caller = GetUserId();
 	const SavedUser saved = elevate_to_extension_owner();

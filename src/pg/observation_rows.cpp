@@ -26,6 +26,10 @@ copy_observations(SPITupleTable *table, std::uint32_t n, std::uint32_t dim, std:
 			ArrayGetNItems(ARR_NDIM(embedding), ARR_DIMS(embedding)) != static_cast<int>(dim))
 			elog(ERROR, "observation %lld does not hold a vector of %u dimensions", static_cast<long long>(id), dim);
 		std::memcpy(vectors + std::size_t{i} * dim, ARR_DATA_PTR(embedding), sizeof(float) * dim);
+		// A wide row's embedding is in TOAST: its detoasted copy goes at once,
+		// so that a long read-back holds one chunk of vectors, not every row's.
+		if (PointerGetDatum(embedding) != datum)
+			pfree(embedding);
 		const float confidence = DatumGetFloat4(SPI_getbinval(tuple, desc, 3, &isnull));
 		rows[i] = engram::core::NodeData{};
 		rows[i].generation = generation;
@@ -34,7 +38,10 @@ copy_observations(SPITupleTable *table, std::uint32_t n, std::uint32_t dim, std:
 		const Datum observed_at = SPI_getbinval(tuple, desc, 4, &isnull);
 		rows[i].observed_at = isnull ? 0 : DatumGetTimestampTz(observed_at);
 		const Datum metadata = SPI_getbinval(tuple, desc, 5, &isnull);
-		counts[i] = metadata_tokens(isnull ? nullptr : DatumGetJsonbP(metadata), tokens, id);
+		Jsonb *jsonb = isnull ? nullptr : DatumGetJsonbP(metadata);
+		counts[i] = metadata_tokens(jsonb, tokens, id);
+		if (jsonb != nullptr && PointerGetDatum(jsonb) != metadata)
+			pfree(jsonb);
 	}
 	// The buffer may have moved while it grew: spans are set once it is full.
 	std::size_t offset = 0;

@@ -46,6 +46,10 @@ rerank_from_table(std::int32_t space_id, engram::core::Metric metric, std::span<
 	auto *exact = static_cast<float *>(palloc(sizeof(float) * std::min(n, k_rerank_batch)));
 	SPI_connect();
 	const SPIPlanPtr plan = read_plan();
+	// A wide row's embedding is in TOAST and read into a copy: one batch's
+	// copies at a time.
+	const MemoryContext batch_context =
+		AllocSetContextCreate(CurrentMemoryContext, "engram re-rank batch", ALLOCSET_DEFAULT_SIZES);
 	for (std::size_t from = 0; from < n; from += k_rerank_batch) {
 		const std::size_t count = std::min(k_rerank_batch, n - from);
 		for (std::size_t i = 0; i < count; ++i) {
@@ -59,7 +63,7 @@ rerank_from_table(std::int32_t space_id, engram::core::Metric metric, std::span<
 		if (SPI_execute_plan(plan, args, nullptr, true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not read engram.observations");
 		// Rows, in any order, matched to their candidates; vectors point into
-		// the rows until the tuple table is freed.
+		// the rows (or their detoasted copies) until the batch ends.
 		std::size_t rows = 0;
 		std::uint32_t *row_index = static_cast<std::uint32_t *>(palloc(sizeof(std::uint32_t) * (SPI_processed + 1)));
 		for (std::uint64_t r = 0; r < SPI_processed; ++r) {
@@ -69,7 +73,9 @@ rerank_from_table(std::int32_t space_id, engram::core::Metric metric, std::span<
 			const Datum embedding = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2, &isnull);
 			if (isnull)
 				continue;
+			const MemoryContext outer = MemoryContextSwitchTo(batch_context);
 			ArrayType *array = DatumGetArrayTypeP(embedding);
+			MemoryContextSwitchTo(outer);
 			// The table's check admits only vectors of the space's dimension
 			// without nulls; anything else keeps its quantized distance.
 			if (ARR_NDIM(array) != 1 || ARR_HASNULL(array) || ARR_ELEMTYPE(array) != FLOAT4OID ||
@@ -89,6 +95,7 @@ rerank_from_table(std::int32_t space_id, engram::core::Metric metric, std::span<
 		for (std::size_t r = 0; r < rows; ++r)
 			distances[row_index[r]] = exact[r];
 		SPI_freetuptable(SPI_tuptable);
+		MemoryContextReset(batch_context);
 		CHECK_FOR_INTERRUPTS();
 	}
 	SPI_finish();

@@ -2,6 +2,8 @@
 #
 # 1. Upgrade: CREATE EXTENSION engram VERSION '0.1.0', observe, ALTER
 #    EXTENSION engram UPDATE, recall the same rows, observe and recall again.
+#    At 0.5.0 (embeddings stored inline) a 4,096-d space is refused with a
+#    hint to update.
 #    The upgraded catalog (functions with their settings and privileges,
 #    tables, columns, constraints, indexes, triggers, views, configuration
 #    tables) must equal a fresh CREATE EXTENSION's.
@@ -111,9 +113,17 @@ my $recall_up = q{SELECT string_agg(o.content, ',' ORDER BY r.distance, o.conten
 	FROM engram.recall('upgraded', '{0,0,0}', 10) r JOIN engram.observations o USING (id)};
 is($node->safe_psql('postgres', $recall_up), 'origin,x1,y2,z3', '0.1.0: recall answers');
 
+# At 0.5.0 the table still stores embeddings inline: a space wider than a
+# heap page can hold is refused until the last update.
+$node->safe_psql('postgres', "ALTER EXTENSION engram UPDATE TO '0.5.0'");
+my ($wide_ret, $wide_out, $wide_err) = $node->psql('postgres',
+	"SELECT engram.create_space('too_wide', 4096, 'l2', storage => 'f16')", extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+isnt($wide_ret, 0, '0.5.0: a 4,096-d f16 space is refused');
+like($wide_err, qr/55000: engram.observations cannot hold vectors of 4096 dimensions yet/, 'with SQLSTATE 55000');
+like($wide_err, qr/HINT:  Run ALTER EXTENSION engram UPDATE/, 'and a hint to update');
 $node->safe_psql('postgres', 'ALTER EXTENSION engram UPDATE');
-is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'engram'"), '0.5.0',
-	'ALTER EXTENSION engram UPDATE reaches 0.5.0');
+is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'engram'"), '0.6.0',
+	'ALTER EXTENSION engram UPDATE reaches 0.6.0');
 is($node->safe_psql('postgres', "SELECT storage FROM engram.spaces WHERE name = 'upgraded'"), 'f32',
 	'after the update: a space created before storage existed is f32');
 is($node->safe_psql('postgres', $recall_up), 'origin,x1,y2,z3', 'after the update: recall answers the same');

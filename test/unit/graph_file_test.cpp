@@ -1,5 +1,6 @@
 // Graph files: a graph written and read into another arena is the same graph
-// (every node's facts, lists and link state, and the same search results),
+// (every node's facts, lists and link state, and the same search results, up
+// to 4,096-d vectors),
 // linking it further gives what linking the original gives, and every damaged
 // or unexpected file is refused with its own status and nothing allocated.
 // Also the CRC-32C the files rely on.
@@ -268,16 +269,21 @@ TEST(Crc32c, MatchesKnownValuesAndContinues)
 
 TEST(GraphFile, RoundTripGivesTheSameGraphAndSearchResults)
 {
+	// The widest spaces engram creates (4,096-d f16 and sq8) among them.
 	struct Case {
+		std::uint32_t dim;
 		Metric metric;
 		Encoding encoding;
 		std::uint32_t n;
 	};
-	for (const Case c : {Case{Metric::l2, Encoding::float32, 3000}, Case{Metric::cosine, Encoding::sq8, 1500},
-						 Case{Metric::inner_product, Encoding::float16, 1000}}) {
+	for (const Case c :
+		 {Case{24, Metric::l2, Encoding::float32, 3000}, Case{24, Metric::cosine, Encoding::sq8, 1500},
+		  Case{24, Metric::inner_product, Encoding::float16, 1000}, Case{4096, Metric::l2, Encoding::float16, 300},
+		  Case{4096, Metric::cosine, Encoding::sq8, 300}}) {
 		SCOPED_TRACE(static_cast<int>(c.encoding));
+		SCOPED_TRACE(c.dim);
 		Region source(64 << 20);
-		const HnswGraph original = build_graph(source, config_of(24, c.metric, c.encoding), c.n, c.n, 11);
+		const HnswGraph original = build_graph(source, config_of(c.dim, c.metric, c.encoding), c.n, c.n, 11);
 		TempDir dir;
 		ASSERT_EQ(write_graph_file(original, k_identity, dir / "graph"), GraphFileStatus::ok);
 		EXPECT_FALSE(std::filesystem::exists(dir / "graph.tmp"));

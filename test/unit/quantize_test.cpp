@@ -70,7 +70,7 @@ TEST(Encode, Float16RelativeErrorWithinHalfUlp)
 TEST(Encode, Sq8ErrorWithinHalfStep)
 {
 	std::mt19937 rng(5);
-	for (std::uint32_t dim : {1u, 3u, 17u, 100u, 768u}) {
+	for (std::uint32_t dim : {1u, 3u, 17u, 100u, 768u, 4096u}) {
 		std::uniform_real_distribution<float> u(-3.0f, 7.0f);
 		std::vector<float> v(dim), back(dim);
 		for (float &x : v)
