@@ -123,6 +123,12 @@ directory_capacity(void)
 	return directory().capacity;
 }
 
+std::uint32_t
+directory_taken(void)
+{
+	return directory().capacity - directory().free_count;
+}
+
 std::span<std::atomic<std::uint32_t>>
 directory_duties(void)
 {

@@ -174,6 +174,8 @@ std::span<SpaceSlot> directory_slots(void);
 std::span<engram::core::IndexSlot> directory_indexes(void);
 const std::atomic<std::uint32_t> &directory_in_use(void);
 std::uint32_t directory_capacity(void);
+// Slots taken (live, or freed by a worker soon); the caller holds the directory lock.
+std::uint32_t directory_taken(void);
 
 // Records that the slot waits for `duty`: call it after storing what the
 // work is (any process, no lock needed).

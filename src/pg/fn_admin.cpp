@@ -68,6 +68,29 @@ ENGRAM_FUNCTION(engram_pressure)
 	return pressure_record(fcinfo, r, pending_observations());
 }
 
+// engram.memory_usage(): the arena behind engram.memory_limit and the space
+// directory (see sql/engram--0.5.0--0.6.0.sql).
+ENGRAM_FUNCTION(engram_memory_usage)
+{
+	shared_require();
+	const engram::core::Arena arena = shared_arena();
+	LWLockAcquire(shared_directory_lock(), LW_SHARED);
+	const std::uint32_t taken = directory_taken();
+	LWLockRelease(shared_directory_lock());
+	TupleDesc desc;
+	if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "engram.memory_usage() must return a record");
+	desc = BlessTupleDesc(desc);
+	Datum values[6] = {Int64GetDatum(static_cast<std::int64_t>(arena.used_bytes())),
+					   Int64GetDatum(static_cast<std::int64_t>(arena.capacity_bytes())),
+					   Int64GetDatum(static_cast<std::int64_t>(arena.free_blocks())),
+					   Int32GetDatum(static_cast<std::int32_t>(taken)),
+					   Int32GetDatum(static_cast<std::int32_t>(directory_capacity())),
+					   Int64GetDatum(static_cast<std::int64_t>(directory_bytes(directory_capacity())))};
+	bool nulls[6] = {false, false, false, false, false, false};
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}
+
 // engram.pressure(space): what a commit into that space meets now.
 ENGRAM_FUNCTION(engram_space_pressure)
 {

@@ -26,7 +26,7 @@ int engram_max_overload_timeout_ms = 60000;
 // a little more time per recall (5,759 against 5,967 queries/s in that run).
 int engram_ef_search = 128;
 int engram_link_threads = 0;
-int engram_max_spaces = 10000;
+int engram_max_spaces = 100000;
 // A tenth of the arena is kept from the space holding the most memory, so
 // that when one space fills engram.memory_limit it is that space, and not
 // whichever small one happens to ask next, that is quarantined.
@@ -89,9 +89,9 @@ guc_define(void)
 							"0 shares the machine's cores among the workers. Valid range is 0..64.",
 							&engram_link_threads, 0, 0, 64, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
 	DefineCustomIntVariable("engram.max_spaces", "Spaces the shared space directory holds.",
-							"Each costs about 360 bytes of shared memory; create_space refuses more. "
-							"Valid range is 1..1000000.",
-							&engram_max_spaces, 10000, 1, 1000000, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+							"Each costs about 600 bytes of shared memory, taken at server start; create_space "
+							"refuses more. Valid range is 1..1000000.",
+							&engram_max_spaces, 100000, 1, 1000000, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
 	DefineCustomRealVariable("engram.memory_reserve",
 							 "Share of engram.memory_limit the space holding the most memory may not take.",
 							 "While other spaces exist, the largest one is quarantined rather than grow into the "

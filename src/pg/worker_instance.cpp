@@ -94,11 +94,18 @@ adopt(engram::core::InstanceId next, int worker_index)
 	const engram::core::InstanceId previous = directory_instance();
 	s->load_state.store(LOAD_NEEDED, std::memory_order_release);
 	int freed = 0;
-	for (SpaceSlot &slot : directory_slots())
-		if (slot.state.load(std::memory_order_acquire) == SPACE_SLOT_LIVE) {
-			directory_free(&slot);
-			++freed;
-		}
+	for (SpaceSlot &slot : directory_slots()) {
+		if (slot.state.load(std::memory_order_acquire) != SPACE_SLOT_LIVE)
+			continue;
+		// A creation still in progress is one of `next`'s (DROP EXTENSION
+		// waits for every transaction that inserted into the old catalog):
+		// its slot stays, and the load keeps it for the space its snapshot
+		// does not see yet. Freed, the space would commit without a slot.
+		if (directory_create_outcome(&slot) == DropOutcome::in_progress)
+			continue;
+		directory_free(&slot);
+		++freed;
+	}
 	directory_forget_homeless();
 	progress_reset();
 	// The files belong to the installation that is gone. (At the first start

@@ -347,6 +347,13 @@ load_spaces(int worker_index)
 			continue;
 		}
 		set_snapshot_gap(slot, file, generation);
+		if (!file.loaded && graph.size() == 0) {
+			// A space without rows holds no graph, as after its creation: of
+			// 100,000 tenants most may be empty, and a graph's header alone
+			// is 4 KB. Its first rows make one (space_takes_rows).
+			directory_destroy_graph(index, index.current.load(std::memory_order_acquire));
+			continue;
+		}
 		if (!file.loaded)
 			continue;
 		from_files++;

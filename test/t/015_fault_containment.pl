@@ -90,7 +90,7 @@ is( $node->safe_psql(
 my ($state, $detail) = split /\|/,
   $node->safe_psql('postgres', "SELECT state, state_detail FROM engram.spaces WHERE name = 'full'");
 is($state, 'quarantined', "engram.spaces shows 'full' quarantined");
-like($detail, qr/^quarantined: engram\.memory_limit was (nearly )?exhausted at [\d,]+ observations \([\d.]+ of 64\.0 MB/,
+like($detail, qr/^quarantined: engram\.memory_limit was (nearly )?exhausted at [\d,]+ observations \([\d.]+ of 6[34]\.\d MB/,
 	'with its reason');
 is($node->safe_psql('postgres', "SELECT state FROM engram.spaces WHERE name = 'steady'"), 'ready', "'steady' is ready");
 like(sql_error($node, "SELECT * FROM engram.recall('full', '{1,2,3,4}')"),
