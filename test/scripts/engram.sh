@@ -487,7 +487,9 @@ bench_filter() {
 # ENGRAM_TENANTS_PGVECTOR_CAP tenants or ENGRAM_TENANTS_PGVECTOR_MINUTES, with
 # the same recall measurements at ENGRAM_TENANTS_PGVECTOR_LEVELS and at the
 # last tenant added. Recall: pgbench for ENGRAM_TENANTS_SECONDS, one client,
-# and EXPLAIN ANALYZE of ENGRAM_TENANTS_EXPLAINS queries.
+# and EXPLAIN ANALYZE of ENGRAM_TENANTS_EXPLAINS queries; then 2, 4 and 8
+# clients at once (at every pgvector level, at engram's top level), since
+# pgvector's lock table is shared by every session.
 TENANTS_DIM=64
 
 bench_tenants() {
@@ -520,9 +522,10 @@ recall_latency() {
 	local seconds=${ENGRAM_TENANTS_SECONDS:-10} explains=${ENGRAM_TENANTS_EXPLAINS:-50}
 	local script="$WORK/tenants-recall.sql" plan="$WORK/tenants-explain.sql" i
 	printf '\\set t random(1, %d)\n%s;\n' "$tenants" "$query" >"$script"
-	as_user "$PGBIN/pgbench" -h 127.0.0.1 -p "$PORT" -n -M simple -c 1 -T "$seconds" -f "$script" postgres 2>&1 |
+	{ as_user "$PGBIN/pgbench" -h 127.0.0.1 -p "$PORT" -n -M simple -c 1 -T "$seconds" -f "$script" postgres || true; } 2>&1 |
 		awk -v label="$label" '/^latency average/ { latency = $4 } /^tps/ { tps = $3 } /ERROR|error/ { print }
-			END { printf "%s: pgbench, mean %.3f ms, %.0f per second\n", label, latency, tps }'
+			END { if (tps > 0) printf "%s: pgbench, mean %.3f ms, %.0f per second\n", label, latency, tps
+			      else printf "%s: pgbench, no answer\n", label }'
 	{
 		echo '\timing on'
 		echo "${query//:t/1};"
@@ -531,13 +534,31 @@ recall_latency() {
 			echo "EXPLAIN (ANALYZE, COSTS OFF) ${query//:t/$((1 + (i * 7919) % tenants))};"
 		done
 	} >"$plan"
-	sql -At -f "$plan" 2>&1 | awk -v label="$label" -v n="$explains" '
+	{ sql -At -f "$plan" || true; } 2>&1 | awk -v label="$label" -v n="$explains" '
 		/^Time: / && first == "" { first = $2 } /ERROR/ { print }
 		/Planning Time:/ { planning += $3 } /Execution Time:/ { execution += $3 }
 		/Index Scan using/ { idx++ } /Seq Scan/ { seq++ }
 		END { printf "%s: first query of a new session %.2f ms; EXPLAIN ANALYZE of %d: planning %.3f ms, execution %.3f ms (mean)%s\n",
 		      label, first, n, planning / n, execution / n,
 		      idx + seq ? sprintf("; %d index scans, %d sequential scans", idx, seq) : "" }'
+}
+
+# clients_recall LABEL TENANTS QUERY CLIENTS...: QUERY through pgbench with
+# each number of concurrent CLIENTS for ENGRAM_TENANTS_SECONDS, with the
+# clients it aborted on an error and the first such error.
+clients_recall() {
+	local label=$1 tenants=$2 query=${3//:cue/$TENANTS_CUE} clients
+	shift 3
+	printf '\\set t random(1, %d)\n%s;\n' "$tenants" "$query" >"$WORK/tenants-recall.sql"
+	for clients in "$@"; do
+		{ as_user "$PGBIN/pgbench" -h 127.0.0.1 -p "$PORT" -n -M simple -c "$clients" -j "$clients" \
+			-T "${ENGRAM_TENANTS_SECONDS:-10}" -f "$WORK/tenants-recall.sql" postgres || true; } 2>&1 |
+			awk -v label="$label" -v c="$clients" '/^latency average/ { latency = $4 } /^tps/ { tps = $3 }
+				/aborted in command/ { aborted++; if (error == "") { error = $0; sub(/.*ERROR: */, "", error) } }
+				/^number of transactions actually processed/ { done = $6 }
+				END { printf "%s, %d clients: %s recalls, mean %.3f ms, %.0f per second; %d clients aborted%s\n", label, c,
+				      done, latency, tps, aborted, aborted ? " on: " error : "" }'
+	done
 }
 
 # tenants_feed FIRST LAST: ENGRAM_TENANTS_ROWS rows into each of the spaces
@@ -611,6 +632,10 @@ tenants_engram() {
 		call_latency "engram at $level spaces: create_space" "$file"
 		recall_latency "engram at $level spaces, recall" "$fed_done" \
 			"SELECT count(*) FROM engram.recall('tenant' || :t, :cue, 10)"
+		if ((level == top)); then
+			clients_recall "engram at $level spaces, recall" "$fed_done" \
+				"SELECT count(*) FROM engram.recall('tenant' || :t, :cue, 10)" 2 4 8
+		fi
 		sed -i "s/SELECT engram.create_space('\(probe[0-9]*\)'[^;]*;/SELECT engram.drop_space('\1');/" "$file"
 		call_latency "engram at $level spaces: drop_space" "$file"
 	done
@@ -645,6 +670,7 @@ tenants_pgvector() {
 		    WHERE name IN ('max_locks_per_transaction', 'max_connections', 'max_prepared_transactions',
 		                   'autovacuum_max_workers', 'max_worker_processes', 'max_wal_senders', 'shared_buffers')"
 	local deadline added=0 level stop="" began
+	local query="SELECT id FROM engram_bench.items WHERE tenant = :t ORDER BY embedding OPERATOR(public.<->) :cue LIMIT 10"
 	deadline=$(sql -At -c "SELECT clock_timestamp() + interval '$minutes minutes'")
 	for level in "${levels[@]}" "$cap"; do
 		((level > added && level <= cap)) || continue
@@ -665,8 +691,8 @@ tenants_pgvector() {
 		say "pgvector at $added tenants ($(load_average))"
 		sql -At -c "SELECT count(*) || ' indexes on items, ' || pg_size_pretty(pg_total_relation_size('engram_bench.items'))
 		            FROM pg_index WHERE indrelid = 'engram_bench.items'::regclass"
-		local query="SELECT id FROM engram_bench.items WHERE tenant = :t ORDER BY embedding OPERATOR(public.<->) :cue LIMIT 10"
 		recall_latency "pgvector at $added tenants, recall" "$added" "$query"
+		clients_recall "pgvector at $added tenants, recall" "$added" "$query" 2 4 8
 		if [ -n "$stop" ]; then
 			echo "adding stopped at tenant $stop"
 			break
