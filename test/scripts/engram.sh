@@ -9,7 +9,7 @@
 #                                      format (.clang-format), core unit tests (plain,
 #                                      AddressSanitizer, ThreadSanitizer), pg_regress and
 #                                      the TAP tests; everything built with warnings as errors
-#   bash test/scripts/engram.sh bench [ring|ingest|hnsw|indexing|recall|startup|filter]...
+#   bash test/scripts/engram.sh bench [ring|ingest|hnsw|indexing|recall|startup|filter|tenants]...
 #                                      the same set-up, then the benchmarks recorded in
 #                                      docs/benchmarks.md (all of them without arguments)
 #   bash test/scripts/engram.sh format rewrite every tracked C++ file in the style of
@@ -473,16 +473,244 @@ bench_filter() {
 	stop_cluster
 }
 
+# Many spaces (issue 12, item 3): engram with engram.max_spaces above the top
+# level beside pgvector with one partial HNSW index per tenant, each in its own
+# cluster, both with rows of one generator (test/bench/tenants.sql). engram: spaces
+# created in bulk up to each level of ENGRAM_TENANTS_LEVELS, the first
+# ENGRAM_TENANTS_FED of them fed ENGRAM_TENANTS_ROWS rows of 64-d; at each
+# level ENGRAM_TENANTS_PROBES create_space calls, recall in a random fed space,
+# the probes dropped again; at the end every space dropped, and the fed spaces
+# made again. pgvector (test/bench/tenants_pgvector.sql), its lock table at
+# PostgreSQL's defaults (max_worker_processes 8 again): tenants of the same
+# rows (ENGRAM_TENANTS_PGVECTOR_ROWS a tenant: every CREATE INDEX scans the
+# whole table) added with one partial index each until the first failure,
+# ENGRAM_TENANTS_PGVECTOR_CAP tenants or ENGRAM_TENANTS_PGVECTOR_MINUTES, with
+# the same recall measurements at ENGRAM_TENANTS_PGVECTOR_LEVELS and at the
+# last tenant added. Recall: pgbench for ENGRAM_TENANTS_SECONDS, one client,
+# and EXPLAIN ANALYZE of ENGRAM_TENANTS_EXPLAINS queries; then 2, 4 and 8
+# clients at once (at every pgvector level, at engram's top level), since
+# pgvector's lock table is shared by every session.
+TENANTS_DIM=64
+
+bench_tenants() {
+	tenants_engram
+	tenants_pgvector
+}
+
+# call_latency LABEL FILE: runs FILE's calls, each in its own transaction
+# (BEGIN, the call, COMMIT, after \timing on), and prints the client-side
+# latency of the calls and of their commits (which wait for the WAL flush).
+call_latency() {
+	local label=$1 file=$2
+	sql -f "$file" | awk '/^Time: / { n++; if (n % 3 == 2) print "call", $2; else if (n % 3 == 0) print "commit", $2 }' |
+		sort -k1,1 -k2,2n | awk -v label="$label" '
+		{ v[$1, ++n[$1]] = $2; total[$1] += $2 }
+		function line(kind, c) {
+			c = n[kind]
+			return sprintf("mean %.2f ms, p50 %.2f ms, p99 %.2f ms, max %.2f ms", total[kind] / c, v[kind, int(c * 0.50) + 1],
+			               v[kind, int(c * 0.99) + 1], v[kind, c])
+		}
+		END { printf "%s: %d calls, %s; their commits %s\n", label, n["call"], line("call"), line("commit") }'
+}
+
+# recall_latency LABEL TENANTS QUERY: QUERY (:t the tenant, :cue the cue)
+# through pgbench, tenants 1..TENANTS at random; then, in a new session, the
+# first query's time and the mean planning and execution times of EXPLAIN
+# ANALYZE over tenants spread over 1..TENANTS, with the scans it chose.
+recall_latency() {
+	local label=$1 tenants=$2 query=${3//:cue/$TENANTS_CUE}
+	local seconds=${ENGRAM_TENANTS_SECONDS:-10} explains=${ENGRAM_TENANTS_EXPLAINS:-50}
+	local script="$WORK/tenants-recall.sql" plan="$WORK/tenants-explain.sql" i
+	printf '\\set t random(1, %d)\n%s;\n' "$tenants" "$query" >"$script"
+	{ as_user "$PGBIN/pgbench" -h 127.0.0.1 -p "$PORT" -n -M simple -c 1 -T "$seconds" -f "$script" postgres || true; } 2>&1 |
+		awk -v label="$label" '/^latency average/ { latency = $4 } /^tps/ { tps = $3 } /ERROR|error/ { print }
+			END { if (tps > 0) printf "%s: pgbench, mean %.3f ms, %.0f per second\n", label, latency, tps
+			      else printf "%s: pgbench, no answer\n", label }'
+	{
+		echo '\timing on'
+		echo "${query//:t/1};"
+		echo '\timing off'
+		for ((i = 0; i < explains; i++)); do
+			echo "EXPLAIN (ANALYZE, COSTS OFF) ${query//:t/$((1 + (i * 7919) % tenants))};"
+		done
+	} >"$plan"
+	{ sql -At -f "$plan" || true; } 2>&1 | awk -v label="$label" -v n="$explains" '
+		/^Time: / && first == "" { first = $2 } /ERROR/ { print }
+		/Planning Time:/ { planning += $3 } /Execution Time:/ { execution += $3 }
+		/Index Scan using/ { idx++ } /Seq Scan/ { seq++ }
+		END { printf "%s: first query of a new session %.2f ms; EXPLAIN ANALYZE of %d: planning %.3f ms, execution %.3f ms (mean)%s\n",
+		      label, first, n, planning / n, execution / n,
+		      idx + seq ? sprintf("; %d index scans, %d sequential scans", idx, seq) : "" }'
+}
+
+# clients_recall LABEL TENANTS QUERY CLIENTS...: QUERY through pgbench with
+# each number of concurrent CLIENTS for ENGRAM_TENANTS_SECONDS, with the
+# clients it aborted on an error and the first such error.
+clients_recall() {
+	local label=$1 tenants=$2 query=${3//:cue/$TENANTS_CUE} clients
+	shift 3
+	printf '\\set t random(1, %d)\n%s;\n' "$tenants" "$query" >"$WORK/tenants-recall.sql"
+	for clients in "$@"; do
+		{ as_user "$PGBIN/pgbench" -h 127.0.0.1 -p "$PORT" -n -M simple -c "$clients" -j "$clients" \
+			-T "${ENGRAM_TENANTS_SECONDS:-10}" -f "$WORK/tenants-recall.sql" postgres || true; } 2>&1 |
+			awk -v label="$label" -v c="$clients" '/^latency average/ { latency = $4 } /^tps/ { tps = $3 }
+				/aborted in command/ { aborted++; if (error == "") { error = $0; sub(/.*ERROR: */, "", error) } }
+				/^number of transactions actually processed/ { done = $6 }
+				END { printf "%s, %d clients: %s recalls, mean %.3f ms, %.0f per second; %d clients aborted%s\n", label, c,
+				      done, latency, tps, aborted, aborted ? " on: " error : "" }'
+	done
+}
+
+# tenants_feed FIRST LAST: ENGRAM_TENANTS_ROWS rows into each of the spaces
+# tenantFIRST..tenantLAST, 100 spaces a transaction, until linked.
+tenants_feed() {
+	local first=$1 last=$2 rows=${ENGRAM_TENANTS_ROWS:-100} from
+	for ((from = first; from <= last; from += 100)); do
+		sql -c "INSERT INTO engram.observations (space_id, embedding)
+		        SELECT c.space_id, engram_bench.vec(g, r, $TENANTS_DIM)
+		        FROM generate_series($from, $((from + 99 < last ? from + 99 : last))) AS g
+		        JOIN engram.space_catalog AS c ON c.name = 'tenant' || g
+		        CROSS JOIN generate_series(1, $rows) AS r"
+	done
+	sql -At -c "SELECT 'spaces $first..$last fed $rows rows each, linked: '
+	            || bool_and(engram.wait_linked('tenant' || g, NULL, 600000)) FROM generate_series($first, $last) AS g"
+}
+
+# tenants_create FIRST LAST: the spaces tenantFIRST..tenantLAST, 1,000 a transaction.
+tenants_create() {
+	local first=$1 last=$2 from
+	for ((from = first; from <= last; from += 1000)); do
+		sql -c "SELECT count(engram.create_space('tenant' || g, dim => $TENANTS_DIM, metric => 'l2'))
+		        FROM generate_series($from, $((from + 999 < last ? from + 999 : last))) AS g" >/dev/null
+	done
+}
+
+# tenants_memory LABEL: what engram.spaces says of every space, and how long it took to say it.
+tenants_memory() {
+	local began
+	began=$(date +%s%N)
+	sql -At -c "SELECT '$1: ' || count(*) || ' spaces, memory_bytes ' || coalesce(sum(memory_bytes), 0) || ' in all, '
+	            || count(*) FILTER (WHERE state <> 'ready') || ' not ready, '
+	            || (SELECT count(*) FROM engram.observations) || ' rows' FROM engram.spaces"
+	echo "(engram.spaces read in $(milliseconds_since "$began") ms)"
+}
+
+tenants_engram() {
+	local levels=(${ENGRAM_TENANTS_LEVELS:-10 1000 10000 100000})
+	local fed=${ENGRAM_TENANTS_FED:-1000} probes=${ENGRAM_TENANTS_PROBES:-200}
+	local top=${levels[-1]}
+	start_cluster tenants 54336 "engram.max_spaces = $((top + top / 100 + probes))"
+	sql -f "$WORK/test/bench/tenants.sql"
+	TENANTS_CUE="'$(sql -At -c "SELECT engram_bench.vec(0, 0, $TENANTS_DIM)")'::real[]"
+	sql -At -c "SELECT 'engram.max_spaces = ' || current_setting('engram.max_spaces') || ', engram shared memory '
+	            || pg_size_pretty(size) || ', of which ' || pg_size_pretty(size - pg_size_bytes(current_setting('engram.memory_limit'))
+	            - pg_size_bytes(current_setting('engram.ring_size'))) || ' beside engram.memory_limit ('
+	            || current_setting('engram.memory_limit') || ') and engram.ring_size (' || current_setting('engram.ring_size')
+	            || '): the space directory, backlog and headers'
+	            FROM pg_shmem_allocations WHERE name = 'engram'"
+	local lines created=0 fed_done=0 level began i file="$WORK/tenants-probes.sql"
+	lines=$(wc -l <"$CLUSTER/server.log")
+	for level in "${levels[@]}"; do
+		say "engram: spaces $((created + 1))..$level created, 1,000 a transaction ($(load_average))"
+		began=$(date +%s%N)
+		tenants_create $((created + 1)) "$level"
+		echo "created in $(milliseconds_since "$began") ms"
+		created=$level
+		if ((fed_done < fed && fed_done < level)); then
+			tenants_feed $((fed_done + 1)) $((level < fed ? level : fed))
+			fed_done=$((level < fed ? level : fed))
+		fi
+		say "engram at $level spaces, $fed_done of them fed ($(load_average))"
+		tenants_memory "engram at $level spaces"
+		{
+			echo '\o /dev/null'
+			echo '\timing on'
+			for ((i = 1; i <= probes; i++)); do
+				echo "BEGIN; SELECT engram.create_space('probe$i', dim => $TENANTS_DIM, metric => 'l2'); COMMIT;"
+			done
+		} >"$file"
+		call_latency "engram at $level spaces: create_space" "$file"
+		recall_latency "engram at $level spaces, recall" "$fed_done" \
+			"SELECT count(*) FROM engram.recall('tenant' || :t, :cue, 10)"
+		if ((level == top)); then
+			clients_recall "engram at $level spaces, recall" "$fed_done" \
+				"SELECT count(*) FROM engram.recall('tenant' || :t, :cue, 10)" 2 4 8
+		fi
+		sed -i "s/SELECT engram.create_space('\(probe[0-9]*\)'[^;]*;/SELECT engram.drop_space('\1');/" "$file"
+		call_latency "engram at $level spaces: drop_space" "$file"
+	done
+	say "engram: every space dropped, 1,000 a transaction ($(load_average))"
+	began=$(date +%s%N)
+	for ((i = 1; i <= created; i += 1000)); do
+		sql -c "SELECT count(engram.drop_space('tenant' || g))
+		        FROM generate_series($i, $((i + 999 < created ? i + 999 : created))) AS g" >/dev/null
+	done
+	echo "$created spaces dropped in $(milliseconds_since "$began") ms"
+	tenants_memory "afterwards"
+	say "engram: spaces 1..$fed_done created and fed once more ($(load_average))"
+	tenants_create 1 "$fed_done"
+	tenants_feed 1 "$fed_done"
+	tenants_memory "made again"
+	say "engram: the server log during the run, checkpoints left out"
+	tail -n +"$((lines + 1))" "$CLUSTER/server.log" | grep -v -E 'checkpoint (starting|complete)' | tail -n 40 || true
+	stop_cluster
+}
+
+tenants_pgvector() {
+	build_pgvector || return 0
+	local levels=(${ENGRAM_TENANTS_PGVECTOR_LEVELS:-10 100 1000}) cap=${ENGRAM_TENANTS_PGVECTOR_CAP:-20000}
+	local minutes=${ENGRAM_TENANTS_PGVECTOR_MINUTES:-12} rows=${ENGRAM_TENANTS_PGVECTOR_ROWS:-10}
+	start_cluster tenants-pgvector 54337 "max_worker_processes = 8"
+	sql -c "CREATE EXTENSION vector SCHEMA public" -c "ALTER DATABASE postgres SET hnsw.ef_search = 128"
+	sql -f "$WORK/test/bench/tenants.sql"
+	sql -v dim="$TENANTS_DIM" -f "$WORK/test/bench/tenants_pgvector.sql"
+	TENANTS_CUE="'$(sql -At -c "SELECT engram_bench.vec(0, 0, $TENANTS_DIM)::public.vector")'::public.vector"
+	sql -At -c "SELECT 'pgvector ' || extversion FROM pg_extension WHERE extname = 'vector'" \
+		-c "SELECT string_agg(name || ' = ' || setting, ', ' ORDER BY name) FROM pg_settings
+		    WHERE name IN ('max_locks_per_transaction', 'max_connections', 'max_prepared_transactions',
+		                   'autovacuum_max_workers', 'max_worker_processes', 'max_wal_senders', 'shared_buffers')"
+	local deadline added=0 level stop="" began
+	local query="SELECT id FROM engram_bench.items WHERE tenant = :t ORDER BY embedding OPERATOR(public.<->) :cue LIMIT 10"
+	deadline=$(sql -At -c "SELECT clock_timestamp() + interval '$minutes minutes'")
+	for level in "${levels[@]}" "$cap"; do
+		((level > added && level <= cap)) || continue
+		say "pgvector: tenants $((added + 1))..$level added, $rows rows and one partial HNSW index each ($(load_average))"
+		began=$(date +%s%N)
+		sql -c "CALL engram_bench.add_tenants($((added + 1)), $level, $rows, $TENANTS_DIM, '$deadline')"
+		sql -At -c "SELECT count(*) || ' tenants added in $(milliseconds_since "$began") ms; per tenant: INSERT '
+		            || round(avg(insert_ms)::numeric, 2) || ' ms, CREATE INDEX ' || round(avg(index_ms)::numeric, 2)
+		            || ' ms (mean); last 100: INSERT ' || round(avg(insert_ms) FILTER (WHERE tenant > max - 100)::numeric, 2)
+		            || ' ms, CREATE INDEX ' || round(avg(index_ms) FILTER (WHERE tenant > max - 100)::numeric, 2) || ' ms'
+		            FROM engram_bench.tenant_added, (SELECT max(tenant) FROM engram_bench.tenant_added) AS m (max)
+		            WHERE tenant > $added"
+		added=$(sql -At -c "SELECT coalesce(max(tenant), 0) FROM engram_bench.tenant_added")
+		stop=$(sql -At -c "SELECT tenant || ': ' || coalesce(sqlstate || ' ', '') || message
+		                   || coalesce(E'\nDETAIL: ' || detail, '') || coalesce(E'\nHINT: ' || hint, '')
+		                   || coalesce(E'\nCONTEXT: ' || context, '') FROM engram_bench.tenant_stop")
+		sql -c "ANALYZE engram_bench.items" || echo "ANALYZE failed at $added tenants"
+		say "pgvector at $added tenants ($(load_average))"
+		sql -At -c "SELECT count(*) || ' indexes on items, ' || pg_size_pretty(pg_total_relation_size('engram_bench.items'))
+		            FROM pg_index WHERE indrelid = 'engram_bench.items'::regclass"
+		recall_latency "pgvector at $added tenants, recall" "$added" "$query"
+		clients_recall "pgvector at $added tenants, recall" "$added" "$query" 2 4 8
+		if [ -n "$stop" ]; then
+			echo "adding stopped at tenant $stop"
+			break
+		fi
+	done
+	stop_cluster
+}
+
 run_bench() {
 	local sections=("$@")
-	((${#sections[@]})) || sections=(ring ingest hnsw indexing recall startup filter)
+	((${#sections[@]})) || sections=(ring ingest hnsw indexing recall startup filter tenants)
 	install_packages
 	build_core release
 	build_extension
 	local section
 	for section in "${sections[@]}"; do
 		case "$section" in
-			ring | ingest | hnsw | indexing | recall | startup | filter) "bench_$section" ;;
+			ring | ingest | hnsw | indexing | recall | startup | filter | tenants) "bench_$section" ;;
 			*) echo "unknown benchmark section $section" >&2; exit 2 ;;
 		esac
 	done
