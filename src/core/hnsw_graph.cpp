@@ -35,6 +35,18 @@ round_up_64(std::size_t bytes) noexcept
 	return static_cast<std::uint32_t>((bytes + 63) & ~std::size_t{63});
 }
 
+// Float32 vectors start on a cache line. A quantized vector is there to save
+// memory, so it starts on 16 bytes only: a 768-d sq8 vector (776 bytes) then
+// takes 784 bytes rather than 832, the difference between a million of them
+// (graph included) fitting engram.memory_limit = '1GB' or not; its loads are
+// unaligned anyway, and prefetching covers the line it straddles.
+constexpr std::uint32_t
+vector_stride_for(Encoding encoding, std::size_t bytes) noexcept
+{
+	return encoding == Encoding::float32 ? round_up_64(bytes)
+										 : static_cast<std::uint32_t>((bytes + 15) & ~std::size_t{15});
+}
+
 std::uint64_t
 mix64(std::uint64_t x) noexcept
 {
@@ -109,7 +121,7 @@ HnswGraph::create(Arena arena, const HnswConfig &config, std::uint64_t &header_o
 	h->ef_construction = config.ef_construction;
 	h->node_stride = round_up_64(sizeof(NodeHead) + 4 + 4 * std::size_t{h->m0});
 	h->vector_bytes = static_cast<std::uint32_t>(encoded_bytes(config.encoding, config.dim));
-	h->vector_stride = round_up_64(h->vector_bytes);
+	h->vector_stride = vector_stride_for(config.encoding, h->vector_bytes);
 	h->upper_stride = round_up_64(4 + 4 * std::size_t{h->m});
 	h->level_multiplier = 1.0 / std::log(static_cast<double>(config.m));
 	h->seed = config.seed;
@@ -152,7 +164,8 @@ HnswGraph::HnswGraph(Arena arena, std::uint64_t header_offset) noexcept
 	  attrs_(arena, &header_->attrs), tokens_(arena, &header_->tokens),
 	  distance_(distance_kernels().get(header_->metric, header_->encoding)),
 	  float32_distance_(distance_kernels().get(header_->metric, Encoding::float32)),
-	  prefetch_lines_(std::min<std::uint32_t>(8, (header_->vector_bytes + 63) / 64))
+	  prefetch_lines_(std::min<std::uint32_t>(8,
+											  (header_->vector_bytes + 63) / 64 + (header_->vector_stride % 64 != 0)))
 {
 }
 

@@ -101,7 +101,7 @@ struct HnswHeader {
 	std::uint32_t ef_construction;
 	std::uint32_t node_stride;   // bytes per level-0 block
 	std::uint32_t vector_bytes;  // encoded bytes per vector
-	std::uint32_t vector_stride; // vector_bytes rounded to 64
+	std::uint32_t vector_stride; // vector_bytes rounded to 64 (float32) or 16 (quantized)
 	std::uint32_t upper_stride;  // bytes per upper-level block
 	double level_multiplier;     // 1 / ln(m)
 	std::uint64_t seed;          // levels are a hash of (seed, id)
