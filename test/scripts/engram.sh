@@ -489,12 +489,14 @@ bench_filter() {
 # last tenant added. Recall: pgbench for ENGRAM_TENANTS_SECONDS, one client,
 # and EXPLAIN ANALYZE of ENGRAM_TENANTS_EXPLAINS queries; then 2, 4 and 8
 # clients at once (at every pgvector level, at engram's top level), since
-# pgvector's lock table is shared by every session.
+# pgvector's lock table is shared by every session. At each engram level the
+# CPU its idle workers use is measured too. ENGRAM_TENANTS_PGVECTOR=off runs
+# engram's part alone.
 TENANTS_DIM=64
 
 bench_tenants() {
 	tenants_engram
-	tenants_pgvector
+	[[ ${ENGRAM_TENANTS_PGVECTOR:-on} == off ]] || tenants_pgvector
 }
 
 # call_latency LABEL FILE: runs FILE's calls, each in its own transaction
@@ -595,6 +597,23 @@ tenants_memory() {
 	echo "(engram.spaces read in $(milliseconds_since "$began") ms)"
 }
 
+# CPU time the engram workers and writer spend in 20 s with nothing to do.
+tenants_idle_cpu() {
+	local pids before after pid
+	pids=$(sql -At -c "SELECT pid FROM pg_stat_activity WHERE backend_type LIKE 'engram%'")
+	cpu_ticks() {
+		local total=0 p
+		for p in $pids; do
+			total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+		done
+		echo "$total"
+	}
+	before=$(cpu_ticks)
+	sleep 20
+	after=$(cpu_ticks)
+	echo "$1: the engram workers and writer used $(((after - before) * 1000 / $(getconf CLK_TCK))) ms of CPU in 20 idle seconds"
+}
+
 tenants_engram() {
 	local levels=(${ENGRAM_TENANTS_LEVELS:-10 1000 10000 100000})
 	local fed=${ENGRAM_TENANTS_FED:-1000} probes=${ENGRAM_TENANTS_PROBES:-200}
@@ -621,6 +640,7 @@ tenants_engram() {
 			fed_done=$((level < fed ? level : fed))
 		fi
 		say "engram at $level spaces, $fed_done of them fed ($(load_average))"
+		tenants_idle_cpu "engram at $level spaces"
 		tenants_memory "engram at $level spaces"
 		{
 			echo '\o /dev/null'
