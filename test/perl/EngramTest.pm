@@ -13,7 +13,8 @@ use Time::HiRes qw(usleep);
 
 our @EXPORT = qw(engram_node wait_stored check_converged worker_pids write_script start_psql_script
   log_offset server_crashes engram_worker_exits run_as start_bystander bystander_alive wait_serving
-  check_stored_sets graph_file graph_file_events open_session session_query poll_until);
+  check_stored_sets graph_file graph_file_events wait_graph_file_events open_session session_query poll_until clustered_rows brute_force_truth
+  recall_at_10 recall_answers self_hits);
 
 # A started node with engram preloaded and created in database postgres.
 sub engram_node
@@ -166,6 +167,24 @@ sub start_psql_script
 		'>', \$out, '2>', \$err);
 	return ($h, \$err, \$out);
 }
+
+# Waits (up to 180 s) until the log after $offset has a graph-file line
+# (loaded or discarded) for each of the named spaces; returns the events.
+sub wait_graph_file_events
+{
+	my ($node, $offset, @names) = @_;
+	my $deadline = time + 180;
+	my $events;
+	while (1)
+	{
+		$events = graph_file_events($node, $offset);
+		last if !grep { !$events->{loaded}{$_} && !$events->{discarded}{$_} } @names;
+		last if time > $deadline;
+		usleep(200_000);
+	}
+	return $events;
+}
+
 
 # --- sessions held open -------------------------------------------------------
 # An interactive psql session, for a transaction that stays open while other
@@ -339,6 +358,97 @@ sub wait_serving
 		sleep 1;
 	}
 	return 0;
+}
+
+# Clustered test vectors: $centres random centres in [-1, 1]^$dim, and
+# public.base(rid, v) of $rows rows and public.cues(qid, cue) of $cues cues,
+# each a centre (rows by rid, cues by 7 * qid, modulo $centres) plus uniform
+# noise of +-0.4 per component; seeded with $seed, so runs are alike.
+sub clustered_rows
+{
+	my ($node, $seed, $dim, $centres, $rows, $cues) = @_;
+	$node->safe_psql(
+		'postgres', qq{
+		SELECT setseed($seed);
+		CREATE TABLE public.centres AS
+		SELECT c, (SELECT array_agg((random() * 2 - 1)::real) FROM generate_series(1, $dim) d WHERE c >= 0) AS v
+		FROM generate_series(0, $centres - 1) c;
+		CREATE TABLE public.base AS
+		SELECT g AS rid, (SELECT array_agg((ce.v[d] + (random() - 0.5) * 0.8)::real ORDER BY d)
+						  FROM generate_series(1, $dim) d) AS v
+		FROM generate_series(1, $rows) g JOIN public.centres ce ON ce.c = g % $centres;
+		CREATE TABLE public.cues AS
+		SELECT q AS qid, (SELECT array_agg((ce.v[d] + (random() - 0.5) * 0.8)::real ORDER BY d)
+						  FROM generate_series(1, $dim) d) AS cue
+		FROM generate_series(1, $cues) q JOIN public.centres ce ON ce.c = (q * 7) % $centres;});
+	return;
+}
+
+# For tests that measure recall against a brute force computed in SQL. In:
+# public.base(rid, v real[]) and public.cues(qid, cue real[]). Out:
+# public.truth(metric, qid, rid), the exact 10 nearest rows of every cue by
+# squared l2 and by cosine distance (ties to the lower rid).
+sub brute_force_truth
+{
+	my ($node) = @_;
+	$node->safe_psql(
+		'postgres', q{
+		CREATE TABLE public.distances AS
+		SELECT q.qid, b.rid, m.l2, 1 - m.dot / sqrt(m.bb * m.qq) AS cosine
+		FROM public.base b
+		CROSS JOIN public.cues q
+		CROSS JOIN LATERAL (SELECT sum((x::float8 - y) ^ 2) AS l2, sum(x::float8 * y) AS dot,
+								   sum(x::float8 * x) AS bb, sum(y::float8 * y) AS qq
+							FROM unnest(b.v, q.cue) t(x, y)) m;
+		CREATE TABLE public.truth AS
+		SELECT 'l2' AS metric, qid, rid FROM (
+			SELECT qid, rid, row_number() OVER (PARTITION BY qid ORDER BY l2, rid) AS rank FROM public.distances) r
+		WHERE rank <= 10
+		UNION ALL
+		SELECT 'cosine', qid, rid FROM (
+			SELECT qid, rid, row_number() OVER (PARTITION BY qid ORDER BY cosine, rid) AS rank FROM public.distances) r
+		WHERE rank <= 10;});
+	return;
+}
+
+# recall@10 of every cue in space $space (id $space_id, fed public.base in
+# rid order, so a row's id less the space's first id less one is its rid)
+# against public.truth of $metric.
+sub recall_at_10
+{
+	my ($node, $space, $space_id, $metric) = @_;
+	return $node->safe_psql(
+		'postgres', qq{
+		SELECT round(avg(hits) / 10, 4) FROM (
+			SELECT (SELECT count(*) FROM engram.recall('$space', q.cue, 10) r
+					WHERE r.id - (SELECT min(id) - 1 FROM engram.observations WHERE space_id = $space_id)
+						IN (SELECT t.rid FROM public.truth t WHERE t.metric = '$metric' AND t.qid = q.qid))
+				   AS hits
+			FROM public.cues q) s});
+}
+
+# Every cue's answer from $space: ids and distances, in order.
+sub recall_answers
+{
+	my ($node, $space) = @_;
+	return $node->safe_psql(
+		'postgres', qq{
+		SELECT string_agg(a, E'\\n' ORDER BY qid) FROM (
+			SELECT q.qid, (SELECT string_agg(r.id || ':' || r.distance, ' ') FROM engram.recall('$space', q.cue, 10) r) a
+			FROM public.cues q) s});
+}
+
+# Recalls each row of space $space (id $space_id) that $where (a condition on
+# o, a row of engram.observations) picks by its own vector: how many were
+# probed, and how many did not come back first at a distance below $bound.
+sub self_hits
+{
+	my ($node, $space, $space_id, $bound, $where) = @_;
+	return split /\|/, $node->safe_psql(
+		'postgres', qq{
+		SELECT count(*), count(*) FILTER (WHERE NOT EXISTS (
+			SELECT 1 FROM engram.recall('$space', o.embedding, 1) r WHERE r.id = o.id AND abs(r.distance) < $bound))
+		FROM engram.observations o WHERE o.space_id = $space_id AND ($where)});
 }
 
 1;

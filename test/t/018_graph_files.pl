@@ -105,15 +105,7 @@ sub start_and_wait_events
 	my ($n, @names) = @_;
 	my $offset = log_offset($n);
 	$n->start;
-	my $deadline = time + 180;
-	my $events;
-	while (1)
-	{
-		$events = graph_file_events($n, $offset);
-		last if !grep { !$events->{loaded}{$_} && !$events->{discarded}{$_} } @names;
-		last if time > $deadline;
-		usleep(200_000);
-	}
+	my $events = wait_graph_file_events($n, $offset, @names);
 	return $events;
 }
 

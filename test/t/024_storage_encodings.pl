@@ -20,7 +20,7 @@ use EngramTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(time usleep);
+use Time::HiRes qw(time);
 
 my $dim = 768;
 my $rows = 2000;
@@ -36,20 +36,7 @@ is( $node->safe_psql('postgres', "SELECT string_agg(name || ':' || storage, ',' 
 
 # 30 random centres in [-1, 1]^768; each row and cue is a centre plus
 # uniform noise of +-0.4 per component (seeded, so runs are alike).
-$node->safe_psql(
-	'postgres', qq{
-	SELECT setseed(0.24);
-	CREATE TABLE public.centres AS
-	SELECT c, (SELECT array_agg((random() * 2 - 1)::real) FROM generate_series(1, $dim) d WHERE c >= 0) AS v
-	FROM generate_series(0, 29) c;
-	CREATE TABLE public.base AS
-	SELECT g AS rid, (SELECT array_agg((ce.v[d] + (random() - 0.5) * 0.8)::real ORDER BY d)
-					  FROM generate_series(1, $dim) d) AS v
-	FROM generate_series(1, $rows) g JOIN public.centres ce ON ce.c = g % 30;
-	CREATE TABLE public.cues AS
-	SELECT q AS qid, (SELECT array_agg((ce.v[d] + (random() - 0.5) * 0.8)::real ORDER BY d)
-					  FROM generate_series(1, $dim) d) AS cue
-	FROM generate_series(1, 12) q JOIN public.centres ce ON ce.c = (q * 7) % 30;});
+clustered_rows($node, 0.24, $dim, 30, $rows, 12);
 for my $space (qw(quantized half plain))
 {
 	$node->safe_psql('postgres',
@@ -60,23 +47,7 @@ for my $space (qw(quantized half plain))
 # The exact 10 nearest rows (by rid, the row's place in every space) of
 # every cue, by squared l2 and by cosine distance (ties to the lower rid).
 my $started = time;
-$node->safe_psql(
-	'postgres', q{
-	CREATE TABLE public.distances AS
-	SELECT q.qid, b.rid, m.l2, 1 - m.dot / sqrt(m.bb * m.qq) AS cosine
-	FROM public.base b
-	CROSS JOIN public.cues q
-	CROSS JOIN LATERAL (SELECT sum((x::float8 - y) ^ 2) AS l2, sum(x::float8 * y) AS dot,
-							   sum(x::float8 * x) AS bb, sum(y::float8 * y) AS qq
-						FROM unnest(b.v, q.cue) t(x, y)) m;
-	CREATE TABLE public.truth AS
-	SELECT 'l2' AS metric, qid, rid FROM (
-		SELECT qid, rid, row_number() OVER (PARTITION BY qid ORDER BY l2, rid) AS rank FROM public.distances) r
-	WHERE rank <= 10
-	UNION ALL
-	SELECT 'cosine', qid, rid FROM (
-		SELECT qid, rid, row_number() OVER (PARTITION BY qid ORDER BY cosine, rid) AS rank FROM public.distances) r
-	WHERE rank <= 10;});
+brute_force_truth($node);
 note(sprintf('brute force took %.1f s', time - $started));
 
 ok( $node->safe_psql('postgres', "SELECT bool_and(engram.wait_linked(name, NULL, 600000)) FROM engram.spaces") eq 't',
@@ -90,31 +61,7 @@ my %bytes = map { split /\|/ } split /\n/,
 cmp_ok($bytes{quantized}, '<', $bytes{half}, "sq8 space holds fewer bytes ($bytes{quantized}) than f16 ($bytes{half})");
 cmp_ok($bytes{half}, '<', $bytes{plain}, "f16 space holds fewer bytes ($bytes{half}) than f32 ($bytes{plain})");
 
-# recall@10 of a space against the brute force of its metric.
 my %metric = (quantized => 'cosine', half => 'l2', plain => 'l2');
-sub recall_at_10
-{
-	my ($n, $space) = @_;
-	return $n->safe_psql(
-		'postgres', qq{
-		SELECT round(avg(hits) / 10, 4) FROM (
-			SELECT (SELECT count(*) FROM engram.recall('$space', q.cue, 10) r
-					WHERE r.id - (SELECT min(id) - 1 FROM engram.observations WHERE space_id = $id{$space})
-						IN (SELECT t.rid FROM public.truth t WHERE t.metric = '$metric{$space}' AND t.qid = q.qid))
-				   AS hits
-			FROM public.cues q) s});
-}
-
-# Every query's answer: ids and distances, in order.
-sub answers
-{
-	my ($n, $space) = @_;
-	return $n->safe_psql(
-		'postgres', qq{
-		SELECT string_agg(a, E'\\n' ORDER BY qid) FROM (
-			SELECT q.qid, (SELECT string_agg(r.id || ':' || r.distance, ' ') FROM engram.recall('$space', q.cue, 10) r) a
-			FROM public.cues q) s});
-}
 
 # Every 50th row is its own top hit: at distance 0 where the distances are
 # exact (f32, and sq8 by its re-ranking), within f16's rounding otherwise.
@@ -122,11 +69,7 @@ sub check_self
 {
 	my ($n, $space, $label, $storage) = @_;
 	my $bound = $storage eq 'f16' ? 0.05 : 1e-6;
-	my ($probes, $wrong) = split /\|/, $n->safe_psql(
-		'postgres', qq{
-		SELECT count(*), count(*) FILTER (WHERE NOT EXISTS (
-			SELECT 1 FROM engram.recall('$space', o.embedding, 1) r WHERE r.id = o.id AND abs(r.distance) < $bound))
-		FROM engram.observations o WHERE o.space_id = $id{$space} AND o.id % 50 = 0});
+	my ($probes, $wrong) = self_hits($n, $space, $id{$space}, $bound, 'o.id % 50 = 0');
 	cmp_ok($probes, '>=', 30, "$label: $probes rows of $space probed");
 	is($wrong, 0, "$label: every probed row of $space is its own top hit at a distance below $bound");
 }
@@ -135,10 +78,10 @@ my %storage = (quantized => 'sq8', half => 'f16', plain => 'f32');
 my %answers;
 for my $space (qw(quantized half plain))
 {
-	my $r = recall_at_10($node, $space);
+	my $r = recall_at_10($node, $space, $id{$space}, $metric{$space});
 	cmp_ok($r, '>=', 0.95, "$space: recall\@10 against brute force is $r");
 	check_self($node, $space, 'before the restart', $storage{$space});
-	$answers{$space} = answers($node, $space);
+	$answers{$space} = recall_answers($node, $space);
 }
 
 # A scored recall from the sq8 space ranks its re-ranked candidates by score.
@@ -157,20 +100,12 @@ is($top, $node->safe_psql('postgres', "SELECT min(id) FROM engram.observations W
 # --- restart: every space answers from its graph file -----------------------------
 my $offset = log_offset($node);
 $node->restart;
-my $deadline = time + 180;
-my $events;
-while (1)
-{
-	$events = graph_file_events($node, $offset);
-	last if !grep { !$events->{loaded}{$_} && !$events->{discarded}{$_} } qw(quantized half plain);
-	last if time > $deadline;
-	usleep(200_000);
-}
+my $events = wait_graph_file_events($node, $offset, qw(quantized half plain));
 for my $space (qw(quantized half plain))
 {
 	is_deeply($events->{loaded}{$space}, [ [ $rows, 0 ] ], "after the restart: $space loads its graph file")
 	  or diag(explain($events));
-	is(answers($node, $space), $answers{$space}, "after the restart: $space answers every query as before");
+	is(recall_answers($node, $space), $answers{$space}, "after the restart: $space answers every query as before");
 }
 check_self($node, 'quantized', 'after the restart', 'sq8');
 
@@ -190,7 +125,7 @@ for my $space (qw(quantized half))
 $node->safe_psql('postgres', "SELECT engram.rebuild('quantized')");
 is($node->safe_psql('postgres', "SELECT memory_bytes <= $bytes{quantized} FROM engram.spaces WHERE name = 'quantized'"),
 	't', 'after engram.rebuild: the sq8 index is no larger than before');
-my $rebuilt = recall_at_10($node, 'quantized');
+my $rebuilt = recall_at_10($node, 'quantized', $id{quantized}, $metric{quantized});
 cmp_ok($rebuilt, '>=', 0.95, "after engram.rebuild: recall\@10 is $rebuilt");
 
 # A row forgotten after an as_of snapshot is no longer in the table, so its
@@ -214,14 +149,7 @@ isnt($node->safe_psql('postgres', "SELECT id FROM engram.recall('quantized', '$g
 $node->safe_psql('postgres', "UPDATE engram.space_catalog SET storage = 'f16' WHERE name = 'plain'");
 $offset = log_offset($node);
 $node->restart;
-$deadline = time + 180;
-while (1)
-{
-	$events = graph_file_events($node, $offset);
-	last if $events->{discarded}{plain} && $events->{loaded}{half};
-	last if time > $deadline;
-	usleep(200_000);
-}
+$events = wait_graph_file_events($node, $offset, qw(plain half));
 like($events->{discarded}{plain}[0] // '', qr/another dimension, metric, storage or build parameters/,
 	'a graph file whose storage differs from the catalog is discarded: ' . ($events->{discarded}{plain}[0] // ''));
 ok(wait_serving($node, 'plain', '{' . join(',', (0) x $dim) . '}', 10, 180), 'plain serves recalls again');

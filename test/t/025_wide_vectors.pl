@@ -23,7 +23,7 @@ use EngramTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(time usleep);
+use Time::HiRes qw(time);
 
 my $dim = 4096;
 my $rows = 600;
@@ -44,20 +44,7 @@ is( $node->safe_psql('postgres',
 # 20 random centres in [-1, 1]^4096; each row and cue is a centre plus
 # uniform noise of +-0.4 per component (seeded, so runs are alike).
 my $started = time;
-$node->safe_psql(
-	'postgres', qq{
-	SELECT setseed(0.25);
-	CREATE TABLE public.centres AS
-	SELECT c, (SELECT array_agg((random() * 2 - 1)::real) FROM generate_series(1, $dim) d WHERE c >= 0) AS v
-	FROM generate_series(0, 19) c;
-	CREATE TABLE public.base AS
-	SELECT g AS rid, (SELECT array_agg((ce.v[d] + (random() - 0.5) * 0.8)::real ORDER BY d)
-					  FROM generate_series(1, $dim) d) AS v
-	FROM generate_series(1, $rows) g JOIN public.centres ce ON ce.c = g % 20;
-	CREATE TABLE public.cues AS
-	SELECT q AS qid, (SELECT array_agg((ce.v[d] + (random() - 0.5) * 0.8)::real ORDER BY d)
-					  FROM generate_series(1, $dim) d) AS cue
-	FROM generate_series(1, 10) q JOIN public.centres ce ON ce.c = (q * 7) % 20;});
+clustered_rows($node, 0.25, $dim, 20, $rows, 10);
 note(sprintf('generating the rows took %.1f s', time - $started));
 
 # Each space's rows go through COPY: written to a file by the server, read
@@ -111,23 +98,7 @@ cmp_ok(
 # The exact 10 nearest rows (by rid, the row's place in every space) of
 # every cue, by squared l2 and by cosine distance (ties to the lower rid).
 $started = time;
-$node->safe_psql(
-	'postgres', q{
-	CREATE TABLE public.distances AS
-	SELECT q.qid, b.rid, m.l2, 1 - m.dot / sqrt(m.bb * m.qq) AS cosine
-	FROM public.base b
-	CROSS JOIN public.cues q
-	CROSS JOIN LATERAL (SELECT sum((x::float8 - y) ^ 2) AS l2, sum(x::float8 * y) AS dot,
-							   sum(x::float8 * x) AS bb, sum(y::float8 * y) AS qq
-						FROM unnest(b.v, q.cue) t(x, y)) m;
-	CREATE TABLE public.truth AS
-	SELECT 'l2' AS metric, qid, rid FROM (
-		SELECT qid, rid, row_number() OVER (PARTITION BY qid ORDER BY l2, rid) AS rank FROM public.distances) r
-	WHERE rank <= 10
-	UNION ALL
-	SELECT 'cosine', qid, rid FROM (
-		SELECT qid, rid, row_number() OVER (PARTITION BY qid ORDER BY cosine, rid) AS rank FROM public.distances) r
-	WHERE rank <= 10;});
+brute_force_truth($node);
 note(sprintf('brute force took %.1f s', time - $started));
 
 ok( $node->safe_psql('postgres', "SELECT bool_and(engram.wait_linked(name, NULL, 600000)) FROM engram.spaces") eq 't',
@@ -137,32 +108,6 @@ is( $node->safe_psql('postgres', "SELECT string_agg(name || ':' || observations,
 	'wide_half:' . ($rows + 5) . ",wide_sq8:$rows",
 	'engram.spaces counts every row');
 
-# recall@10 of a space against the brute force of its metric.
-sub recall_at_10
-{
-	my ($n, $which) = @_;
-	return $n->safe_psql(
-		'postgres', qq{
-		SELECT round(avg(hits) / 10, 4) FROM (
-			SELECT (SELECT count(*) FROM engram.recall('$space{$which}', q.cue, 10) r
-					WHERE r.id - (SELECT min(id) - 1 FROM engram.observations WHERE space_id = $id{$which})
-						IN (SELECT t.rid FROM public.truth t WHERE t.metric = '$metric{$which}' AND t.qid = q.qid))
-				   AS hits
-			FROM public.cues q) s});
-}
-
-# Every query's answer: ids and distances, in order.
-sub answers
-{
-	my ($n, $which) = @_;
-	return $n->safe_psql(
-		'postgres', qq{
-		SELECT string_agg(a, E'\\n' ORDER BY qid) FROM (
-			SELECT q.qid,
-				   (SELECT string_agg(r.id || ':' || r.distance, ' ') FROM engram.recall('$space{$which}', q.cue, 10) r) a
-			FROM public.cues q) s});
-}
-
 # Every 20th row (and every far row) is its own top hit: at distance 0 in
 # the sq8 space, whose candidates are re-ranked by their exact vectors,
 # within f16's rounding in the f16 one.
@@ -170,12 +115,8 @@ sub check_self
 {
 	my ($n, $which, $label) = @_;
 	my $bound = $which eq 'half' ? 0.05 : 1e-5;
-	my ($probes, $wrong) = split /\|/, $n->safe_psql(
-		'postgres', qq{
-		SELECT count(*), count(*) FILTER (WHERE NOT EXISTS (
-			SELECT 1 FROM engram.recall('$space{$which}', o.embedding, 1) r WHERE r.id = o.id AND abs(r.distance) < $bound))
-		FROM engram.observations o
-		WHERE o.space_id = $id{$which} AND (o.id % 20 = 0 OR o.content LIKE 'far %')});
+	my ($probes, $wrong) =
+	  self_hits($n, $space{$which}, $id{$which}, $bound, "o.id % 20 = 0 OR o.content LIKE 'far %'");
 	cmp_ok($probes, '>=', 30, "$label: $probes rows of $space{$which} probed");
 	is($wrong, 0, "$label: every probed row of $space{$which} is its own top hit at a distance below $bound");
 }
@@ -183,31 +124,23 @@ sub check_self
 my %answers;
 for my $which (qw(half quantized))
 {
-	my $r = recall_at_10($node, $which);
+	my $r = recall_at_10($node, $space{$which}, $id{$which}, $metric{$which});
 	cmp_ok($r, '>=', 0.95, "$space{$which}: recall\@10 against brute force is $r");
 	check_self($node, $which, 'before the restart');
-	$answers{$which} = answers($node, $which);
+	$answers{$which} = recall_answers($node, $space{$which});
 }
 
 # --- restart: both spaces answer from their graph files ---------------------------
 my $offset = log_offset($node);
 $node->restart;
-my $deadline = time + 180;
-my $events;
-while (1)
-{
-	$events = graph_file_events($node, $offset);
-	last if !grep { !$events->{loaded}{$_} && !$events->{discarded}{$_} } values %space;
-	last if time > $deadline;
-	usleep(200_000);
-}
+my $events = wait_graph_file_events($node, $offset, values %space);
 is_deeply($events->{loaded}{wide_half}, [ [ $rows + 5, 0 ] ], 'after the restart: wide_half loads its graph file')
   or diag(explain($events));
 is_deeply($events->{loaded}{wide_sq8}, [ [ $rows, 0 ] ], 'after the restart: wide_sq8 loads its graph file')
   or diag(explain($events));
 for my $which (qw(half quantized))
 {
-	is(answers($node, $which), $answers{$which}, "after the restart: $space{$which} answers every query as before");
+	is(recall_answers($node, $space{$which}), $answers{$which}, "after the restart: $space{$which} answers every query as before");
 	check_self($node, $which, 'after the restart');
 }
 

@@ -88,6 +88,28 @@ TEST(LinkPool, LinksEverySpaceAndCountsIt)
 	EXPECT_EQ(pool.failures(), 0u);
 }
 
+// Graphs of 100 rows in slots `walked` and `skipped`: the pool links the
+// first and leaves the second alone until let_in() shows it to the pool.
+void
+expect_skipped_until(LinkPool &pool, Arena arena, std::vector<IndexSlot> &slots, std::size_t walked,
+					 std::size_t skipped, const std::atomic<std::uint64_t> &linked, const std::function<void()> &let_in)
+{
+	const auto vectors = random_vectors(200, k_dim, 9);
+	install(slots[walked], 0, new_graph(arena));
+	install(slots[skipped], 0, new_graph(arena));
+	HnswGraph first(arena, slots[walked].graphs[0].load());
+	HnswGraph later(arena, slots[skipped].graphs[0].load());
+	append(first, vectors, 0, 100);
+	append(later, vectors, 100, 100);
+	pool.wake();
+	ASSERT_TRUE(wait_for([&] { return first.linked_count() == 100 && pool.running() == 0; }));
+	EXPECT_EQ(later.linked_count(), 0u) << "the skipped slot is not walked";
+	let_in();
+	pool.wake();
+	ASSERT_TRUE(wait_for([&] { return later.linked_count() == 100; }));
+	EXPECT_EQ(linked.load(), 200u);
+}
+
 // A directory sized for many spaces is walked only as far as it is in use.
 TEST(LinkPool, WalksOnlyTheSlotsInUse)
 {
@@ -99,20 +121,7 @@ TEST(LinkPool, WalksOnlyTheSlotsInUse)
 	std::atomic<std::uint32_t> in_use{1};
 	std::atomic<std::uint64_t> linked{0};
 	LinkPool pool(region.arena, slots, 2, &linked, &in_use);
-	const auto vectors = random_vectors(200, k_dim, 9);
-	install(slots[0], 0, new_graph(region.arena));
-	install(slots[3], 0, new_graph(region.arena));
-	HnswGraph first(region.arena, slots[0].graphs[0].load());
-	HnswGraph last(region.arena, slots[3].graphs[0].load());
-	append(first, vectors, 0, 100);
-	append(last, vectors, 100, 100);
-	pool.wake();
-	ASSERT_TRUE(wait_for([&] { return first.linked_count() == 100 && pool.running() == 0; }));
-	EXPECT_EQ(last.linked_count(), 0u) << "a slot beyond the ones in use is not walked";
-	in_use.store(4);
-	pool.wake();
-	ASSERT_TRUE(wait_for([&] { return last.linked_count() == 100; }));
-	EXPECT_EQ(linked.load(), 200u);
+	expect_skipped_until(pool, region.arena, slots, 0, 3, linked, [&] { in_use.store(4); });
 }
 
 // With hints, a slot whose hint lacks the mask is not read at all, and is
@@ -130,20 +139,7 @@ TEST(LinkPool, SkipsSlotsWithoutTheHint)
 	hints[2].store(1u); // another kind of duty: not the pool's
 	std::atomic<std::uint64_t> linked{0};
 	LinkPool pool(region.arena, slots, 2, &linked, nullptr, hints, k_link);
-	const auto vectors = random_vectors(200, k_dim, 11);
-	install(slots[0], 0, new_graph(region.arena));
-	install(slots[2], 0, new_graph(region.arena));
-	HnswGraph hinted(region.arena, slots[0].graphs[0].load());
-	HnswGraph unhinted(region.arena, slots[2].graphs[0].load());
-	append(hinted, vectors, 0, 100);
-	append(unhinted, vectors, 100, 100);
-	pool.wake();
-	ASSERT_TRUE(wait_for([&] { return hinted.linked_count() == 100 && pool.running() == 0; }));
-	EXPECT_EQ(unhinted.linked_count(), 0u) << "a slot without the hint is not walked";
-	hints[2].fetch_or(k_link);
-	pool.wake();
-	ASSERT_TRUE(wait_for([&] { return unhinted.linked_count() == 100; }));
-	EXPECT_EQ(linked.load(), 200u);
+	expect_skipped_until(pool, region.arena, slots, 0, 2, linked, [&] { hints[2].fetch_or(k_link); });
 }
 
 TEST(LinkPool, OneHotGraphKeepsEveryThreadBusy)
