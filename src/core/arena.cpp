@@ -66,7 +66,9 @@ Arena::create(std::byte *base, std::size_t bytes) noexcept
 	h->lock.store(0, std::memory_order_relaxed);
 	h->starts_offset = rounded(sizeof(ArenaHeader));
 	h->ends_offset = h->starts_offset + bitmap_bytes(bytes);
-	h->first_block = std::min<std::uint64_t>(h->ends_offset + bitmap_bytes(bytes), bytes);
+	// (A region too small for the bitmaps gets no block at all.)
+	h->first_block =
+		std::max<std::uint64_t>(h->starts_offset, std::min<std::uint64_t>(h->ends_offset + bitmap_bytes(bytes), bytes));
 	std::memset(base + h->starts_offset, 0, h->first_block - h->starts_offset);
 	h->bump = h->first_block;
 	h->used_bytes.store(0, std::memory_order_relaxed);
@@ -77,7 +79,8 @@ Arena::create(std::byte *base, std::size_t bytes) noexcept
 std::size_t
 Arena::capacity_bytes() const noexcept
 {
-	return header()->total_bytes - header()->first_block;
+	const ArenaHeader *h = header();
+	return h->total_bytes > h->first_block ? h->total_bytes - h->first_block : 0;
 }
 
 void

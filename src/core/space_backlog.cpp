@@ -247,7 +247,8 @@ SpaceBacklog::census(std::span<const CensusRow> rows) noexcept
 		e->census = round;
 		++measured;
 	}
-	// Only the pass below can leave an entry idle: without it nothing is left to drop.
+	// The pass below is what leaves entries idle (besides a backend that died
+	// between admit() and its record, rare enough to wait for the next pass).
 	if (h->with_unlinked == measured) {
 		unlock();
 		return;

@@ -4,9 +4,10 @@
 //
 // Size. engram.max_spaces slots, fixed at server start; each costs
 // sizeof(SpaceSlot) + sizeof(IndexSlot) + 4 bytes of free list + 4 bytes of
-// duties + 16 to 32 bytes of table buckets: about 440 bytes (4.4 MB for the
-// default 10,000, 44 MB for 100,000). A space costs nothing more until its
-// first rows arrive: its graph is made then.
+// duties + 16 to 32 bytes of table buckets, about 440 bytes, and the spaces'
+// backlog table (core/space_backlog.hpp) 64 more: about 600 bytes a slot in
+// all with alignment (60 MB for the default 100,000). A space costs nothing
+// more until its first rows arrive: its graph is made then.
 // create_space takes its slot at once (an insert trigger on
 // engram.space_catalog), so a full directory refuses the new space with a
 // clear error rather than failing later in a worker.

@@ -25,6 +25,15 @@ install(const SpaceDefinition &definition)
 	return slot;
 }
 
+// A slot that was there before this transaction's insert: an earlier
+// installation's space of the same id (ids start again at 1 after DROP and
+// CREATE EXTENSION), or an aborted creation of it, which the workers free.
+bool
+stale(const SpaceSlot *slot)
+{
+	return slot != nullptr && slot->create_xid.load(std::memory_order_acquire) != GetCurrentTransactionId();
+}
+
 } // namespace
 
 // AFTER INSERT trigger on engram.space_catalog: the new space takes its
@@ -49,8 +58,15 @@ ENGRAM_FUNCTION(engram_register_space)
 
 	SpaceSlot *slot = install(d);
 	const TimestampTz started = GetCurrentTimestamp();
-	while (slot == nullptr && directory_frees_pending() &&
+	// Wait (briefly) for the workers to take up this installation and free a
+	// stale slot, or to free the slots of dropped spaces when none is free.
+	// A stale slot still there after the wait (DROP and CREATE EXTENSION in
+	// this very transaction) is used as it is: the workers give the space a
+	// slot of its own at its first rows.
+	while ((stale(slot) || (slot == nullptr && directory_frees_pending())) &&
 		   !TimestampDifferenceExceeds(started, GetCurrentTimestamp(), k_free_wait_ms)) {
+		if (stale(slot))
+			shared_state()->instance_check_requested.store(1, std::memory_order_release);
 		shared_wake_workers();
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
