@@ -51,7 +51,7 @@ ok($node->wait_for_log(qr/WARNING:  space "big" is quarantined/), 'the server lo
 my ($state, $detail) = split /\|/,
   $node->safe_psql('postgres', "SELECT state, state_detail FROM engram.spaces WHERE name = 'big'");
 is($state, 'quarantined', 'engram.spaces shows the space quarantined');
-like($detail, qr/^quarantined: engram\.memory_limit was exhausted at [\d,]+ observations \([\d.]+ of 16\.0 MB in use\)/,
+like($detail, qr/^quarantined: engram\.memory_limit was exhausted at [\d,]+ observations \([\d.]+ of 1[56]\.\d MB in use\)/,
 	'with the reason');
 is($node->safe_psql('postgres', "SELECT state FROM engram.spaces WHERE name = 'spare'"), 'ready',
 	'the other space is ready');

@@ -1,6 +1,7 @@
 # Many spaces: a cluster of 100,000 spaces, the per-tenant use the design is for.
 #   - 100,000 spaces are created (in transactions of 10,000) and take no
-#     index memory until rows arrive; engram.memory_usage() counts them;
+#     index memory until rows arrive; engram.memory_usage() counts them (for
+#     pg_monitor: refused to other roles);
 #   - 1,000 of them are fed 20 rows each in one transaction, and each answers
 #     a recall of one of its rows with that row first and only its own rows
 #     (checked for every one of the 1,000 inside the server); a space of 20
@@ -30,6 +31,12 @@ sub usage
 }
 
 is(usage('used_bytes'), '0', 'no index memory before any space');
+$node->safe_psql('postgres', 'CREATE ROLE tenant_app LOGIN; CREATE ROLE watcher LOGIN IN ROLE pg_monitor; '
+	  . 'GRANT USAGE ON SCHEMA engram TO tenant_app, watcher');
+my ($rc, $out, $err) = $node->psql('postgres', 'SELECT used_bytes FROM engram.memory_usage()', extra_params => [ '-U', 'tenant_app' ]);
+like($err, qr/permission denied for function memory_usage/, 'memory_usage() is refused to a role without pg_monitor');
+($rc, $out, $err) = $node->psql('postgres', 'SELECT used_bytes FROM engram.memory_usage()', extra_params => [ '-U', 'watcher' ]);
+is($out, '0', 'and answers a member of pg_monitor');
 is(usage('max_spaces'), $spaces + 100, 'memory_usage reports engram.max_spaces');
 
 for (my $from = 1; $from <= $spaces; $from += 10_000)
