@@ -70,9 +70,12 @@ bool
 LinkPool::work_left() const noexcept
 {
 	const std::span<IndexSlot> slots = used_slots();
-	for (std::size_t i = 0; i < slots.size(); ++i)
-		for (unsigned which = 0; which < 2 && hinted(i); ++which)
-			if (IndexSlot &slot = slots[i]; slot.graphs[which].load(std::memory_order_relaxed) != 0)
+	for (std::size_t i = 0; i < slots.size(); ++i) {
+		if (!hinted(i))
+			continue;
+		IndexSlot &slot = slots[i];
+		for (unsigned which = 0; which < 2; ++which)
+			if (slot.graphs[which].load(std::memory_order_relaxed) != 0)
 				if (GraphPin pin(slot, which); pin) {
 					// A frozen graph waits for the next wake(): looking again
 					// now would only spin while its file is written.
@@ -80,6 +83,7 @@ LinkPool::work_left() const noexcept
 					if (graph.has_unclaimed() && !graph.links_frozen())
 						return true;
 				}
+	}
 	return false;
 }
 

@@ -317,13 +317,11 @@ directory_create_outcome(const SpaceSlot *slot)
 bool
 directory_frees_pending(void)
 {
-	const std::span<SpaceSlot> slots = directory_slots();
-	const std::span<std::atomic<std::uint32_t>> duties = directory_duties();
-	for (std::size_t i = 0; i < slots.size(); ++i)
-		if ((duties[i].load(std::memory_order_acquire) & DUTY_RESOLVE) != 0 &&
-			slots[i].state.load(std::memory_order_acquire) == SPACE_SLOT_LIVE &&
-			(directory_drop_outcome(&slots[i]) == DropOutcome::committed ||
-			 directory_create_outcome(&slots[i]) == DropOutcome::aborted))
-			return true;
-	return false;
+	bool pending = false;
+	directory_each_owing(DUTY_RESOLVE, [&pending](const SpaceSlot &slot) {
+		pending = pending || (slot.state.load(std::memory_order_acquire) == SPACE_SLOT_LIVE &&
+							  (directory_drop_outcome(&slot) == DropOutcome::committed ||
+							   directory_create_outcome(&slot) == DropOutcome::aborted));
+	});
+	return pending;
 }
