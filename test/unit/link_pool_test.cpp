@@ -50,6 +50,16 @@ append(HnswGraph &graph, const std::vector<float> &vectors, std::uint32_t from, 
 			  HnswStatus::ok);
 }
 
+// A directory of n empty index slots.
+std::vector<IndexSlot>
+empty_slots(std::size_t n)
+{
+	std::vector<IndexSlot> slots(n);
+	for (IndexSlot &s : slots)
+		reset(s);
+	return slots;
+}
+
 bool
 wait_for(const std::function<bool()> &done)
 {
@@ -62,9 +72,7 @@ TEST(LinkPool, LinksEverySpaceAndCountsIt)
 {
 	SKIP_UNDER_TSAN_WITH_TBB();
 	Region region(64 << 20);
-	std::vector<IndexSlot> slots(5);
-	for (IndexSlot &s : slots)
-		reset(s);
+	std::vector<IndexSlot> slots = empty_slots(5);
 	std::atomic<std::uint64_t> linked{0};
 	LinkPool pool(region.arena, slots, 2, &linked);
 	const auto vectors = random_vectors(3000, k_dim, 5);
@@ -115,9 +123,7 @@ TEST(LinkPool, WalksOnlyTheSlotsInUse)
 {
 	SKIP_UNDER_TSAN_WITH_TBB();
 	Region region(64 << 20);
-	std::vector<IndexSlot> slots(4);
-	for (IndexSlot &s : slots)
-		reset(s);
+	std::vector<IndexSlot> slots = empty_slots(4);
 	std::atomic<std::uint32_t> in_use{1};
 	std::atomic<std::uint64_t> linked{0};
 	LinkPool pool(region.arena, slots, 2, &linked, &in_use);
@@ -130,9 +136,7 @@ TEST(LinkPool, SkipsSlotsWithoutTheHint)
 {
 	SKIP_UNDER_TSAN_WITH_TBB();
 	Region region(64 << 20);
-	std::vector<IndexSlot> slots(3);
-	for (IndexSlot &s : slots)
-		reset(s);
+	std::vector<IndexSlot> slots = empty_slots(3);
 	constexpr std::uint32_t k_link = 1u << 4;
 	std::vector<std::atomic<std::uint32_t>> hints(3);
 	hints[0].store(k_link | 1u);
@@ -270,9 +274,7 @@ TEST(LinkPool, FrozenGraphWaitsForTheThawWithoutSpinning)
 {
 	SKIP_UNDER_TSAN_WITH_TBB();
 	Region region(32 << 20);
-	std::vector<IndexSlot> slots(2);
-	for (IndexSlot &s : slots)
-		reset(s);
+	std::vector<IndexSlot> slots = empty_slots(2);
 	std::atomic<std::uint64_t> linked{0};
 	LinkPool pool(region.arena, slots, 2, &linked);
 	install(slots[0], 0, new_graph(region.arena));
