@@ -14,7 +14,7 @@ use Time::HiRes qw(usleep);
 our @EXPORT = qw(engram_node wait_stored check_converged worker_pids write_script start_psql_script
   log_offset server_crashes engram_worker_exits run_as start_bystander bystander_alive wait_serving
   check_stored_sets graph_file graph_file_events wait_graph_file_events open_session session_query poll_until clustered_rows brute_force_truth
-  recall_at_10 recall_answers self_hits);
+  recall_against_truth recall_answers self_hits);
 
 # A started node with engram preloaded and created in database postgres.
 sub engram_node
@@ -414,7 +414,7 @@ sub brute_force_truth
 # recall@10 of every cue in space $space (id $space_id, fed public.base in
 # rid order, so a row's id less the space's first id less one is its rid)
 # against public.truth of $metric.
-sub recall_at_10
+sub recall_against_truth
 {
 	my ($node, $space, $space_id, $metric) = @_;
 	return $node->safe_psql(

@@ -78,7 +78,7 @@ my %storage = (quantized => 'sq8', half => 'f16', plain => 'f32');
 my %answers;
 for my $space (qw(quantized half plain))
 {
-	my $r = recall_at_10($node, $space, $id{$space}, $metric{$space});
+	my $r = recall_against_truth($node, $space, $id{$space}, $metric{$space});
 	cmp_ok($r, '>=', 0.95, "$space: recall\@10 against brute force is $r");
 	check_self($node, $space, 'before the restart', $storage{$space});
 	$answers{$space} = recall_answers($node, $space);
@@ -125,7 +125,7 @@ for my $space (qw(quantized half))
 $node->safe_psql('postgres', "SELECT engram.rebuild('quantized')");
 is($node->safe_psql('postgres', "SELECT memory_bytes <= $bytes{quantized} FROM engram.spaces WHERE name = 'quantized'"),
 	't', 'after engram.rebuild: the sq8 index is no larger than before');
-my $rebuilt = recall_at_10($node, 'quantized', $id{quantized}, $metric{quantized});
+my $rebuilt = recall_against_truth($node, 'quantized', $id{quantized}, $metric{quantized});
 cmp_ok($rebuilt, '>=', 0.95, "after engram.rebuild: recall\@10 is $rebuilt");
 
 # A row forgotten after an as_of snapshot is no longer in the table, so its

@@ -124,7 +124,7 @@ sub check_self
 my %answers;
 for my $which (qw(half quantized))
 {
-	my $r = recall_at_10($node, $space{$which}, $id{$which}, $metric{$which});
+	my $r = recall_against_truth($node, $space{$which}, $id{$which}, $metric{$which});
 	cmp_ok($r, '>=', 0.95, "$space{$which}: recall\@10 against brute force is $r");
 	check_self($node, $which, 'before the restart');
 	$answers{$which} = recall_answers($node, $space{$which});
