@@ -5,19 +5,23 @@
 // of both.
 //
 //   ENGRAM_PEER_DATA=DIR ENGRAM_PEER_SET=NAME [ENGRAM_PEER_METRIC=cosine|l2]
-//   [ENGRAM_PEER_EF=128] recall_peer_bench --benchmark_counters_tabular=true
+//   [ENGRAM_PEER_EF=128 | ENGRAM_PEER_EFS=16,32,...] [ENGRAM_PEER_M=16]
+//   [ENGRAM_PEER_EF_CONSTRUCTION=200] recall_peer_bench --benchmark_counters_tabular=true
 //
 // DIR/NAME holds NAME_base.fvecs, NAME_query.fvecs and NAME_groundtruth.ivecs
-// (engram_synthetic writes such a set). Both indexes are built with M = 16
-// and ef_construction = 200, engram's defaults for a space, on two threads;
-// searches use k = 10 and ef = engram.ef_search's default (128). Reported
-// per index: QPS, p50/p99 latency of one query in microseconds, recall@10
-// against the exact ground truth, and the build rate.
+// (engram_synthetic writes such a set). Both indexes are built once with the
+// same M and ef_construction (by default 16 and 200, engram's defaults for a
+// space) on two threads; searches use k = 10 and each ef of ENGRAM_PEER_EFS
+// (by default ENGRAM_PEER_EF alone, engram.ef_search's default 128), one
+// benchmark per index and ef ("recall/hnswlib/ef:128"). Reported per run:
+// QPS, p50/p99 latency of one query in microseconds, recall@10 against the
+// exact ground truth, and the build rate.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <sstream>
 #include <string>
 
 #include <benchmark/benchmark.h>
@@ -47,9 +51,11 @@ struct Peers {
 			std::exit(1);
 		}
 		params.metric = env_or("ENGRAM_PEER_METRIC", "cosine") == "l2" ? Metric::l2 : Metric::cosine;
-		params.m = 16;
-		params.ef_construction = 200;
-		ef = static_cast<std::uint32_t>(std::stoul(env_or("ENGRAM_PEER_EF", "128")));
+		params.m = static_cast<std::uint32_t>(std::stoul(env_or("ENGRAM_PEER_M", "16")));
+		params.ef_construction = static_cast<std::uint32_t>(std::stoul(env_or("ENGRAM_PEER_EF_CONSTRUCTION", "200")));
+		std::stringstream list(env_or("ENGRAM_PEER_EFS", env_or("ENGRAM_PEER_EF", "128").c_str()));
+		for (std::string ef; std::getline(list, ef, ',');)
+			efs.push_back(static_cast<std::uint32_t>(std::stoul(ef)));
 	}
 
 	template <typename Index>
@@ -66,7 +72,7 @@ struct Peers {
 
 	Dataset data;
 	IndexParams params;
-	std::uint32_t ef = 128;
+	std::vector<std::uint32_t> efs;
 	std::unique_ptr<EngramIndex> engram;
 	std::unique_ptr<HnswlibIndex> hnswlib;
 	double engram_build_seconds = 0, hnswlib_build_seconds = 0;
@@ -100,26 +106,27 @@ run_queries(benchmark::State &state, const Peers &peers, double build_seconds, S
 }
 
 void
-search_hnswlib(benchmark::State &state, Peers &peers)
+search_hnswlib(benchmark::State &state, Peers &peers, std::uint32_t ef)
 {
 	HnswlibIndex &index = peers.built(peers.hnswlib, peers.hnswlib_build_seconds);
-	index.index.setEf(peers.ef);
+	index.index.setEf(ef);
 	run_queries(state, peers, peers.hnswlib_build_seconds, [&](std::span<const float> q, std::span<std::uint32_t> out) {
 		auto r = index.index.searchKnn(q.data(), k_k);
 		for (std::size_t i = r.size(); i-- > 0; r.pop())
 			out[i] = static_cast<std::uint32_t>(r.top().second);
 	});
+	state.counters["bytes/vector"] = index.bytes_per_vector();
 }
 
 void
-search_engram(benchmark::State &state, Peers &peers)
+search_engram(benchmark::State &state, Peers &peers, std::uint32_t ef)
 {
 	EngramIndex &index = peers.built(peers.engram, peers.engram_build_seconds);
 	SearchContext context;
-	context.reserve(*index.graph, peers.ef);
+	context.reserve(*index.graph, ef);
 	SearchParams params;
 	params.k = k_k;
-	params.ef = peers.ef;
+	params.ef = ef;
 	run_queries(state, peers, peers.engram_build_seconds, [&](std::span<const float> q, std::span<std::uint32_t> out) {
 		const SearchResult r = index.graph->snapshot_search(q, params, context);
 		for (std::size_t i = 0; i < r.neighbors.size(); ++i)
@@ -135,14 +142,14 @@ main(int argc, char **argv)
 {
 	using namespace engram::core::bench;
 	Peers peers;
-	benchmark::RegisterBenchmark("recall/hnswlib", search_hnswlib, std::ref(peers))
-		->Unit(benchmark::kMicrosecond)
-		->MinTime(3.0)
-		->UseRealTime();
-	benchmark::RegisterBenchmark("recall/engram-core", search_engram, std::ref(peers))
-		->Unit(benchmark::kMicrosecond)
-		->MinTime(3.0)
-		->UseRealTime();
+	for (const auto &[name, search] :
+		 {std::pair{"recall/hnswlib", &search_hnswlib}, std::pair{"recall/engram-core", &search_engram}})
+		for (std::uint32_t ef : peers.efs)
+			benchmark::RegisterBenchmark((std::string(name) + "/ef:" + std::to_string(ef)).c_str(), search,
+										 std::ref(peers), ef)
+				->Unit(benchmark::kMicrosecond)
+				->MinTime(3.0)
+				->UseRealTime();
 	benchmark::Initialize(&argc, argv);
 	if (benchmark::ReportUnrecognizedArguments(argc, argv))
 		return 1;

@@ -6,9 +6,11 @@
 //                        --space NAME [--spaces N] [--metric l2|cosine|ip]
 //                        [--fvecs BASE | --dim N] --rows N --clients N --batch N
 //                        [--rate ROWS_PER_S] [--wait-linked 1]
+//                        [--target pgvector [--m N --ef-construction N]]
 //   recall:  engram_load --conninfo STR --mode recall --space NAME
 //                        --fvecs QUERIES [--truth GROUNDTRUTH] [--k N] [--ef N]
 //                        --clients N [--seconds S] [--sql STATEMENT]
+//                        [--target pgvector --metric l2|cosine|ip]
 //   startup: engram_load --conninfo STR --mode startup --space NAME
 //                        --fvecs QUERIES [--since NS] [--baseline-ms MS]
 //                        [--wait-linked 1 --rows N] [--settle S] --seconds S
@@ -88,6 +90,8 @@ parse(int argc, char **argv)
 			o.load = v != "0";
 		else if (k == "--ef-construction")
 			o.ef_construction = std::stoi(v);
+		else if (k == "--m")
+			o.m = std::stoi(v);
 		else if (k == "--iterative")
 			o.iterative = v;
 		else if (k == "--label")

@@ -2,6 +2,12 @@
 // engram.observations) and plain_copy (the same COPY into a table of the same
 // shape without engram: the ceiling for durable ingest).
 //
+// With --target pgvector, copy and plain_copy fill pgvector's usual layout
+// instead, engram_bench.vectors (id bigint, embedding vector(dim)) with id =
+// row index: copy into a table that has an HNSW index from the start (the
+// operator class of --metric, --m, --ef-construction), so that every row is
+// indexed as it commits; plain_copy into the same table without any index.
+//
 // Row i of the vector source is sent with content = i, so that a later recall
 // run can map observation ids back to rows of the source. Batch b holds rows
 // [b * batch, (b + 1) * batch), goes to client b % clients and, with
@@ -37,14 +43,16 @@ struct Batch {
 	std::string contents; // observe_batch: the contents as a text[] literal
 };
 
+// COPY text of rows [first, first + rows): space_id, real[], content for
+// engram's table; id, vector for pgvector's (an empty space_id).
 std::string
 copy_text(const VectorSource &source, long first, int rows, const std::string &space_id)
 {
+	const bool pgvector = space_id.empty();
 	std::string out;
 	char buf[32];
 	for (long r = first; r < first + rows; ++r) {
-		out += space_id;
-		out += "\t{";
+		out += pgvector ? std::to_string(r) + "\t[" : space_id + "\t{";
 		const float *v = source.row(r);
 		for (int d = 0; d < source.dim(); ++d) {
 			if (d)
@@ -52,7 +60,7 @@ copy_text(const VectorSource &source, long first, int rows, const std::string &s
 			auto res = std::to_chars(buf, buf + sizeof buf, v[d]);
 			out.append(buf, res.ptr);
 		}
-		out += "}\t" + std::to_string(r) + "\n";
+		out += pgvector ? "]\n" : "}\t" + std::to_string(r) + "\n";
 	}
 	return out;
 }
@@ -102,7 +110,21 @@ create_plain_table(PGconn *admin)
 	exec_ok(admin, "CREATE INDEX ON engram_bench.plain (space_id, id)");
 }
 
-// Sends one batch; false if the pipeline refused it (SQLSTATE 53E01).
+void
+create_vector_table(PGconn *admin, const Options &o, int dim, bool indexed)
+{
+	exec_ok(admin, "CREATE SCHEMA IF NOT EXISTS engram_bench");
+	exec_ok(admin, "DROP TABLE IF EXISTS engram_bench.vectors");
+	exec_ok(admin,
+			"CREATE TABLE engram_bench.vectors (id bigint, embedding public.vector(" + std::to_string(dim) + "))");
+	if (indexed)
+		exec_ok(admin, "CREATE INDEX vectors_hnsw ON engram_bench.vectors USING hnsw (embedding " +
+						   pgvector_opclass(o.metric) + ") WITH (m = " + std::to_string(o.m) +
+						   ", ef_construction = " + std::to_string(o.ef_construction) + ")");
+}
+
+// Sends one batch; false if the pipeline refused it (SQLSTATE 53E01). table
+// names the table and its columns.
 bool
 send_batch(PGconn *conn, const Options &o, const Batch &b, const std::string &space, const std::string &table)
 {
@@ -114,7 +136,7 @@ send_batch(PGconn *conn, const Options &o, const Batch &b, const std::string &sp
 		const Oid types[3] = {25, 1021, 1009};
 		r = PQexecParams(conn, "SELECT engram.observe_batch($1, $2, $3)", 3, types, values, lengths, formats, 0);
 	} else {
-		r = PQexec(conn, ("COPY " + table + " (space_id, embedding, content) FROM STDIN").c_str());
+		r = PQexec(conn, ("COPY " + table + " FROM STDIN").c_str());
 		if (PQresultStatus(r) != PGRES_COPY_IN)
 			die(PQerrorMessage(conn));
 		PQclear(r);
@@ -158,9 +180,23 @@ run_ingest(const Options &o)
 	const VectorSource source(o);
 	PGconn *admin = connect(o);
 	const bool plain = o.mode == "plain_copy";
+	const bool pgvector = o.target == "pgvector";
+	if (pgvector && o.mode == "observe_batch")
+		die("--target pgvector takes --mode copy or plain_copy");
+	if (o.target != "engram" && !pgvector)
+		die("--target must be engram or pgvector");
+	// Whether rows go through engram's pipeline (and are waited for).
+	const bool into_engram = !plain && !pgvector;
 	std::vector<std::string> names, ids;
-	if (plain) {
+	std::string table = "engram.observations (space_id, embedding, content)";
+	if (pgvector) {
+		create_vector_table(admin, o, source.dim(), !plain);
+		table = "engram_bench.vectors (id, embedding)";
+		names.push_back("");
+		ids.push_back("");
+	} else if (plain) {
 		create_plain_table(admin);
+		table = "engram_bench.plain (space_id, embedding, content)";
 		names.push_back("");
 		ids.push_back("1");
 	} else {
@@ -194,7 +230,7 @@ run_ingest(const Options &o)
 
 	Monitor monitor;
 	std::thread monitor_thread;
-	if (!plain)
+	if (into_engram)
 		monitor_thread = std::thread(monitor_pressure, std::cref(o), std::ref(monitor));
 	std::atomic<long> sent{0}, refused{0};
 	const auto started = Clock::now();
@@ -202,7 +238,6 @@ run_ingest(const Options &o)
 	for (int c = 0; c < o.clients; ++c)
 		clients.emplace_back([&, c] {
 			PGconn *conn = connect(o);
-			const std::string table = plain ? "engram_bench.plain" : "engram.observations";
 			for (const Batch &b : batches[c]) {
 				if (o.rate > 0)
 					std::this_thread::sleep_until(started + std::chrono::duration_cast<Clock::duration>(
@@ -218,11 +253,11 @@ run_ingest(const Options &o)
 		t.join();
 	const auto seconds_since = [&] { return std::chrono::duration<double>(Clock::now() - started).count(); };
 	const double seconds = seconds_since();
-	std::printf("mode=%s dim=%d clients=%d batch=%d spaces=%zu rows=%ld seconds=%.2f rate=%.0f rows/s "
+	std::printf("mode=%s target=%s dim=%d clients=%d batch=%d spaces=%zu rows=%ld seconds=%.2f rate=%.0f rows/s "
 				"refused_batches=%ld\n",
-				o.mode.c_str(), source.dim(), o.clients, o.batch, names.size(), sent.load(), seconds,
+				o.mode.c_str(), o.target.c_str(), source.dim(), o.clients, o.batch, names.size(), sent.load(), seconds,
 				sent.load() / seconds, refused.load());
-	if (!plain) {
+	if (into_engram) {
 		const std::string drained = scalar(admin, "SELECT engram.wait_stored(600000)");
 		const double stored_after = seconds_since();
 		std::printf("stored_all=%s seconds_until_stored=%.2f end_to_end_rate=%.0f rows/s\n", drained.c_str(),

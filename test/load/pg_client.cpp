@@ -87,6 +87,30 @@ binary_real_array(const float *values, int rows, int dim)
 	return out;
 }
 
+std::string
+pgvector_opclass(const std::string &metric)
+{
+	if (metric == "l2")
+		return "public.vector_l2_ops";
+	if (metric == "cosine")
+		return "public.vector_cosine_ops";
+	if (metric == "ip")
+		return "public.vector_ip_ops";
+	die("--metric must be l2, cosine or ip");
+}
+
+std::string
+pgvector_operator(const std::string &metric)
+{
+	if (metric == "l2")
+		return "OPERATOR(public.<->)";
+	if (metric == "cosine")
+		return "OPERATOR(public.<=>)";
+	if (metric == "ip")
+		return "OPERATOR(public.<#>)";
+	die("--metric must be l2, cosine or ip");
+}
+
 VectorSource::VectorSource(const Options &o) : dim_(o.dim), from_file_(!o.fvecs.empty())
 {
 	if (from_file_) {

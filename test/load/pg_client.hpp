@@ -34,11 +34,12 @@ struct Options {
 	double baseline_ms = 0; // startup: recall p50 before the restart, 0 = do not wait for normal latency
 	double settle = 5;      // startup: seconds to go on after linked and normal latency
 	// filtered, forget (filtered.cpp, forgetting.cpp, filter_data.hpp)
-	std::string target = "engram"; // engram or pgvector
+	std::string target = "engram"; // engram or pgvector (also copy, plain_copy, recall)
 	std::string queries;           // the query vectors (--fvecs holds the base rows)
 	int tenants = 10000;           // users the rows are spread over
 	bool load = true;              // filtered: load the rows first
-	int ef_construction = 200;     // filtered, pgvector: the HNSW index's ef_construction
+	int ef_construction = 200;     // filtered, copy into pgvector: the HNSW index's ef_construction
+	int m = 16;                    // copy into pgvector: the HNSW index's m
 	std::string iterative = "off"; // filtered, pgvector: hnsw.iterative_scan settings to run, comma-separated
 	std::string label;             // filtered: names the run in the report (default: the target)
 	double case_seconds = 0;       // filtered, forget: stop a case after this long, 0 = every query
@@ -70,6 +71,10 @@ private:
 	bool from_file_;
 	std::vector<float> values_;
 };
+
+// pgvector's operator class and distance operator for a metric (l2, cosine or ip).
+std::string pgvector_opclass(const std::string &metric);
+std::string pgvector_operator(const std::string &metric);
 
 int run_ingest(const Options &o);
 int run_recall(const Options &o);

@@ -9,7 +9,7 @@
 #                                      format (.clang-format), core unit tests (plain,
 #                                      AddressSanitizer, ThreadSanitizer), pg_regress and
 #                                      the TAP tests; everything built with warnings as errors
-#   bash test/scripts/engram.sh bench [ring|ingest|hnsw|indexing|recall|startup|filter|tenants]...
+#   bash test/scripts/engram.sh bench [ring|ingest|hnsw|indexing|recall|startup|filter|tenants|capacity]...
 #                                      the same set-up, then the benchmarks recorded in
 #                                      docs/benchmarks.md (all of them without arguments)
 #   bash test/scripts/engram.sh format rewrite every tracked C++ file in the style of
@@ -721,16 +721,155 @@ tenants_pgvector() {
 	stop_cluster
 }
 
+# 768-d side by side (issue 12): engram in each storage encoding, pgvector and
+# hnswlib on the same rows (synth768, 100,000 x 768 cosine; a prefix of the
+# same mixture with its own exact ground truth when ENGRAM_CAPACITY_ROWS is
+# smaller) with the same M and ef_construction: the space defaults, read from
+# a space created with them, unless ENGRAM_CAPACITY_M and
+# ENGRAM_CAPACITY_EF_CONSTRUCTION are given. One cluster (2 workers), every
+# COPY from ENGRAM_CAPACITY_CLIENTS clients in batches of 500: first the
+# baselines, COPY into engram.observations' shape without engram (plain_copy)
+# and into pgvector's table without an index; then per encoding a COPY into
+# engram.observations timed until engram.wait_linked, the space's memory_bytes
+# per vector, and SQL recall (1 client, prepared, loopback) at each ef of
+# ENGRAM_CAPACITY_EFS for ENGRAM_CAPACITY_SECONDS (and at least one pass over
+# the 1,000 queries, scored against the exact top-10); then pgvector: a COPY
+# into a table whose HNSW index (same M and ef_construction) exists before the
+# data, its index and table bytes per vector, and the same sweep with
+# hnsw.ef_search. Last, with the cluster stopped, recall_peer_bench builds
+# hnswlib and engram's core in-process on 2 threads and runs the same sweep on
+# one thread. The measurements go to ENGRAM_CAPACITY_OUT (docs/img):
+# capacity768_qps_recall.dat and .png, with a summary printed at the end.
+bench_capacity() {
+	local rows=${ENGRAM_CAPACITY_ROWS:-100000} clients=${ENGRAM_CAPACITY_CLIENTS:-4}
+	local out=${ENGRAM_CAPACITY_OUT:-$ROOT/docs/img} set=synth768
+	((rows == 100000)) || set=synth768r$rows
+	synthetic "$set" --dim 768 --rows "$rows" --queries 1000 --metric cosine
+	CAPACITY_BASE="$SYNTH/$set/$set"
+	CAPACITY_POINTS="$WORK/capacity-points.txt"
+	: >"$CAPACITY_POINTS"
+	local pgvector=1
+	build_pgvector || pgvector=0
+	start_cluster capacity 54338 "shared_buffers = '2GB'" "maintenance_work_mem = '2GB'" \
+		"engram.overload_timeout = '10min'" "engram.max_overload_timeout = '10min'"
+	local m=${ENGRAM_CAPACITY_M:-} efc=${ENGRAM_CAPACITY_EF_CONSTRUCTION:-} default_m default_efc
+	sql -c "SELECT engram.create_space('capacity_defaults', dim => 768, metric => 'cosine')" >/dev/null
+	read -r default_m default_efc < <(sql -At -F ' ' -c "SELECT m, ef_construction FROM engram.spaces
+	                                                    WHERE name = 'capacity_defaults'")
+	sql -c "SELECT engram.drop_space('capacity_defaults')" >/dev/null
+	m=${m:-$default_m} efc=${efc:-$default_efc}
+	CAPACITY_INGEST=(--fvecs "${CAPACITY_BASE}_base.fvecs" --rows "$rows" --clients "$clients" --batch 500)
+	say "capacity: $rows x 768-d ($set), m $m, ef_construction $efc (space defaults: m $default_m, ef_construction" \
+		"$default_efc), $clients clients, engram.ef_search default $(sql -At -c 'SHOW engram.ef_search') ($(load_average))"
+
+	say "baseline: COPY into a table of engram.observations' shape without engram ($(load_average))"
+	capacity_copy plain-copy "SELECT count(*) FROM engram_bench.plain" --mode plain_copy
+	sql -c "DROP TABLE engram_bench.plain"
+	if ((pgvector)); then
+		sql -c "CREATE EXTENSION vector SCHEMA public"
+		say "baseline: COPY into pgvector's table (id bigint, embedding vector(768)) without an index ($(load_average))"
+		capacity_copy pgvector-plain-copy "SELECT count(*) FROM engram_bench.vectors" --mode plain_copy --target pgvector
+		sql -c "DROP TABLE engram_bench.vectors"
+	fi
+
+	local storage
+	for storage in ${ENGRAM_CAPACITY_STORAGES:-f32 f16 sq8}; do
+		say "engram $storage: COPY until every row is linked ($(load_average))"
+		sql -c "SELECT engram.create_space('capacity_$storage', dim => 768, metric => 'cosine', m => $m,
+		        ef_construction => $efc, storage => '$storage')" >/dev/null
+		capacity_copy "engram-$storage" "SELECT observations || ' stored, ' || linked || ' linked'
+		              FROM engram.spaces WHERE name = 'capacity_$storage'" --mode copy --space "capacity_$storage"
+		sql -At -c "SELECT 'memory ' || 'engram-$storage ' || round(memory_bytes::numeric / observations)
+		            FROM engram.spaces WHERE name = 'capacity_$storage'" | tee -a "$CAPACITY_POINTS"
+		sql -c "VACUUM (ANALYZE) engram.observations"
+		say "engram $storage: SQL recall, 1 client, each ef ($(load_average))"
+		capacity_sweep "engram-$storage-sql" --space "capacity_$storage"
+	done
+	sql -At -c "SELECT 'engram.observations on disk: ' || round(pg_total_relation_size('engram.observations')::numeric
+	            / count(*)) || ' bytes per row (table, TOAST and indexes)' FROM engram.observations"
+
+	if ((pgvector)); then
+		say "pgvector: COPY into a table with an HNSW index (vector_cosine_ops, m $m, ef_construction $efc) made before the data ($(load_average))"
+		capacity_copy pgvector-hnsw-copy "SELECT count(*) || ' rows committed' FROM engram_bench.vectors" \
+			--mode copy --target pgvector --metric cosine --m "$m" --ef-construction "$efc"
+		sql -At -c "SELECT 'memory pgvector-index ' || round(pg_relation_size('engram_bench.vectors_hnsw')::numeric / count(*))
+		            || E'\nmemory pgvector-table ' || round(pg_table_size('engram_bench.vectors')::numeric / count(*))
+		            FROM engram_bench.vectors" | tee -a "$CAPACITY_POINTS"
+		sql -c "VACUUM (ANALYZE) engram_bench.vectors"
+		say "pgvector: SQL recall, 1 client, each hnsw.ef_search ($(load_average))"
+		capacity_sweep pgvector-sql --target pgvector --metric cosine
+		sql -At -c "SELECT 'pgvector index scans: ' || idx_scan FROM pg_stat_user_indexes WHERE indexrelname = 'vectors_hnsw'"
+	fi
+	stop_cluster
+
+	local efs=(${ENGRAM_CAPACITY_EFS:-16 32 48 64 96 128 192 256})
+	say "in-process: hnswlib and engram's core on the same rows, built on 2 threads, searched on 1 ($(load_average))"
+	ENGRAM_PEER_DATA="$SYNTH" ENGRAM_PEER_SET="$set" ENGRAM_PEER_M="$m" ENGRAM_PEER_EF_CONSTRUCTION="$efc" \
+		ENGRAM_PEER_EFS=$(IFS=,; echo "${efs[*]}") "$ROOT/build/release/recall_peer_bench" \
+		--benchmark_counters_tabular=true --benchmark_out="$WORK/capacity-peers.json" --benchmark_out_format=json
+
+	say "capacity: summary ($rows x 768-d, m $m, ef_construction $efc)"
+	mkdir -p "$out"
+	python3 "$ROOT/test/bench/capacity_plot_data.py" "$CAPACITY_POINTS" "$WORK/capacity-peers.json" \
+		>"$out/capacity768_qps_recall.dat"
+	gnuplot -e "data='$out/capacity768_qps_recall.dat'; out='$out/capacity768_qps_recall.png';
+	            subtitle='$rows rows, M $m, ef_construction $efc'" "$ROOT/test/bench/plot_capacity.gp"
+	echo "written: $out/capacity768_qps_recall.dat, $out/capacity768_qps_recall.png; raw: $CAPACITY_POINTS, $WORK/capacity-peers.json"
+}
+
+# capacity_copy LABEL PROGRESS_QUERY LOAD_OPTION...: one COPY of the section's
+# rows through engram_load, PROGRESS_QUERY's answer printed every 30 s while it
+# runs; its rate (engram: until linked) is recorded under LABEL.
+capacity_copy() {
+	local label=$1 query=$2 began seconds=0 result="$WORK/capacity-copy.out"
+	shift 2
+	began=$(date +%s)
+	load "$@" "${CAPACITY_INGEST[@]}" --wait-linked 1 >"$result" &
+	local loader=$!
+	while kill -0 "$loader" 2>/dev/null; do
+		sleep 1
+		if ((++seconds % 30 == 0)) && kill -0 "$loader" 2>/dev/null; then
+			echo "  $label after ${seconds} s: $(sql -At -c "$query" 2>&1 | head -n 1)"
+		fi
+	done
+	wait "$loader"
+	cat "$result"
+	awk -v label="$label" '/^mode=/ { for (i = 1; i <= NF; i++) if ($i ~ /^rate=/) rate = substr($i, 6) }
+		/^linked_all=t/ { for (i = 1; i <= NF; i++) if ($i ~ /^indexing_rate=/) rate = substr($i, 15) }
+		/refused_batches=[1-9]/ { print "capacity: " label " had batches refused, its rate counts the rows sent" > "/dev/stderr" }
+		END { print "ingest", label, rate }' "$result" >>"$CAPACITY_POINTS"
+	echo "$label: $(tail -n 1 "$CAPACITY_POINTS" | cut -d' ' -f3) rows/s, whole run $(($(date +%s) - began)) s"
+}
+
+# capacity_sweep SERIES LOAD_OPTION...: SQL recall of the section's queries with
+# one client, once as a warm-up, once at the server's default ef, then at
+# each ef of ENGRAM_CAPACITY_EFS for ENGRAM_CAPACITY_SECONDS and at least one
+# pass, scored against the exact top-10 and recorded under SERIES.
+capacity_sweep() {
+	local series=$1 ef line
+	shift
+	local queries=(--fvecs "${CAPACITY_BASE}_query.fvecs" --truth "${CAPACITY_BASE}_groundtruth.ivecs" --clients 1)
+	load --mode recall "$@" "${queries[@]}" >/dev/null
+	echo "$series, default ef: $(load --mode recall "$@" "${queries[@]}")"
+	for ef in ${ENGRAM_CAPACITY_EFS:-16 32 48 64 96 128 192 256}; do
+		line=$(load --mode recall "$@" "${queries[@]}" --ef "$ef" --seconds "${ENGRAM_CAPACITY_SECONDS:-10}")
+		echo "$series, ef $ef: $line"
+		echo "$line" | awk -v series="$series" -v ef="$ef" '{ for (i = 1; i <= NF; i++) {
+			if ($i ~ /^qps=/) qps = substr($i, 5); if ($i ~ /^recall@10=/) recall = substr($i, 11) } }
+			END { print "recall", series, ef, recall, qps }' >>"$CAPACITY_POINTS"
+	done
+}
+
 run_bench() {
 	local sections=("$@")
-	((${#sections[@]})) || sections=(ring ingest hnsw indexing recall startup filter tenants)
+	((${#sections[@]})) || sections=(ring ingest hnsw indexing recall startup filter tenants capacity)
 	install_packages
 	build_core release
 	build_extension
 	local section
 	for section in "${sections[@]}"; do
 		case "$section" in
-			ring | ingest | hnsw | indexing | recall | startup | filter | tenants) "bench_$section" ;;
+			ring | ingest | hnsw | indexing | recall | startup | filter | tenants | capacity) "bench_$section" ;;
 			*) echo "unknown benchmark section $section" >&2; exit 2 ;;
 		esac
 	done
