@@ -743,6 +743,7 @@ tenants_pgvector() {
 bench_capacity() {
 	local rows=${ENGRAM_CAPACITY_ROWS:-100000} clients=${ENGRAM_CAPACITY_CLIENTS:-4}
 	local out=${ENGRAM_CAPACITY_OUT:-$ROOT/docs/img} set=synth768
+	CAPACITY_EFS=(${ENGRAM_CAPACITY_EFS:-16 32 48 64 96 128 192 256})
 	((rows == 100000)) || set=synth768r$rows
 	synthetic "$set" --dim 768 --rows "$rows" --queries 1000 --metric cosine
 	CAPACITY_BASE="$SYNTH/$set/$set"
@@ -802,10 +803,9 @@ bench_capacity() {
 	fi
 	stop_cluster
 
-	local efs=(${ENGRAM_CAPACITY_EFS:-16 32 48 64 96 128 192 256})
 	say "in-process: hnswlib and engram's core on the same rows, built on 2 threads, searched on 1 ($(load_average))"
 	ENGRAM_PEER_DATA="$SYNTH" ENGRAM_PEER_SET="$set" ENGRAM_PEER_M="$m" ENGRAM_PEER_EF_CONSTRUCTION="$efc" \
-		ENGRAM_PEER_EFS=$(IFS=,; echo "${efs[*]}") "$ROOT/build/release/recall_peer_bench" \
+		ENGRAM_PEER_EFS=$(IFS=,; echo "${CAPACITY_EFS[*]}") "$ROOT/build/release/recall_peer_bench" \
 		--benchmark_counters_tabular=true --benchmark_out="$WORK/capacity-peers.json" --benchmark_out_format=json
 
 	say "capacity: summary ($rows x 768-d, m $m, ef_construction $efc)"
@@ -843,7 +843,7 @@ capacity_copy() {
 
 # capacity_sweep SERIES LOAD_OPTION...: SQL recall of the section's queries with
 # one client, once as a warm-up, once at the server's default ef, then at
-# each ef of ENGRAM_CAPACITY_EFS for ENGRAM_CAPACITY_SECONDS and at least one
+# each ef of CAPACITY_EFS for ENGRAM_CAPACITY_SECONDS and at least one
 # pass, scored against the exact top-10 and recorded under SERIES.
 capacity_sweep() {
 	local series=$1 ef line
@@ -851,7 +851,7 @@ capacity_sweep() {
 	local queries=(--fvecs "${CAPACITY_BASE}_query.fvecs" --truth "${CAPACITY_BASE}_groundtruth.ivecs" --clients 1)
 	load --mode recall "$@" "${queries[@]}" >/dev/null
 	echo "$series, default ef: $(load --mode recall "$@" "${queries[@]}")"
-	for ef in ${ENGRAM_CAPACITY_EFS:-16 32 48 64 96 128 192 256}; do
+	for ef in "${CAPACITY_EFS[@]}"; do
 		line=$(load --mode recall "$@" "${queries[@]}" --ef "$ef" --seconds "${ENGRAM_CAPACITY_SECONDS:-10}")
 		echo "$series, ef $ef: $line"
 		echo "$line" | awk -v series="$series" -v ef="$ef" '{ for (i = 1; i <= NF; i++) {
