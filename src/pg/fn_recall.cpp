@@ -70,13 +70,14 @@ struct Hit {
 };
 
 // How many candidates a recall of k from a space of this storage re-ranks
-// by exact distance; 0 for none. Measured at a space's defaults (m 16,
-// ef_construction 200, ef_search 128; test/bench/encoding_bench.cpp and
-// docs/architecture.md): f16 loses at most 0.0005 of recall@10 to f32 on
+// by exact distance; 0 for none. Measured at m 16, ef_search 128 and
+// ef_construction 200 and 100 (test/bench/encoding_bench.cpp and
+// docs/architecture.md): f16 loses at most 0.001 of recall@10 to f32 on
 // fashion-mnist and glove100 and re-ranking gains nothing, so f16 answers
-// from the graph alone; sq8 loses 0.010 on glove100 (0.956 against 0.966),
-// and re-ranking 2k candidates already wins all of it back. sq8 re-ranks 4k
-// (twice that), but never more than ef beyond k.
+// from the graph alone; sq8 loses 0.010 on glove100 (0.956 against 0.966 at
+// 200, 0.951 against 0.962 at 100), and re-ranking 2k candidates already
+// wins back all but 0.001 of it. sq8 re-ranks 4k (twice that), but never
+// more than ef beyond k.
 std::uint32_t
 rerank_candidates(engram::core::Encoding encoding, std::uint32_t k, std::uint32_t ef)
 {

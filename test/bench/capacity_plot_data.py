@@ -81,7 +81,7 @@ def summary(series, ingest, memory, builds, out):
         text = f"{best[0]:.0f} QPS at ef {best[1]}, recall@10 {best[2]:.4f}" if best else "not reached"
         print(f"  {name:<28} {text}", file=out)
     core = series.get("engram-core", {})
-    sql = sorted(name for name in series if name.endswith("-sql"))
+    sql = sorted(name for name in series if "-sql" in name)
     print("QPS and recall@10 per ef; SQL QPS / engram-core QPS at the same ef (goal >= 0.8 for engram)", file=out)
     for ef in sorted(set().union(*(points.keys() for points in series.values()))):
         cells = []

@@ -1,5 +1,5 @@
 // What a space's storage encoding costs in recall, latency and memory, at a
-// space's defaults (m 16, ef_construction 200, engram.ef_search 128), and
+// space's defaults (m 16, ef_construction 100, engram.ef_search 128), and
 // what re-ranking quantized candidates with exact float32 vectors buys back.
 //
 // For fashion-mnist (l2) and glove100 (cosine), each encoding's graph is
@@ -53,7 +53,7 @@ built(const std::string &name, Encoding encoding)
 	}
 	auto &graph = b.graphs[static_cast<int>(encoding)];
 	if (!graph) {
-		const bench::IndexParams params{name == "glove100" ? Metric::cosine : Metric::l2, 16, 200};
+		const bench::IndexParams params{name == "glove100" ? Metric::cosine : Metric::l2, 16, 100};
 		graph = std::make_unique<bench::EngramIndex>(b.set.base, params, encoding);
 		graph->build(b.set.base, 2);
 	}

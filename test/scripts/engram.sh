@@ -773,6 +773,23 @@ bench_capacity() {
 		sql -c "DROP TABLE engram_bench.vectors"
 	fi
 
+	# Item 2's other goal: on glove100, COPY until linked at the space defaults
+	# against a plain COPY of the same rows, in two alternating rounds.
+	local glove="$ENGRAM_DATA/glove100/glove100_base.fvecs" round
+	if [ -f "$glove" ]; then
+		for round in 1 2; do
+			say "glove100 round $round: plain COPY of its 100,000 rows, then COPY into a space at the defaults until linked ($(load_average))"
+			load --mode plain_copy --fvecs "$glove" --rows 100000 --clients "$clients" --batch 500
+			sql -c "DROP TABLE engram_bench.plain"
+			sql -c "SELECT engram.create_space('capacity_glove$round', dim => 100, metric => 'cosine')" >/dev/null
+			load --mode copy --space "capacity_glove$round" --fvecs "$glove" --rows 100000 --clients "$clients" \
+				--batch 500 --wait-linked 1
+			sql -c "SELECT engram.drop_space('capacity_glove$round')" >/dev/null
+		done
+	else
+		say "glove100: not found in $ENGRAM_DATA, skipped"
+	fi
+
 	local storage
 	for storage in ${ENGRAM_CAPACITY_STORAGES:-f32 f16 sq8}; do
 		say "engram $storage: COPY until every row is linked ($(load_average))"
@@ -801,6 +818,7 @@ bench_capacity() {
 		capacity_sweep pgvector-sql --target pgvector --metric cosine
 		sql -At -c "SELECT 'pgvector index scans: ' || idx_scan FROM pg_stat_user_indexes WHERE indexrelname = 'vectors_hnsw'"
 	fi
+	((${ENGRAM_CAPACITY_HUGE_PAGES:-1})) && capacity_huge_pages "$pgvector"
 	stop_cluster
 
 	say "in-process: hnswlib and engram's core on the same rows, built on 2 threads, searched on 1 ($(load_average))"
@@ -815,6 +833,38 @@ bench_capacity() {
 	gnuplot -e "data='$out/capacity768_qps_recall.dat'; out='$out/capacity768_qps_recall.png';
 	            subtitle='$rows rows, M $m, ef_construction $efc'" "$ROOT/test/bench/plot_capacity.gp"
 	echo "written: $out/capacity768_qps_recall.dat, $out/capacity768_qps_recall.png; raw: $CAPACITY_POINTS, $WORK/capacity-peers.json"
+}
+
+# capacity_huge_pages PGVECTOR: the f32 space (and pgvector, if it ran) swept
+# again after a restart with huge_pages = on, which maps PostgreSQL's main
+# shared memory segment, engram's graphs included, with 2 MB pages. The
+# pages are reserved for the run and given back after it.
+capacity_huge_pages() {
+	local pgvector=$1 before pages
+	before=$(sysctl -n vm.nr_hugepages)
+	# shared_buffers 2GB + engram.memory_limit 4GB + the ring and the rest
+	sysctl -q -w vm.nr_hugepages=3300
+	pages=$(sysctl -n vm.nr_hugepages)
+	say "huge pages: $pages of 2 MB reserved; restart with huge_pages = on ($(load_average))"
+	if ! as_user "$PGBIN/pg_ctl" -D "$CLUSTER" -l "$CLUSTER/server.log" -m fast -w -o "-c huge_pages=on" \
+		restart >/dev/null; then
+		say "huge pages: the server would not start with huge_pages = on; skipped"
+		as_user "$PGBIN/pg_ctl" -D "$CLUSTER" -l "$CLUSTER/server.log" -w start >/dev/null
+		sysctl -q -w vm.nr_hugepages="$before"
+		return 0
+	fi
+	sql -At -c "SELECT 'huge pages: f32 space loaded and linked: ' || engram.wait_linked('capacity_f32', NULL, 600000)"
+	sql -At -c "SHOW huge_pages"
+	grep -E 'HugePages_(Total|Free|Rsvd)' /proc/meminfo | tr -s ' ' | paste -sd ' '
+	say "engram f32 with huge pages: SQL recall, 1 client, each ef ($(load_average))"
+	capacity_sweep "engram-f32-sql-huge" --space capacity_f32
+	if ((pgvector)); then
+		say "pgvector with huge pages: SQL recall, 1 client, each hnsw.ef_search ($(load_average))"
+		capacity_sweep pgvector-sql-huge --target pgvector --metric cosine
+	fi
+	as_user "$PGBIN/pg_ctl" -D "$CLUSTER" -m fast -w stop >/dev/null
+	sysctl -q -w vm.nr_hugepages="$before"
+	as_user "$PGBIN/pg_ctl" -D "$CLUSTER" -l "$CLUSTER/server.log" -w start >/dev/null
 }
 
 # capacity_copy LABEL PROGRESS_QUERY LOAD_OPTION...: one COPY of the section's

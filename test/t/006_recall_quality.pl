@@ -1,6 +1,6 @@
 # Recall quality end to end, through SQL: the real data sets are loaded with
 # COPY into engram.observations, linked by the workers, and every query is
-# answered by engram.recall at the defaults (m 16, ef_construction 200,
+# answered by engram.recall at the defaults (m 16, ef_construction 100,
 # engram.ef_search 128). recall@10 against the exact ground truth must reach
 # 0.95 for sift5k (128-d, l2) and glove100 (100-d, cosine, 100,000 rows),
 # and for glove100 and fashion-mnist (784-d, l2, 10,000 rows) stored as f16
