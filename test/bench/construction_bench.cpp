@@ -68,22 +68,6 @@ private:
 	std::map<std::string, std::unique_ptr<Data>> sets_;
 };
 
-double
-recall_at(const Data &d, const HnswGraph &graph, std::uint32_t ef)
-{
-	SearchContext context;
-	SearchParams params;
-	params.k = k_k;
-	params.ef = ef;
-	std::vector<std::uint32_t> found(d.set.query.rows() * k_k, k_no_node);
-	for (std::size_t q = 0; q < d.set.query.rows(); ++q) {
-		const SearchResult r = graph.search(d.set.query.row(q), params, context);
-		for (std::size_t i = 0; i < r.neighbors.size(); ++i)
-			found[q * k_k + i] = r.neighbors[i].id;
-	}
-	return recall_at_k(d.set.truth, found, k_k);
-}
-
 void
 build(benchmark::State &state, Sets &sets, const std::string &name)
 {
@@ -102,8 +86,8 @@ build(benchmark::State &state, Sets &sets, const std::string &name)
 		index->build(d->set.base, 1);
 		state.PauseTiming();
 		used = double(index->graph->used_bytes()) / double(d->set.base.rows());
-		recall64 = recall_at(*d, *index->graph, 64);
-		recall128 = recall_at(*d, *index->graph, 128);
+		recall64 = bench::graph_recall(d->set, *index->graph, 64, k_k);
+		recall128 = bench::graph_recall(d->set, *index->graph, 128, k_k);
 		index.reset();
 		state.ResumeTiming();
 	}

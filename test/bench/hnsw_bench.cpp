@@ -96,22 +96,6 @@ private:
 };
 
 double
-engram_recall(const Data &d, const HnswGraph &graph, std::uint32_t ef)
-{
-	SearchContext context;
-	SearchParams params;
-	params.k = k_k;
-	params.ef = ef;
-	std::vector<std::uint32_t> found(d.set.query.rows() * k_k, k_no_node);
-	for (std::size_t q = 0; q < d.set.query.rows(); ++q) {
-		const SearchResult r = graph.search(d.set.query.row(q), params, context);
-		for (std::size_t i = 0; i < r.neighbors.size(); ++i)
-			found[q * k_k + i] = r.neighbors[i].id;
-	}
-	return recall_at_k(d.set.truth, found, k_k);
-}
-
-double
 hnswlib_recall(const Data &d, hnswlib::HierarchicalNSW<float> &index, std::uint32_t ef)
 {
 	index.setEf(ef);
@@ -138,7 +122,7 @@ build_engram(benchmark::State &state, Suite &suite, const std::string &name)
 		state.PauseTiming();
 		bytes_per_vector = double(index->graph->memory_bytes()) / double(d.set.base.rows());
 		bytes_per_node = double(index->graph->used_bytes()) / double(d.set.base.rows());
-		recall = engram_recall(d, *index->graph, 64);
+		recall = bench::graph_recall(d.set, *index->graph, 64, k_k);
 		index.reset();
 		state.ResumeTiming();
 	}

@@ -121,4 +121,22 @@ struct HnswlibIndex {
 	hnswlib::HierarchicalNSW<float> index;
 };
 
+// recall@k of an engram graph over every query of the data set, each
+// searched at ef.
+inline double
+graph_recall(const Dataset &set, const HnswGraph &graph, std::uint32_t ef, std::uint32_t k)
+{
+	SearchContext context;
+	SearchParams params;
+	params.k = k;
+	params.ef = ef;
+	std::vector<std::uint32_t> found(set.query.rows() * k, k_no_node);
+	for (std::size_t q = 0; q < set.query.rows(); ++q) {
+		const SearchResult r = graph.search(set.query.row(q), params, context);
+		for (std::size_t i = 0; i < r.neighbors.size(); ++i)
+			found[q * k + i] = r.neighbors[i].id;
+	}
+	return recall_at_k(set.truth, found, k);
+}
+
 } // namespace engram::core::bench
