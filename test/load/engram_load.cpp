@@ -4,12 +4,12 @@
 //
 //   ingest:  engram_load --conninfo STR --mode observe_batch|copy|plain_copy
 //                        --space NAME [--spaces N] [--metric l2|cosine|ip]
-//                        [--fvecs BASE | --dim N] --rows N --clients N --batch N
-//                        [--rate ROWS_PER_S] [--wait-linked 1]
+//                        [--fvecs BASE | --dim N] --rows N [--first ROW] --clients N --batch N
+//                        [--rate ROWS_PER_S] [--seconds S] [--wait-linked 1]
 //                        [--target pgvector [--m N --ef-construction N]]
 //   recall:  engram_load --conninfo STR --mode recall --space NAME
 //                        --fvecs QUERIES [--truth GROUNDTRUTH] [--k N] [--ef N]
-//                        --clients N [--seconds S] [--sql STATEMENT]
+//                        --clients N [--seconds S] [--rate CALLS_PER_S] [--sql STATEMENT]
 //                        [--target pgvector --metric l2|cosine|ip]
 //   startup: engram_load --conninfo STR --mode startup --space NAME
 //                        --fvecs QUERIES [--since NS] [--baseline-ms MS]
@@ -54,6 +54,8 @@ parse(int argc, char **argv)
 			o.dim = std::stoi(v);
 		else if (k == "--rows")
 			o.rows = std::stol(v);
+		else if (k == "--first")
+			o.first = std::stol(v);
 		else if (k == "--clients")
 			o.clients = std::stoi(v);
 		else if (k == "--batch")

@@ -10,12 +10,18 @@
 //
 // Row i of the vector source is sent with content = i, so that a later recall
 // run can map observation ids back to rows of the source. Batch b holds rows
-// [b * batch, (b + 1) * batch), goes to client b % clients and, with
+// first + [b * batch, (b + 1) * batch) (--first, 0 by default), goes to client b % clients and, with
 // --spaces N, to space b % N. Payloads are encoded before the clock starts,
 // so the figures measure the server, not the client. With --rate, batch b is
 // not sent before b * batch / rate seconds after the start: a sustained
-// stream instead of a flood. A monitor connection samples engram.pressure()
-// every 50 ms.
+// stream instead of a flood (a batch behind its time goes at once). With
+// --seconds, the clients stop sending at that time and the batches left are
+// never sent, so an offered rate the server cannot take shows as a lower
+// committed rate over a run of fixed length. A monitor connection samples
+// engram.pressure() every 50 ms. The report separates the durable (store-only)
+// rate, rows committed per second as the clients see them, from the linked
+// rate, rows linked into the graphs per second, while sending and until
+// engram.wait_linked.
 #include <algorithm>
 #include <atomic>
 #include <charconv>
@@ -80,6 +86,42 @@ struct Monitor {
 	std::map<std::string, int> levels;
 	float max_fill = 0;
 };
+
+void
+print_levels(const char *title, const std::map<std::string, int> &levels)
+{
+	int total = 0;
+	for (const auto &entry : levels)
+		total += entry.second;
+	std::printf("%s:", title);
+	for (const auto &[level, count] : levels)
+		std::printf(" %s=%d", level.c_str(), count);
+	const auto overloaded = levels.find("overloaded");
+	std::printf(" overloaded_share=%.2f",
+				total && overloaded != levels.end() ? double(overloaded->second) / total : 0.0);
+}
+
+// The rows linked into the graphs of the run's spaces so far.
+long
+linked_rows(PGconn *admin, const std::string &names_literal)
+{
+	return std::stol(scalar(admin, "SELECT coalesce(sum(linked), 0) FROM engram.spaces WHERE name = ANY (" +
+									   names_literal + "::text[])"));
+}
+
+std::string
+load_average()
+{
+	char text[64] = {};
+	if (FILE *f = std::fopen("/proc/loadavg", "r")) {
+		if (std::fgets(text, sizeof text, f) == nullptr)
+			text[0] = 0;
+		std::fclose(f);
+	}
+	std::string out(text);
+	const auto third = out.find(' ', out.find(' ', out.find(' ') + 1) + 1);
+	return third == std::string::npos ? out : out.substr(0, third);
+}
 
 void
 monitor_pressure(const Options &o, Monitor &m)
@@ -219,21 +261,29 @@ run_ingest(const Options &o)
 		if (o.mode == "observe_batch") {
 			std::vector<float> values(static_cast<std::size_t>(n) * source.dim());
 			for (int r = 0; r < n; ++r)
-				std::copy_n(source.row(first + r), source.dim(), values.begin() + static_cast<long>(r) * source.dim());
+				std::copy_n(source.row(o.first + first + r), source.dim(),
+							values.begin() + static_cast<long>(r) * source.dim());
 			batch.payload = binary_real_array(values.data(), n, source.dim());
-			batch.contents = contents_literal(first, n);
+			batch.contents = contents_literal(o.first + first, n);
 		} else {
-			batch.payload = copy_text(source, first, n, ids[space]);
+			batch.payload = copy_text(source, o.first + first, n, ids[space]);
 		}
 		batches[b % o.clients].push_back(std::move(batch));
 	}
 
+	std::string names_literal = "'{";
+	for (const std::string &name : names)
+		names_literal += (names_literal.size() > 2 ? "," : "") + name;
+	names_literal += "}'";
+	const long linked_before = into_engram ? linked_rows(admin, names_literal) : 0;
 	Monitor monitor;
 	std::thread monitor_thread;
 	if (into_engram)
 		monitor_thread = std::thread(monitor_pressure, std::cref(o), std::ref(monitor));
 	std::atomic<long> sent{0}, refused{0};
 	const auto started = Clock::now();
+	const auto stop_sending =
+		started + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.seconds));
 	std::vector<std::thread> clients;
 	for (int c = 0; c < o.clients; ++c)
 		clients.emplace_back([&, c] {
@@ -242,6 +292,8 @@ run_ingest(const Options &o)
 				if (o.rate > 0)
 					std::this_thread::sleep_until(started + std::chrono::duration_cast<Clock::duration>(
 																std::chrono::duration<double>(b.first_row / o.rate)));
+				if (o.seconds > 0 && Clock::now() >= stop_sending)
+					break;
 				if (send_batch(conn, o, b, names[b.space], table))
 					sent += b.rows;
 				else
@@ -253,11 +305,24 @@ run_ingest(const Options &o)
 		t.join();
 	const auto seconds_since = [&] { return std::chrono::duration<double>(Clock::now() - started).count(); };
 	const double seconds = seconds_since();
+	const long linked_while_sending = into_engram ? linked_rows(admin, names_literal) - linked_before : 0;
+	std::map<std::string, int> levels_while_sending;
+	{
+		std::lock_guard lock(monitor.mutex);
+		levels_while_sending = monitor.levels;
+	}
 	std::printf("mode=%s target=%s dim=%d clients=%d batch=%d spaces=%zu rows=%ld seconds=%.2f rate=%.0f rows/s "
 				"refused_batches=%ld\n",
 				o.mode.c_str(), o.target.c_str(), source.dim(), o.clients, o.batch, names.size(), sent.load(), seconds,
 				sent.load() / seconds, refused.load());
 	if (into_engram) {
+		std::printf(
+			"offered_rate=%s committed_rate=%.0f rows/s linked_while_sending=%ld linked_rate_while_sending=%.0f "
+			"rows/s load average %s\n",
+			o.rate > 0 ? std::to_string(static_cast<long>(o.rate)).c_str() : "unlimited", sent.load() / seconds,
+			linked_while_sending, linked_while_sending / seconds, load_average().c_str());
+		print_levels("pressure samples while sending", levels_while_sending);
+		std::printf("\n");
 		const std::string drained = scalar(admin, "SELECT engram.wait_stored(600000)");
 		const double stored_after = seconds_since();
 		std::printf("stored_all=%s seconds_until_stored=%.2f end_to_end_rate=%.0f rows/s\n", drained.c_str(),
@@ -273,9 +338,7 @@ run_ingest(const Options &o)
 		}
 		monitor.stop = true;
 		monitor_thread.join();
-		std::printf("pressure samples:");
-		for (const auto &[level, count] : monitor.levels)
-			std::printf(" %s=%d", level.c_str(), count);
+		print_levels("pressure samples", monitor.levels);
 		std::printf(" max_fill=%.3f\n", monitor.max_fill);
 		print_workers(admin);
 	}

@@ -19,13 +19,16 @@ struct Options {
 	int spaces = 1; // ingest: spread batches over SPACE_0 .. SPACE_{n-1} when > 1
 	int dim = 128;
 	long rows = 300000;
+	long first = 0; // ingest: the source's row sent first (rows go on from there)
 	int clients = 4;
 	int batch = 500;
-	double rate = 0; // ingest: rows per second over all clients, 0 = as fast as possible
+	// ingest: rows per second over all clients; recall: calls per second over all clients; 0 = as fast as possible
+	double rate = 0;
 	bool wait_linked = false;
-	std::string fvecs;  // ingest: base vectors (content = row index); recall: the queries
-	std::string truth;  // recall: ground truth (.ivecs) of the queries against the base rows
-	double seconds = 0; // recall: run for this long, cycling through the queries; 0 = one pass
+	std::string fvecs; // ingest: base vectors (content = row index); recall: the queries
+	std::string truth; // recall: ground truth (.ivecs) of the queries against the base rows
+	// recall: run for this long, cycling through the queries, 0 = one pass; ingest: stop sending then, 0 = every row
+	double seconds = 0;
 	int k = 10;
 	int ef = 0; // recall: engram.ef_search for the session, 0 = the server's setting
 	// recall, startup: the statement sent, with the space ($1), the cue as real[] ($2) and k ($3)

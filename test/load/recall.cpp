@@ -2,7 +2,11 @@
 // prepared statement with the cue as a binary real[]; --sql sends another
 // statement with the same parameters, such as a peer's query) and the run reports
 // queries per second and the latency of each call as the client sees it
-// (p50/p90/p99/p99.9/max), and, given the ground truth, recall@k.
+// (p50/p90/p99/p99.9/max), and, given the ground truth, recall@k. With --rate,
+// call i is not sent before i / rate seconds after its client connected, so that the
+// clients together ask a fixed number of recalls a second (a call behind its
+// time goes at once; its latency counts from when it was sent, and the report
+// says how many were late by more than a millisecond).
 //
 // Ground truth names rows of the base file the space was loaded from, and
 // the ingest mode stored row i with content = i, so the run maps the
@@ -86,7 +90,7 @@ run_recall(const Options &o)
 	std::vector<std::uint32_t> found(n * o.k, k_no_row);
 	std::mutex merge;
 	std::vector<double> micros;
-	std::atomic<long> calls{0};
+	std::atomic<long> calls{0}, late{0};
 	const auto started = Clock::now();
 	const auto deadline =
 		started + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.seconds));
@@ -102,6 +106,7 @@ run_recall(const Options &o)
 				die(PQerrorMessage(conn));
 			PQclear(prepared);
 			const std::string k = std::to_string(o.k);
+			const auto paced_from = Clock::now(); // --rate: the schedule starts once connected
 			std::vector<double> mine;
 			std::vector<std::pair<std::size_t, std::vector<long long>>> answers;
 			for (std::size_t i = c;; i += o.clients) {
@@ -109,6 +114,15 @@ run_recall(const Options &o)
 				if (o.seconds > 0 ? Clock::now() >= deadline && (o.truth.empty() || pass_done) : pass_done)
 					break;
 				const std::size_t q = i % n;
+				if (o.rate > 0) {
+					const auto due = paced_from + std::chrono::duration_cast<Clock::duration>(
+													  std::chrono::duration<double>(static_cast<double>(i) / o.rate));
+					if (Clock::now() > due + std::chrono::milliseconds(1))
+						late++;
+					std::this_thread::sleep_until(due);
+					if (o.seconds > 0 && Clock::now() >= deadline && (o.truth.empty() || pass_done))
+						break;
+				}
 				const char *values[3] = {o.space.c_str(), cues[q].data(), k.c_str()};
 				const int lengths[3] = {0, static_cast<int>(cues[q].size()), 0};
 				const int formats[3] = {0, 1, 0};
@@ -153,6 +167,8 @@ run_recall(const Options &o)
 				"latency_ms p50=%.3f p90=%.3f p99=%.3f p99.9=%.3f max=%.3f",
 				o.space.c_str(), o.clients, o.k, o.ef > 0 ? std::to_string(o.ef).c_str() : "default", calls.load(),
 				seconds, calls.load() / seconds, ms(0.5), ms(0.9), ms(0.99), ms(0.999), micros.back() / 1000.0);
+	if (o.rate > 0)
+		std::printf(" offered_qps=%g late_calls=%ld", o.rate, late.load());
 	if (!o.truth.empty())
 		std::printf(" recall@%d=%.4f", o.k, engram::core::recall_at_k(truth, found, static_cast<std::uint32_t>(o.k)));
 	std::printf("\n");

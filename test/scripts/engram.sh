@@ -9,7 +9,7 @@
 #                                      format (.clang-format), core unit tests (plain,
 #                                      AddressSanitizer, ThreadSanitizer), pg_regress and
 #                                      the TAP tests; everything built with warnings as errors
-#   bash test/scripts/engram.sh bench [ring|ingest|hnsw|indexing|recall|startup|filter|tenants|capacity]...
+#   bash test/scripts/engram.sh bench [ring|ingest|hnsw|indexing|recall|startup|filter|tenants|capacity|seed]...
 #                                      the same set-up, then the benchmarks recorded in
 #                                      docs/benchmarks.md (all of them without arguments)
 #   bash test/scripts/engram.sh format rewrite every tracked C++ file in the style of
@@ -910,16 +910,134 @@ capacity_sweep() {
 	done
 }
 
+# The load scenarios the seed (the system this project replaces) specified,
+# scaled to this machine (issue 12, item 4): a ramp of offered rates, 10
+# recalls/s during sustained ingest, worker scaling, batch sizes and memory at
+# 1 M observations. Each ingest run offers its rate for SEED_SECONDS and then
+# waits until everything sent is linked; engram_load reports the committed
+# (durable, store-only) rate apart from the linked rate, the refused batches
+# and how often engram.pressure() was overloaded. ENGRAM_SEED_SECONDS and
+# ENGRAM_SEED_ROWS shorten the runs while developing.
+SEED_SECONDS=${ENGRAM_SEED_SECONDS:-15}
+SEED_ROWS=${ENGRAM_SEED_ROWS:-1000000}
+
+bench_seed() {
+	synthetic start1m --dim 128 --rows 1000000 --queries 100 --metric l2
+	synthetic synth768 --dim 768 --rows 100000 --queries 1000 --metric cosine
+	local base="$SYNTH/start1m/start1m" base768="$SYNTH/synth768/synth768"
+	(while sleep 30; do echo "$(date -u +%H:%M:%S) $(load_average)"; done) >"$WORK/seed-load-average.log" &
+	local sampler=$!
+	start_cluster seed 54339 "engram.memory_limit = '8GB'"
+	seed_ramp 128 l2 "${base}_base.fvecs" 1000000
+	seed_ramp 768 cosine "${base768}_base.fvecs" 200000
+	seed_recall "$base"
+	seed_batches "${base}_base.fvecs"
+	stop_cluster
+	seed_workers "${base}_base.fvecs"
+	seed_memory "${base}_base.fvecs"
+	kill "$sampler"
+	say "load average every 30 s during the section"
+	cat "$WORK/seed-load-average.log"
+}
+
+# seed_run LABEL ARGS...: one engram_load ingest run, its output kept in $WORK/seed-LABEL.out.
+seed_run() {
+	local label=$1
+	shift
+	say "seed: $label ($(load_average))"
+	load "$@" --seconds "$SEED_SECONDS" --wait-linked 1 | tee "$WORK/seed-$label.out"
+}
+
+# seed_ramp DIM METRIC BASE MAX_ROWS: 10k, 50k, 100k and 200k observations/s
+# offered through observe_batch (4 clients, batches of 500), each into a fresh
+# space; MAX_ROWS bounds the rows prepared (and is never reached: the clients'
+# rows are encoded before the clock starts).
+seed_ramp() {
+	local dim=$1 metric=$2 base=$3 max_rows=$4 rate rows
+	for rate in 10000 50000 100000 200000; do
+		rows=$((rate * SEED_SECONDS < max_rows ? rate * SEED_SECONDS : max_rows))
+		seed_run "ramp$dim-$rate" --mode observe_batch --space "ramp${dim}_$rate" --metric "$metric" --fvecs "$base" \
+			--rows "$rows" --clients 4 --batch 500 --rate "$rate"
+	done
+}
+
+# seed_recall BASE: one client asks 10 recalls/s of the 128-d space the
+# 200k ramp step filled, idle and then while observe_batch streams new rows
+# into that space at 80% of the link rate that step measured and at twice it.
+seed_recall() {
+	local base=$1 space=ramp128_200000 linked rate first=500000
+	linked=$(grep -o 'linked_rate_while_sending=[0-9]*' "$WORK/seed-ramp128-200000.out" | cut -d= -f2)
+	say "seed: 10 recalls/s for $SEED_SECONDS s, idle ($(load_average))"
+	load --mode recall --space "$space" --fvecs "${base}_query.fvecs" --clients 1 --rate 10 --seconds "$SEED_SECONDS"
+	for rate in $((linked * 8 / 10 / 1000 * 1000)) $((linked * 2 / 1000 * 1000)); do
+		say "seed: 10 recalls/s for $SEED_SECONDS s while $rate observations/s are offered to the same space ($(load_average))"
+		load --mode observe_batch --space "$space" --fvecs "${base}_base.fvecs" --first "$first" \
+			--rows $((rate * (SEED_SECONDS + 8))) --clients 4 --batch 500 --rate "$rate" --seconds $((SEED_SECONDS + 8)) \
+			--wait-linked 1 >"$WORK/seed-stream-$rate.out" &
+		local streamer=$!
+		sleep 3
+		load --mode recall --space "$space" --fvecs "${base}_query.fvecs" --clients 1 --rate 10 --seconds "$SEED_SECONDS"
+		wait $streamer
+		cat "$WORK/seed-stream-$rate.out"
+		first=750000
+	done
+}
+
+# seed_batches BASE: observe_batch as fast as 4 clients can with batches of
+# 10, 100 and 1,000 rows, and COPY with batches of 500, each into a fresh space.
+seed_batches() {
+	local base=$1 batch
+	for batch in 10 100 1000; do
+		seed_run "batch-$batch" --mode observe_batch --space "batch_$batch" --fvecs "$base" --rows 1000000 \
+			--clients 4 --batch "$batch"
+	done
+	seed_run copy-500 --mode copy --space copy_500 --fvecs "$base" --rows 1000000 --clients 4 --batch 500
+}
+
+# seed_workers BASE: the same offered load (50,000 observations/s) with
+# engram.workers 1, 2 and 4 (4 oversubscribes the 2 cores), each in a fresh cluster.
+seed_workers() {
+	local base=$1 workers
+	for workers in 1 2 4; do
+		start_cluster "seed-workers$workers" 54339 "engram.workers = $workers"
+		seed_run "workers-$workers" --mode observe_batch --space "workers_$workers" --fvecs "$base" \
+			--rows $((50000 * SEED_SECONDS)) --clients 4 --batch 500 --rate 50000
+		stop_cluster
+	done
+}
+
+# seed_memory BASE: SEED_ROWS 128-d rows by COPY into one f32 space until
+# linked, then the same rows into an sq8 space, with what each holds.
+seed_memory() {
+	local base=$1 storage
+	start_cluster seed-memory 54339 "engram.memory_limit = '8GB'"
+	for storage in f32 sq8; do
+		sql -c "SELECT engram.create_space('mem_$storage', dim => 128, metric => 'l2', storage => '$storage')" >/dev/null
+		say "seed: $SEED_ROWS x 128-d into one $storage space by COPY until linked ($(load_average))"
+		load --mode copy --space "mem_$storage" --fvecs "$base" --rows "$SEED_ROWS" --clients 4 --batch 500 \
+			--wait-linked 1
+		sql -c "SELECT name, storage, observations, linked, memory_bytes, pg_size_pretty(memory_bytes) AS memory,
+		               round(memory_bytes::numeric / nullif(observations, 0)) AS bytes_per_observation
+		        FROM engram.spaces ORDER BY name" \
+			-c "SELECT used_bytes, capacity_bytes, pg_size_pretty(used_bytes) AS used FROM engram.memory_usage()" \
+			-c "SELECT count(*) AS rows, pg_total_relation_size('engram.observations') AS table_bytes,
+			           pg_size_pretty(pg_total_relation_size('engram.observations')) AS table_size,
+			           round(pg_total_relation_size('engram.observations')::numeric / count(*)) AS table_bytes_per_row
+			    FROM engram.observations"
+	done
+	stop_cluster
+}
+
 run_bench() {
 	local sections=("$@")
-	((${#sections[@]})) || sections=(ring ingest hnsw indexing recall startup filter tenants capacity)
+	((${#sections[@]})) || sections=(ring ingest hnsw indexing recall startup filter tenants capacity seed)
 	install_packages
 	build_core release
 	build_extension
 	local section
 	for section in "${sections[@]}"; do
 		case "$section" in
-			ring | ingest | hnsw | indexing | recall | startup | filter | tenants | capacity) "bench_$section" ;;
+			ring | ingest | hnsw | indexing | recall | startup | filter | tenants | capacity | seed) "bench_$section" ;;
 			*) echo "unknown benchmark section $section" >&2; exit 2 ;;
 		esac
 	done
