@@ -65,11 +65,11 @@ def summary(series, ingest, memory, builds, out):
     for library in ("engram-core", "hnswlib"):
         if library in builds:
             print(f"  {library + ' build, 2 threads':<28} {builds[library]:>10.0f}", file=out)
-    pgvector = ingest.get("pgvector-hnsw-copy")
-    if pgvector:
-        for label, rate in ingest.items():
-            if label.startswith("engram-"):
-                print(f"  {label} / pgvector-hnsw-copy = {rate / pgvector:.2f}x (goal >= 10x)", file=out)
+    for label, rate in ingest.items():
+        # each engram run against pgvector's run on the same pages (-huge: huge_pages = on)
+        peer = "pgvector-hnsw-copy" + ("-huge" if label.endswith("-huge") else "")
+        if label.startswith("engram-") and ingest.get(peer):
+            print(f"  {label} / {peer} = {rate / ingest[peer]:.2f}x (goal >= 10x)", file=out)
     print("memory (bytes per vector)", file=out)
     for label, size in memory.items():
         print(f"  {label:<28} {size:>10.0f}", file=out)

@@ -818,7 +818,7 @@ bench_capacity() {
 		capacity_sweep pgvector-sql --target pgvector --metric cosine
 		sql -At -c "SELECT 'pgvector index scans: ' || idx_scan FROM pg_stat_user_indexes WHERE indexrelname = 'vectors_hnsw'"
 	fi
-	((${ENGRAM_CAPACITY_HUGE_PAGES:-1})) && capacity_huge_pages "$pgvector"
+	((${ENGRAM_CAPACITY_HUGE_PAGES:-1})) && capacity_huge_pages "$pgvector" "$m" "$efc"
 	stop_cluster
 
 	say "in-process: hnswlib and engram's core on the same rows, built on 2 threads, searched on 1 ($(load_average))"
@@ -835,12 +835,14 @@ bench_capacity() {
 	echo "written: $out/capacity768_qps_recall.dat, $out/capacity768_qps_recall.png; raw: $CAPACITY_POINTS, $WORK/capacity-peers.json"
 }
 
-# capacity_huge_pages PGVECTOR: the f32 space (and pgvector, if it ran) swept
-# again after a restart with huge_pages = on, which maps PostgreSQL's main
-# shared memory segment, engram's graphs included, with 2 MB pages. The
-# pages are reserved for the run and given back after it.
+# capacity_huge_pages PGVECTOR M EF_CONSTRUCTION: the f32 space (and
+# pgvector, if it ran) swept again after a restart with huge_pages = on, which
+# maps PostgreSQL's main shared memory segment, engram's graphs and pgvector's
+# buffers included, with 2 MB pages; then the COPYs again, into fresh f32 and
+# sq8 spaces and into pgvector's HNSW table. The pages are reserved for the run
+# and given back after it.
 capacity_huge_pages() {
-	local pgvector=$1 before pages
+	local pgvector=$1 m=$2 efc=$3 before pages storage
 	before=$(sysctl -n vm.nr_hugepages)
 	# shared_buffers 2GB + engram.memory_limit 4GB + the ring and the rest
 	sysctl -q -w vm.nr_hugepages=3300
@@ -861,6 +863,19 @@ capacity_huge_pages() {
 	if ((pgvector)); then
 		say "pgvector with huge pages: SQL recall, 1 client, each hnsw.ef_search ($(load_average))"
 		capacity_sweep pgvector-sql-huge --target pgvector --metric cosine
+	fi
+	for storage in f32 sq8; do
+		say "engram $storage with huge pages: COPY until every row is linked ($(load_average))"
+		sql -c "SELECT engram.create_space('capacity_${storage}_huge', dim => 768, metric => 'cosine', m => $m,
+		        ef_construction => $efc, storage => '$storage')" >/dev/null
+		capacity_copy "engram-$storage-huge" "SELECT observations || ' stored, ' || linked || ' linked'
+		              FROM engram.spaces WHERE name = 'capacity_${storage}_huge'" --mode copy \
+			--space "capacity_${storage}_huge"
+	done
+	if ((pgvector)); then
+		say "pgvector with huge pages: COPY into a table with an HNSW index made before the data ($(load_average))"
+		capacity_copy pgvector-hnsw-copy-huge "SELECT count(*) || ' rows committed' FROM engram_bench.vectors" \
+			--mode copy --target pgvector --metric cosine --m "$m" --ef-construction "$efc"
 	fi
 	as_user "$PGBIN/pg_ctl" -D "$CLUSTER" -m fast -w stop >/dev/null
 	sysctl -q -w vm.nr_hugepages="$before"
