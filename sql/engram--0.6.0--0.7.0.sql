@@ -4,6 +4,7 @@
 -- default (128) within 0.001 of 200 for about 0.6 of the linking work
 -- (docs/benchmarks.md, "What ef_construction costs and buys";
 -- test/bench/construction_bench.cpp). Spaces that exist keep theirs.
+-- Also engram.metrics(), the Prometheus exposition (below).
 \echo Use "ALTER EXTENSION engram UPDATE TO '0.7.0'" to load this file. \quit
 
 SELECT engram._require_preload();
@@ -14,3 +15,10 @@ CREATE OR REPLACE FUNCTION engram.create_space(name text, dim int DEFAULT 768, m
 											   m int DEFAULT 16, ef_construction int DEFAULT 100,
 											   storage text DEFAULT 'f32')
 RETURNS int AS 'MODULE_PATHNAME', 'engram_create_space' LANGUAGE C VOLATILE;
+
+-- engram.metrics(): engram's counters, gauges and latency histograms in the
+-- Prometheus text exposition format, for one SQL scrape (docs/operations.md,
+-- "Metrics"). Like engram.spaces and engram.memory_usage(), for pg_monitor.
+CREATE FUNCTION engram.metrics() RETURNS text AS 'MODULE_PATHNAME', 'engram_metrics' LANGUAGE C;
+REVOKE ALL ON FUNCTION engram.metrics() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION engram.metrics() TO pg_monitor;

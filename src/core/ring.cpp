@@ -15,7 +15,7 @@ constexpr std::uint64_t k_lap_mask = (std::uint64_t{1} << 23) - 1;
 
 struct RecordHeader {
 	std::uint32_t payload_bytes;
-	std::uint32_t unused;
+	std::uint32_t stamp;
 	std::uint64_t generation;
 };
 static_assert(sizeof(RecordHeader) == k_ring_record_header_bytes);
@@ -164,7 +164,7 @@ Ring::try_reserve(std::size_t payload_bytes, std::uint32_t owner) noexcept
 }
 
 std::uint64_t
-Ring::commit(std::span<const std::uint64_t> positions) noexcept
+Ring::commit(std::span<const std::uint64_t> positions, std::uint32_t stamp) noexcept
 {
 	RingHeader *h = header();
 	for (std::size_t i = 0; i < positions.size(); ++i) {
@@ -184,6 +184,7 @@ Ring::commit(std::span<const std::uint64_t> positions) noexcept
 	const std::uint64_t generation = h->generation.fetch_add(1, std::memory_order_acq_rel) + 1;
 	for (std::uint64_t p : positions) {
 		reinterpret_cast<RecordHeader *>(cell(p))->generation = generation;
+		reinterpret_cast<RecordHeader *>(cell(p))->stamp = stamp;
 		const std::uint64_t w = word(p).load(std::memory_order_relaxed);
 		word(p).store(with_state(w, RecordState::committed), std::memory_order_release);
 	}
@@ -250,12 +251,12 @@ Ring::peek() noexcept
 		std::atomic<std::uint64_t> &w = word(head);
 		std::uint64_t current = w.load(std::memory_order_acquire);
 		if (lap_of(current) != ((head / h->cells) & k_lap_mask) || state_of(current) == RecordState::free)
-			return {PeekStatus::empty, head, 0, {}};
+			return {PeekStatus::empty, head, 0, {}, 0};
 		switch (state_of(current)) {
 		case RecordState::reserved:
 		case RecordState::committing:
 			if (alive_(owner_of(current)))
-				return {PeekStatus::blocked, head, 0, {}};
+				return {PeekStatus::blocked, head, 0, {}, 0};
 			if (!w.compare_exchange_strong(current, with_state(current, RecordState::abandoned),
 										   std::memory_order_acq_rel))
 				continue;
@@ -264,8 +265,11 @@ Ring::peek() noexcept
 			continue;
 		case RecordState::committed: {
 			const auto *rh = reinterpret_cast<const RecordHeader *>(cell(head));
-			return {
-				PeekStatus::ready, head, rh->generation, {cell(head) + k_ring_record_header_bytes, rh->payload_bytes}};
+			return {PeekStatus::ready,
+					head,
+					rh->generation,
+					{cell(head) + k_ring_record_header_bytes, rh->payload_bytes},
+					rh->stamp};
 		}
 		default:
 			free_cells(head, length_of(current));

@@ -100,6 +100,7 @@ struct RecordView {
 	std::uint64_t position;
 	std::uint64_t generation;
 	std::span<const std::byte> payload;
+	std::uint32_t stamp; // what the committer passed to commit()
 };
 
 class Ring {
@@ -118,8 +119,10 @@ public:
 	Reservation try_reserve(std::size_t payload_bytes, std::uint32_t owner) noexcept;
 	// Publishes every record of one transaction under one new generation,
 	// which it returns; 0 if the consumer abandoned one of them (only possible
-	// if the liveness test wrongly found the owner dead).
-	std::uint64_t commit(std::span<const std::uint64_t> positions) noexcept;
+	// if the liveness test wrongly found the owner dead). `stamp` is carried
+	// to the consumer as it is (the extension passes the commit time, so the
+	// workers can tell how long a record waited).
+	std::uint64_t commit(std::span<const std::uint64_t> positions, std::uint32_t stamp = 0) noexcept;
 	void cancel(std::uint64_t position) noexcept;
 
 	// --- consumers ---------------------------------------------------------

@@ -80,6 +80,7 @@
 #include "pg/kept_plan.hpp"
 #include "pg/instance.hpp"
 #include "pg/metadata_tokens.hpp"
+#include "pg/metrics.hpp"
 #include "pg/pressure.hpp"
 #include "pg/quarantine.hpp"
 #include "pg/shared.hpp"
@@ -252,6 +253,7 @@ forget_keep_limit(void)
 report_too_large(std::uint64_t observations, std::size_t cells, const char *counted)
 {
 	const std::size_t ring_bytes = static_cast<std::size_t>(engram_ring_size_kb) * 1024;
+	metrics_count_refusal(REFUSED_TOO_LARGE);
 	ereport(ERROR,
 			(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED), errmsg("transaction is too large for the engram ingest pipeline"),
 			 errdetail("Its %llu observations need %s%zu bytes of ring records, more than half of engram.ring_size "
@@ -795,6 +797,7 @@ report_overload(const engram::core::AdmitVerdict &verdict, Holdback why, bool ti
 	const double fill = engram::core::pipeline_fill(verdict.pipeline);
 	// Memory full holds back every space, whatever their shares: say so.
 	if (why == Holdback::share && engram::core::memory_share(verdict.pipeline) >= engram_pressure_overloaded) {
+		metrics_count_refusal(REFUSED_MEMORY);
 		const engram::core::Arena arena = shared_arena();
 		const std::size_t used = arena.used_bytes(), capacity = arena.capacity_bytes();
 		ereport(ERROR,
@@ -804,6 +807,9 @@ report_overload(const engram::core::AdmitVerdict &verdict, Holdback why, bool ti
 						   100.0 * static_cast<double>(used) / static_cast<double>(capacity), used, capacity, waited),
 				 errhint("Raise engram.memory_limit (takes a restart), or drop spaces that are no longer needed.")));
 	}
+	metrics_count_refusal(why == Holdback::share  ? REFUSED_SPACE_SHARE
+						  : why == Holdback::ring ? REFUSED_RING
+												  : REFUSED_SPACES);
 	const char *where = "";
 	if (why == Holdback::share) {
 		const engram::core::SpaceLoad load = shared_backlog().space(verdict.space_id);
@@ -839,9 +845,12 @@ report_overload(const engram::core::AdmitVerdict &verdict, Holdback why, bool ti
 void
 check_statement_timeout(TimestampTz now)
 {
-	if (StatementTimeout > 0 && TimestampDifferenceExceeds(GetCurrentStatementStartTimestamp(), now, StatementTimeout))
+	if (StatementTimeout > 0 &&
+		TimestampDifferenceExceeds(GetCurrentStatementStartTimestamp(), now, StatementTimeout)) {
+		metrics_count_refusal(REFUSED_STATEMENT_TIMEOUT);
 		ereport(ERROR, (errcode(ERRCODE_QUERY_CANCELED), errmsg("canceling statement due to statement timeout"),
 						errdetail("The commit was waiting for room in the engram ingest pipeline.")));
+	}
 }
 
 // Admits the transaction's rows and reserves its records, applying the
@@ -852,6 +861,7 @@ admit_and_reserve(engram::core::Ring &ring, std::uint32_t xid)
 {
 	const std::span<const engram::core::BacklogDemand> demands(pending.demands, pending.demand_count);
 	const TimestampTz started = GetCurrentTimestamp();
+	bool held_back = false;
 	for (;;) {
 		engram::core::AdmitVerdict verdict = pressure_admit(demands);
 		Holdback why = verdict.status == engram::core::AdmitStatus::no_room ? Holdback::room : Holdback::share;
@@ -862,6 +872,9 @@ admit_and_reserve(engram::core::Ring &ring, std::uint32_t xid)
 			release_reservations();
 			why = Holdback::ring;
 		}
+		if (!held_back)
+			metrics_count_backpressure();
+		held_back = true;
 		if (engram_overload_policy == ENGRAM_POLICY_ERROR)
 			report_overload(verdict, why, false);
 		const TimestampTz now = GetCurrentTimestamp();
@@ -886,6 +899,7 @@ is_forget(engram::core::BatchKind kind)
 [[noreturn]] void
 report_too_many_spaces_forgotten(std::size_t cells)
 {
+	metrics_count_refusal(REFUSED_TOO_LARGE);
 	ereport(ERROR,
 			(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED), errmsg("transaction is too large for the engram ingest pipeline"),
 			 errdetail_plural("Its deletes and updates of observations in %zu space need %zu bytes of ring records, "
@@ -943,14 +957,17 @@ commit(void)
 {
 	if (pending.reserved_count > 0) {
 		engram::core::Ring ring = shared_ring();
-		const std::uint64_t generation = ring.commit(std::span(pending.reserved, pending.reserved_count));
+		const std::uint64_t generation =
+			ring.commit(std::span(pending.reserved, pending.reserved_count), metrics_commit_stamp());
 		if (generation == 0)
 			elog(WARNING,
 				 "engram lost track of %zu ring records of this transaction; the workers will "
 				 "pick the rows up at their next reload",
 				 pending.reserved_count);
-		else
+		else {
 			pending.last_generation = generation;
+			metrics_count_committed(pending.observations);
+		}
 		shared_wake_workers();
 	}
 	finish_revisions(std::max(pending.last_generation, shared_ring().last_generation()));

@@ -47,6 +47,7 @@
 #include "pg/guc.hpp"
 #include "pg/instance.hpp"
 #include "pg/metadata_tokens.hpp"
+#include "pg/metrics.hpp"
 #include "pg/quarantine.hpp"
 #include "pg/recall_rerank.hpp"
 #include "pg/shared.hpp"
@@ -299,6 +300,7 @@ rerank_hits(const SpaceDefinition &info, std::span<const float> cue, const Recal
 
 ENGRAM_FUNCTION(engram_recall)
 {
+	const std::uint64_t started_us = metrics_clock_us();
 	shared_require();
 	if (PG_ARGISNULL(0))
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("space name must not be null")));
@@ -417,6 +419,7 @@ ENGRAM_FUNCTION(engram_recall)
 		// (A catalog still at 0.3.0 declares five columns: the sixth is not read.)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
+	metrics_observe_recall(started_us);
 	return static_cast<Datum>(0);
 }
 

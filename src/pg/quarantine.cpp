@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "pg/guc.hpp"
+#include "pg/metrics.hpp"
 #include "pg/shared.hpp"
 #include "pg/worker_store.hpp"
 
@@ -197,6 +198,8 @@ void
 space_require_committable(std::int32_t space_id)
 {
 	const SpaceCondition c = space_condition(space_id);
-	if (c.health == SPACE_QUARANTINED)
+	if (c.health == SPACE_QUARANTINED) {
+		metrics_count_refusal(REFUSED_QUARANTINED);
 		report_quarantined(space_label(nullptr, c, space_id), c);
+	}
 }

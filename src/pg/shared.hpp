@@ -25,6 +25,7 @@
 #include "core/ring.hpp"
 #include "core/space_backlog.hpp"
 #include "pg/directory.hpp"
+#include "pg/metrics.hpp"
 
 enum LoadState : std::uint32_t { LOAD_NEEDED = 0, LOAD_RUNNING = 1, LOAD_DONE = 2 };
 enum WorkerState : std::uint32_t { WORKER_STOPPED = 0, WORKER_IDLE, WORKER_LOADING, WORKER_DRAINING, WORKER_WAITING };
@@ -80,6 +81,8 @@ struct EngramShared {
 	std::atomic<std::int64_t> partial_next_id;
 	WorkerSlot workers[64];
 	WriterSlot writer;
+	// What engram.metrics() reports beyond the state above (pg/metrics.hpp).
+	MetricCounters metrics;
 	SpaceDirectory directory;
 };
 

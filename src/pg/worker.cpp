@@ -39,6 +39,7 @@
 #include "core/ring.hpp"
 #include "pg/graph_files.hpp"
 #include "pg/guc.hpp"
+#include "pg/metrics.hpp"
 #include "pg/pressure.hpp"
 #include "pg/shared.hpp"
 #include "pg/worker_compact.hpp"
@@ -240,6 +241,7 @@ drain_once(void)
 		backlog_record_consumed(record, stored);
 		ring.pop(record);
 		my_slot().stored_total.fetch_add(static_cast<std::uint64_t>(stored), std::memory_order_relaxed);
+		metrics_observe_stored(record.stamp, static_cast<std::uint64_t>(stored));
 		++taken;
 	}
 	end_transaction();

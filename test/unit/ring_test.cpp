@@ -231,5 +231,21 @@ TEST(Ring, SeededGenerationKeepsCountingUpwards)
 	EXPECT_EQ(f.ring.last_generation(), 1001u);
 }
 
+TEST(Ring, EveryRecordOfACommitCarriesItsStamp)
+{
+	RingFixture f(4096);
+	std::uint64_t first[2] = {put(f.ring, 1), put(f.ring, 2)};
+	f.ring.commit(first, 0xDEADBEEFu);
+	std::uint64_t second = put(f.ring, 3);
+	f.ring.commit(std::span(&second, 1));
+	ASSERT_TRUE(f.ring.try_acquire_consumer(99));
+	for (std::uint32_t expected : {0xDEADBEEFu, 0xDEADBEEFu, 0u}) {
+		const RecordView v = f.ring.peek();
+		ASSERT_EQ(v.status, PeekStatus::ready);
+		EXPECT_EQ(v.stamp, expected);
+		f.ring.pop(v);
+	}
+}
+
 } // namespace
 } // namespace engram::core
