@@ -182,7 +182,7 @@ for my $mode (@modes)
 	ok($node->safe_psql('postgres', "SELECT bool_and(engram.wait_linked(name, NULL, 600000)) FROM engram.spaces") eq 't',
 		"$label: the workers indexed and linked every restored space");
 	is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'engram'"),
-		'0.7.0', "$label: the extension is at 0.7.0");
+		'0.8.0', "$label: the extension is at 0.8.0");
 	is($node->safe_psql('postgres', $state_sql), $state, "$label: rows, space ids, sessions and sequences as dumped");
 	is($node->safe_psql('postgres', "SELECT string_agg(name || ':' || storage, ',' ORDER BY name) FROM engram.spaces"),
 		'notes:sq8,sift5k:f32', "$label: engram.spaces shows each space's storage as dumped");

@@ -122,8 +122,8 @@ isnt($wide_ret, 0, '0.5.0: a 4,096-d f16 space is refused');
 like($wide_err, qr/55000: engram.observations cannot hold vectors of 4096 dimensions yet/, 'with SQLSTATE 55000');
 like($wide_err, qr/HINT:  Run ALTER EXTENSION engram UPDATE/, 'and a hint to update');
 $node->safe_psql('postgres', 'ALTER EXTENSION engram UPDATE');
-is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'engram'"), '0.7.0',
-	'ALTER EXTENSION engram UPDATE reaches 0.7.0');
+is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'engram'"), '0.8.0',
+	'ALTER EXTENSION engram UPDATE reaches 0.8.0');
 is($node->safe_psql('postgres', "SELECT storage FROM engram.spaces WHERE name = 'upgraded'"), 'f32',
 	'after the update: a space created before storage existed is f32');
 is($node->safe_psql('postgres', $recall_up), 'origin,x1,y2,z3', 'after the update: recall answers the same');
