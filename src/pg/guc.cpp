@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "pg/metrics_endpoint.hpp"
 #include "pg/postgres.hpp"
 
 int engram_workers = 2;
@@ -36,6 +37,7 @@ bool engram_pause_linking = false;
 bool engram_persist = true;
 int engram_persist_interval_ms = 60000;
 int engram_persist_rows = 100000;
+char *engram_metrics_address = nullptr;
 int engram_erase_within_ms = 60000;
 
 static const struct config_enum_entry overload_policy_options[] = {
@@ -128,6 +130,11 @@ guc_define(void)
 							"1000..86400000 ms.",
 							&engram_erase_within_ms, 60000, 1000, 86400000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr,
 							nullptr);
+	DefineCustomStringVariable("engram.metrics_address",
+							   "Address where a background worker serves engram's metrics over HTTP, at /metrics.",
+							   "\"host:port\", such as \"127.0.0.1:9188\"; empty (the default) runs no endpoint. "
+							   "Anyone who can reach the address reads what engram.metrics() shows.",
+							   &engram_metrics_address, "", PGC_POSTMASTER, 0, metrics_address_check, nullptr, nullptr);
 	MarkGUCPrefixReserved("engram");
 }
 

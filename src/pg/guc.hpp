@@ -21,6 +21,7 @@ extern bool engram_persist;
 extern int engram_persist_interval_ms;
 extern int engram_erase_within_ms;
 extern int engram_persist_rows;
+extern char *engram_metrics_address;
 
 enum EngramOverloadPolicy { ENGRAM_POLICY_WAIT, ENGRAM_POLICY_ERROR };
 

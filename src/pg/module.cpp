@@ -1,9 +1,11 @@
 // Entry point of the engram library: refuses to load unless preloaded, then
-// defines the settings, requests shared memory, registers the worker pool and
+// defines the settings, requests shared memory, registers the worker pool,
+// the writer, the metrics endpoint (when engram.metrics_address is set) and
 // the transaction callbacks that publish observations at commit.
 #include "pg/capture.hpp"
 #include "pg/guc.hpp"
 #include "pg/instance.hpp"
+#include "pg/metrics_endpoint.hpp"
 #include "pg/shared.hpp"
 #include "pg/worker.hpp"
 #include "pg/writer.hpp"
@@ -45,6 +47,7 @@ register_engram(void)
 	shmem_startup_hook = engram_shmem_startup;
 	worker_register_pool();
 	writer_register();
+	metrics_endpoint_register();
 	capture_register_callbacks();
 }
 

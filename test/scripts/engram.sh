@@ -37,7 +37,7 @@ say() { printf '\n== %s\n' "$*"; }
 
 install_packages() {
 	install_missing postgresql-15 postgresql-server-dev-15 libpq-dev libtbb-dev libgtest-dev libbenchmark-dev \
-		libhnswlib-dev libipc-run-perl cmake g++ make gnuplot-nox clang-format
+		libhnswlib-dev libipc-run-perl cmake g++ make gnuplot-nox clang-format prometheus
 	id -u "$RUN_USER" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$RUN_USER"
 	use_private_postgres
 }
@@ -1043,16 +1043,69 @@ seed_memory() {
 	stop_cluster
 }
 
+# The Grafana dashboard (docs/monitoring/engram-dashboard.json) over a real
+# run: Debian's prometheus scrapes the metrics endpoint every second while
+# engram_load streams 128-d rows into one space at 3,000 rows/s (below the
+# link rate) and recalls from it 10 times a second; 40 s in, four COPY clients
+# load 200,000 more rows into a second space as fast as they can (backpressure
+# and a linking lag); then linking catches up. render_dashboard.py draws the
+# dashboard's panels from Prometheus' answers to their own queries into
+# docs/img/dashboard.png (Grafana itself is not packaged for Debian 12).
+bench_dashboard() {
+	synthetic start1m --dim 128 --rows 1000000 --queries 100 --metric l2
+	local base="$SYNTH/start1m/start1m" web=127.0.0.1:9190 dir="$WORK/prometheus" started
+	start_cluster dashboard 54339 "engram.metrics_address = '127.0.0.1:9188'"
+	rm -rf "$dir" && mkdir -p "$dir"
+	cat >"$dir/prometheus.yml" <<'YAML'
+global: {scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}
+scrape_configs:
+  - job_name: engram
+    static_configs: [{targets: ['127.0.0.1:9188']}]
+YAML
+	prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" --web.listen-address="$web" \
+		--log.level=warn >"$dir/log" 2>&1 &
+	local prometheus_pid=$!
+	python3 -c "
+import time, urllib.request
+for _ in range(120):
+    try:
+        urllib.request.urlopen('http://$web/-/ready', timeout=1); break
+    except Exception:
+        time.sleep(0.5)"
+	started=$(date +%s)
+	sleep 10
+	say "dashboard: 3,000 rows/s into 'steady' and 10 recalls/s for 150 s; a COPY burst into 'burst' at 40 s ($(load_average))"
+	load --mode observe_batch --space steady --metric l2 --fvecs "${base}_base.fvecs" --rows 450000 --clients 2 \
+		--batch 100 --rate 3000 --seconds 150 >"$WORK/dashboard-steady.out" &
+	local steady=$!
+	sleep 5
+	load --mode recall --space steady --fvecs "${base}_query.fvecs" --clients 1 --rate 10 --seconds 140 \
+		>"$WORK/dashboard-recall.out" &
+	local recall=$!
+	sleep 35
+	load --mode copy --space burst --metric l2 --fvecs "${base}_base.fvecs" --first 500000 --rows 200000 --clients 4 \
+		--batch 500 | tee "$WORK/dashboard-burst.out"
+	wait "$steady" "$recall"
+	cat "$WORK/dashboard-steady.out" "$WORK/dashboard-recall.out"
+	sql -c "SELECT engram.wait_linked('steady'), engram.wait_linked('burst')" >/dev/null
+	sleep 15
+	python3 "$ROOT/test/scripts/render_dashboard.py" "http://$web" "$ROOT/docs/monitoring/engram-dashboard.json" \
+		"$started" "$(date +%s)" "$ROOT/docs/img/dashboard.png" --step 2 --rate-window 10s
+	say "dashboard: rendered docs/img/dashboard.png"
+	kill "$prometheus_pid"
+	stop_cluster
+}
+
 run_bench() {
 	local sections=("$@")
-	((${#sections[@]})) || sections=(ring ingest hnsw indexing recall startup filter tenants capacity seed)
+	((${#sections[@]})) || sections=(ring ingest hnsw indexing recall startup filter tenants capacity seed dashboard)
 	install_packages
 	build_core release
 	build_extension
 	local section
 	for section in "${sections[@]}"; do
 		case "$section" in
-			ring | ingest | hnsw | indexing | recall | startup | filter | tenants | capacity | seed) "bench_$section" ;;
+			ring | ingest | hnsw | indexing | recall | startup | filter | tenants | capacity | seed | dashboard) "bench_$section" ;;
 			*) echo "unknown benchmark section $section" >&2; exit 2 ;;
 		esac
 	done
