@@ -37,7 +37,8 @@ say() { printf '\n== %s\n' "$*"; }
 
 install_packages() {
 	install_missing postgresql-15 postgresql-server-dev-15 libpq-dev libtbb-dev libgtest-dev libbenchmark-dev \
-		libhnswlib-dev libipc-run-perl cmake g++ make gnuplot-nox clang-format prometheus
+		libhnswlib-dev libipc-run-perl cmake g++ make gnuplot-nox clang-format prometheus \
+		python3-psycopg nodejs
 	id -u "$RUN_USER" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$RUN_USER"
 	use_private_postgres
 }
