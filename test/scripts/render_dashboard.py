@@ -79,6 +79,11 @@ def main():
     for number, panel in enumerate(panels):
         grid = panel["gridPos"]
         divisor, unit = UNITS.get(panel["fieldConfig"]["defaults"].get("unit", "short"), (1, ""))
+        # Series a panel override sends to the right axis, with their own unit.
+        right = [o for o in panel["fieldConfig"].get("overrides", []) if o["matcher"]["id"] == "byRegexp"
+                 and {"id": "custom.axisPlacement", "value": "right"} in o["properties"]]
+        right_unit = next((p["value"] for o in right for p in o["properties"] if p["id"] == "unit"), "short")
+        right_divisor, right_label = UNITS.get(right_unit, (1, ""))
         plots = []
         for target in panel["targets"]:
             expr = target["expr"].replace("$__rate_interval", args.rate_window).replace("$space", ".*")
@@ -87,10 +92,14 @@ def main():
                 if not values:
                     continue
                 path = os.path.join(work, f"p{number}_{target['refId']}_{series_number}.dat")
+                name = legend(target.get("legendFormat", ""), series["metric"])
+                on_right = any(re.fullmatch(o["matcher"]["options"], name) for o in right)
+                scale = right_divisor if on_right else divisor
                 with open(path, "w") as f:
-                    f.writelines(f"{t:.1f} {v / divisor:.6g}\n" for t, v in values)
-                title = legend(target.get("legendFormat", ""), series["metric"]).replace("_", "\\\\_")
-                plots.append(f"'{path}' using 1:2 with lines lw 1.5 title \"{title}\"")
+                    f.writelines(f"{t:.1f} {v / scale:.6g}\n" for t, v in values)
+                title = name.replace("_", "\\\\_")
+                axes = "x1y2" if on_right else "x1y1"
+                plots.append(f"'{path}' using 1:2 axes {axes} with lines lw 1.5 title \"{title}\"")
         x, y = grid["x"] / 24, 1 - (top_px + (grid["y"] + grid["h"]) * ROW_PX) / height
         script += [
             f"set origin {x:.4f},{y:.4f}",
@@ -99,6 +108,10 @@ def main():
             f"set ylabel '{unit}'",
             "set yrange [0:*]",
         ]
+        if right:
+            script += [f"set y2label '{right_label}'", "set y2range [0:*]", "set y2tics", "set ytics nomirror"]
+        else:
+            script += ["unset y2label", "unset y2tics", "set ytics mirror"]
         script.append("plot " + ", ".join(plots) if plots else "plot NaN notitle")
     script.append("unset multiplot")
     path = os.path.join(work, "dashboard.gp")
