@@ -9,7 +9,7 @@ PG_SRCS = $(wildcard src/pg/*.cpp)
 OBJS = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
 
 # pg_regress inputs live in sql/ beside the install script, so list them by name.
-REGRESS = spaces ingest sessions pressure settings bad_input recall forget security prepare wide metrics
+REGRESS = spaces ingest sessions pressure settings bad_input recall forget security prepare wide metrics progress
 ISOLATION = recall_snapshot forget_snapshot
 REGRESS_OPTS = --temp-instance=tmp_check --temp-config=test/engram.conf --load-extension=engram
 # The workers connect to engram.database (test/engram.conf), so isolation

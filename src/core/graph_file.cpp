@@ -31,6 +31,8 @@ namespace {
 
 constexpr std::array<char, 8> k_graph_file_magic = {'E', 'N', 'G', 'R', 'A', 'M', 'G', 'F'};
 constexpr std::size_t k_io_buffer_bytes = std::size_t{1} << 20;
+// How often a write reports the nodes it has written (nodes_written).
+constexpr std::uint64_t k_progress_nodes = 4096;
 
 struct FilePrefix {
 	std::array<char, 8> magic;
@@ -325,7 +327,8 @@ from_hnsw(HnswStatus s) noexcept
 class GraphFileAccess {
 public:
 	// Both may throw std::bad_alloc.
-	static GraphFileStatus write_body(const HnswGraph &graph, std::uint64_t count, BodyWriter &out);
+	static GraphFileStatus write_body(const HnswGraph &graph, std::uint64_t count, BodyWriter &out,
+									  std::atomic<std::uint64_t> *nodes_written);
 	static GraphFileStatus read_body(HnswGraph &graph, const GraphFileHeader &header, BodyReader &in);
 	static void fill_header(const HnswGraph &graph, GraphFileHeader &header) noexcept;
 
@@ -355,11 +358,14 @@ GraphFileAccess::fill_header(const HnswGraph &graph, GraphFileHeader &header) no
 }
 
 GraphFileStatus
-GraphFileAccess::write_body(const HnswGraph &graph, std::uint64_t count, BodyWriter &out)
+GraphFileAccess::write_body(const HnswGraph &graph, std::uint64_t count, BodyWriter &out,
+							std::atomic<std::uint64_t> *nodes_written)
 {
 	const HnswHeader &h = *graph.header_;
 	std::vector<std::uint32_t> ids(h.m0);
 	for (std::uint64_t i = 0; i < count; ++i) {
+		if (nodes_written != nullptr && i % k_progress_nodes == 0)
+			nodes_written->store(i, std::memory_order_relaxed);
 		const auto id = static_cast<std::uint32_t>(i);
 		const NodeHead &node = graph.head(id);
 		NodeRecord record{};
@@ -391,6 +397,8 @@ GraphFileAccess::write_body(const HnswGraph &graph, std::uint64_t count, BodyWri
 				return GraphFileStatus::io_error;
 		}
 	}
+	if (nodes_written != nullptr)
+		nodes_written->store(count, std::memory_order_relaxed);
 	return GraphFileStatus::ok;
 }
 
@@ -619,7 +627,8 @@ write_graph_file(const HnswGraph &graph, const GraphFileIdentity &identity, cons
 			const LinkFreeze freeze(graph);
 			GraphFileAccess::fill_header(graph, header); // reads the entry before the count: the entry is below it
 			header.node_count = graph.size();
-			body_written = GraphFileAccess::write_body(graph, header.node_count, body) == GraphFileStatus::ok &&
+			body_written = GraphFileAccess::write_body(graph, header.node_count, body, options.nodes_written) ==
+							   GraphFileStatus::ok &&
 						   body.flush();
 		}
 		// Thawed: nothing below touches the graph, so the caller may let it go.

@@ -55,6 +55,7 @@
 // old file or the new one.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 
@@ -111,6 +112,9 @@ struct GraphFileWriteOptions {
 	unsigned mode = 0600;
 	void (*graph_read)(void *context) noexcept = nullptr;
 	void *context = nullptr;
+	// Nodes written so far, stored (relaxed) every few thousand nodes and
+	// once all are written, for a progress report; may be null.
+	std::atomic<std::uint64_t> *nodes_written = nullptr;
 };
 
 GraphFileStatus write_graph_file(const HnswGraph &graph, const GraphFileIdentity &identity,

@@ -45,6 +45,9 @@ namespace engram::core {
 
 namespace {
 
+// How often a compaction reports the nodes it has copied (nodes_copied).
+constexpr std::uint32_t k_progress_nodes = 4096;
+
 // Whether a node is hidden from every snapshot after the horizon.
 bool
 forgotten_by(const NodeHead &node, std::uint64_t horizon) noexcept
@@ -83,7 +86,10 @@ store_list(ListRef list, const std::uint32_t *ids, std::uint32_t n) noexcept
 
 class GraphCompaction {
 public:
-	GraphCompaction(const HnswGraph &from, std::uint64_t horizon) noexcept : from_(from), horizon_(horizon) {}
+	GraphCompaction(const HnswGraph &from, std::uint64_t horizon, std::atomic<std::uint64_t> *nodes_copied) noexcept
+		: from_(from), horizon_(horizon), nodes_copied_(nodes_copied)
+	{
+	}
 
 	// May throw std::bad_alloc; the copy is destroyed then.
 	HnswStatus run(std::uint64_t &header_offset, CompactionStats &stats);
@@ -106,9 +112,15 @@ private:
 	std::uint32_t adoptive_parent(const HnswGraph &to, std::uint32_t orphan);
 	std::uint64_t choose_entry(const HnswGraph &to) const noexcept;
 	void publish(HnswGraph &to);
+	void report_copied(std::uint64_t nodes) noexcept
+	{
+		if (nodes_copied_ != nullptr)
+			nodes_copied_->store(nodes, std::memory_order_relaxed);
+	}
 
 	const HnswGraph &from_;
 	std::uint64_t horizon_;
+	std::atomic<std::uint64_t> *nodes_copied_;
 	std::uint64_t count_ = 0;            // old nodes surveyed
 	std::vector<std::uint32_t> new_id_;  // per old id; k_no_node if removed
 	std::vector<std::uint32_t> old_id_;  // per new id
@@ -233,6 +245,8 @@ GraphCompaction::copy_lists(HnswGraph &to, SearchContext &context)
 	out_.resize(h.m0);
 	stamp_.assign(count_, 0);
 	for (std::uint32_t id = 0; id < old_id_.size(); ++id) {
+		if (id % k_progress_nodes == 0)
+			report_copied(id);
 		const std::uint32_t old = old_id_[id];
 		for (std::uint32_t l = 0; l <= from_.head(old).level; ++l) {
 			const std::uint32_t n = list_count(read_list(from_.list(old, l), ids.data(), true));
@@ -467,6 +481,7 @@ GraphCompaction::run(std::uint64_t &header_offset, CompactionStats &stats)
 		repair_tree(to, context);
 	}
 	publish(to);
+	report_copied(old_id_.size());
 	stats_.bytes_after = to.memory_bytes();
 	copy.keep();
 	header_offset = offset;
@@ -475,10 +490,11 @@ GraphCompaction::run(std::uint64_t &header_offset, CompactionStats &stats)
 }
 
 HnswStatus
-compact(const HnswGraph &graph, std::uint64_t horizon, std::uint64_t &header_offset, CompactionStats *stats) noexcept
+compact(const HnswGraph &graph, std::uint64_t horizon, std::uint64_t &header_offset, CompactionStats *stats,
+		std::atomic<std::uint64_t> *nodes_copied) noexcept
 {
 	try {
-		GraphCompaction compaction(graph, horizon);
+		GraphCompaction compaction(graph, horizon, nodes_copied);
 		CompactionStats ignored;
 		return compaction.run(header_offset, stats != nullptr ? *stats : ignored);
 	} catch (const std::bad_alloc &) {

@@ -35,6 +35,7 @@
 // hold the copy, which is then destroyed; the old graph is never written.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -54,7 +55,9 @@ struct CompactionStats {
 
 // Builds the copy of `graph` in its arena; header_offset receives its offset.
 // On any status but ok nothing is left allocated and header_offset is untouched.
+// nodes_copied (if given) receives, every few thousand nodes (relaxed), how
+// many of the nodes kept are copied with their lists, for a progress report.
 HnswStatus compact(const HnswGraph &graph, std::uint64_t horizon, std::uint64_t &header_offset,
-				   CompactionStats *stats = nullptr) noexcept;
+				   CompactionStats *stats = nullptr, std::atomic<std::uint64_t> *nodes_copied = nullptr) noexcept;
 
 } // namespace engram::core

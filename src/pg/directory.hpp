@@ -140,6 +140,11 @@ struct SpaceSlot {
 	// (worker_compact.cpp).
 	std::atomic<std::int64_t> forgotten_since;
 	SpaceFileState file;
+	// When the rebuild in progress started (TimestampTz) and the worker that
+	// started it, written before rebuild_requested turns 2: what
+	// engram.progress shows of a rebuild being linked (pg/progress.hpp).
+	std::atomic<std::int64_t> rebuild_started_at;
+	std::atomic<std::int32_t> rebuild_started_by;
 };
 
 // The kinds of wait a duty word records.

@@ -26,6 +26,7 @@
 #include "core/space_backlog.hpp"
 #include "pg/directory.hpp"
 #include "pg/metrics.hpp"
+#include "pg/progress.hpp"
 
 enum LoadState : std::uint32_t { LOAD_NEEDED = 0, LOAD_RUNNING = 1, LOAD_DONE = 2 };
 enum WorkerState : std::uint32_t { WORKER_STOPPED = 0, WORKER_IDLE, WORKER_LOADING, WORKER_DRAINING, WORKER_WAITING };
@@ -84,6 +85,8 @@ struct EngramShared {
 	// What engram.metrics() reports beyond the state above (pg/metrics.hpp).
 	MetricCounters metrics;
 	SpaceDirectory directory;
+	// What the long operations in flight have done (pg/progress.hpp).
+	ProgressBoard progress;
 };
 
 void shared_request(void);

@@ -41,6 +41,7 @@
 #include "pg/guc.hpp"
 #include "pg/metrics.hpp"
 #include "pg/pressure.hpp"
+#include "pg/progress.hpp"
 #include "pg/shared.hpp"
 #include "pg/worker_compact.hpp"
 #include "pg/worker_instance.hpp"
@@ -338,6 +339,7 @@ worker_main(void)
 	BackgroundWorkerUnblockSignals();
 	// Registered before touching shared state, so an exit always releases it.
 	before_shmem_exit(worker_detach, 0);
+	progress_attach(worker_index);
 	WorkerSlot &slot = my_slot();
 	slot.pgprocno.store(MyProc->pgprocno, std::memory_order_relaxed);
 	slot.pid.store(MyProcPid, std::memory_order_release);

@@ -24,6 +24,7 @@
 #include "core/hnsw_graph.hpp"
 #include "pg/directory.hpp"
 #include "pg/guc.hpp"
+#include "pg/progress.hpp"
 #include "pg/shared.hpp"
 #include "pg/worker_store.hpp"
 
@@ -81,7 +82,10 @@ compact_space(SpaceSlot &slot, std::uint64_t horizon)
 	}
 	std::uint64_t copy = 0;
 	engram::core::CompactionStats stats;
-	const engram::core::HnswStatus status = engram::core::compact(graph, horizon, copy, &stats);
+	progress_begin(PROGRESS_COMPACTION, slot.space_id, PHASE_COPYING, graph.size() - erased.nodes);
+	const engram::core::HnswStatus status =
+		engram::core::compact(graph, horizon, copy, &stats, progress_rows_counter());
+	progress_end();
 	if (status != engram::core::HnswStatus::ok) {
 		// Tried again after engram.erase_within / 2 (memory may be freed by
 		// then), not at every drain.

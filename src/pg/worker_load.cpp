@@ -29,6 +29,7 @@
 #include "pg/forget_spill.hpp"
 #include "pg/guc.hpp"
 #include "pg/observation_rows.hpp"
+#include "pg/progress.hpp"
 #include "pg/quarantine.hpp"
 #include "pg/worker_store.hpp"
 
@@ -94,6 +95,7 @@ append_fetched(const SpaceSlot *slot, engram::core::HnswGraph &graph, std::uint6
 								  std::span<const engram::core::NodeData>(rows, n), first);
 		directory_owe(slot, DUTY_LINK);
 		loaded += n;
+		progress_rows(loaded);
 	}
 	if (tokens.tokens != nullptr)
 		pfree(tokens.tokens);
@@ -170,15 +172,40 @@ load_missing_rows(const SpaceSlot *slot, engram::core::HnswGraph &graph, std::ui
 	return result;
 }
 
+// The space's rows visible to the active snapshot, counted first where a
+// progress report shows how many rows are to be read: a rebuild, whose
+// count costs an index scan of the rows it is about to read. (The start-up
+// load does not count: at 100,000 spaces, one scan per space would add up.)
+std::uint64_t
+count_rows(std::int32_t space_id)
+{
+	Oid argtype = INT4OID;
+	Datum arg = Int32GetDatum(space_id);
+	if (SPI_execute_with_args("SELECT pg_catalog.count(*) FROM engram.observations "
+							  "WHERE space_id OPERATOR(pg_catalog.=) $1",
+							  1, &argtype, &arg, nullptr, true, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "could not count the rows of engram.observations");
+	bool isnull = false;
+	const Datum count = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	SPI_freetuptable(SPI_tuptable);
+	return isnull ? 0 : static_cast<std::uint64_t>(DatumGetInt64(count));
+}
+
 // load_rows() inside a subtransaction, so that a space whose rows cannot be
 // read is quarantined and loading goes on: AppendResult::damaged, with the
-// error's message in `error`. A cancel is passed on.
+// error's message in `error`. A cancel is passed on. With `count_first`,
+// the rows are counted for engram.progress before they are read.
 AppendResult
 load_rows_guarded(const SpaceSlot *slot, engram::core::HnswGraph &graph, std::uint64_t generation, HTAB *generations,
-				  std::uint64_t &loaded, char *error, std::size_t error_size)
+				  std::uint64_t &loaded, char *error, std::size_t error_size, bool count_first = false)
 {
 	AppendResult result = AppendResult::damaged;
-	auto load = [&] { result = load_rows(slot, graph, generation, generations, loaded); };
+	auto load = [&] {
+		if (count_first)
+			progress_phase(PHASE_READING_ROWS, count_rows(slot->space_id));
+		result = load_rows(slot, graph, generation, generations, loaded);
+	};
 	return run_in_subtransaction(load, error, error_size) ? result : AppendResult::damaged;
 }
 
@@ -321,17 +348,22 @@ load_spaces(int worker_index)
 								  "engram.rebuild() on the others.")));
 
 	std::uint64_t loaded = 0, quarantined = 0, from_files = 0, from_file_rows = 0;
+	progress_begin(PROGRESS_LOAD, 0, PHASE_READING_ROWS, k_progress_unknown);
 	for (std::uint64_t i = 0; i < spaces - homeless; ++i) {
 		LWLockAcquire(shared_directory_lock(), LW_SHARED);
 		SpaceSlot *slot = directory_find(definitions[i].space_id);
 		LWLockRelease(shared_directory_lock());
 		FileLoad file;
-		if (slot != nullptr && engram_persist && slot->health.load(std::memory_order_acquire) == SPACE_READY)
+		if (slot != nullptr && engram_persist && slot->health.load(std::memory_order_acquire) == SPACE_READY) {
+			progress_next_space(definitions[i].space_id, PHASE_READING_FILE, k_progress_unknown);
 			file = load_graph_file(slot, generation);
+		}
 		if (slot == nullptr || !space_takes_rows(slot)) {
 			quarantined++;
 			continue;
 		}
+		progress_next_space(definitions[i].space_id, PHASE_READING_ROWS,
+							file.loaded ? file.missing_count : k_progress_unknown);
 		engram::core::IndexSlot &index = directory_index(slot);
 		engram::core::HnswGraph graph(shared_arena(),
 									  index.graphs[index.current.load(std::memory_order_acquire)].load());
@@ -363,6 +395,7 @@ load_spaces(int worker_index)
 							 slot->name, static_cast<unsigned long long>(graph.size() - caught_up),
 							 static_cast<unsigned long long>(caught_up))));
 	}
+	progress_end();
 	pfree(definitions);
 	shared_state()->loaded_generation.store(generation, std::memory_order_release);
 	end_load();
@@ -415,15 +448,22 @@ start_rebuild(SpaceSlot &slot)
 	begin_load(slot.space_id, replacement);
 	engram::core::install(index, replacement, offset);
 	engram::core::HnswGraph graph(arena, offset);
+	// What engram.progress shows while the replacement is linked.
+	slot.rebuild_started_at.store(progress_begin(PROGRESS_REBUILD, slot.space_id, PHASE_READING_ROWS,
+												 k_progress_unknown),
+								  std::memory_order_relaxed);
+	slot.rebuild_started_by.store(MyProcPid, std::memory_order_relaxed);
 	HTAB *generations = old_offset != 0 ? generations_of(engram::core::HnswGraph(arena, old_offset)) : nullptr;
 	std::uint64_t loaded = 0;
 	char error[k_cause_text_bytes] = "while rebuilding";
 	const std::uint64_t generation = shared_ring().last_generation();
 	load_filter.generation = generation;
-	const AppendResult result = load_rows_guarded(&slot, graph, generation, generations, loaded, error, sizeof error);
+	const AppendResult result =
+		load_rows_guarded(&slot, graph, generation, generations, loaded, error, sizeof error, true);
 	if (generations != nullptr)
 		hash_destroy(generations);
 	if (result != AppendResult::ok) {
+		progress_end();
 		filter_clear();
 		PopActiveSnapshot();
 		end_transaction();
@@ -440,6 +480,8 @@ start_rebuild(SpaceSlot &slot)
 		// No graph lent its generations: every row now carries this one.
 		directory_set_snapshot_gap(&slot, 0, generation);
 	}
+	// The rows are read: from here on engram.progress shows the linking (fn_progress.cpp).
+	progress_end();
 	slot.rebuild_requested.store(2, std::memory_order_release);
 	end_load();
 	ereport(LOG, (errmsg("engram is rebuilding space \"%s\" from %llu observations", slot.name,

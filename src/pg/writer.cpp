@@ -44,6 +44,7 @@
 #include "pg/graph_files.hpp"
 #include "pg/guc.hpp"
 #include "pg/observation_rows.hpp"
+#include "pg/progress.hpp"
 #include "pg/revisions.hpp"
 #include "pg/shared.hpp"
 #include "pg/worker.hpp"
@@ -197,10 +198,12 @@ file_revision(const SpaceSlot &slot, std::int32_t space_id, std::int64_t *revisi
 		   slot.file.revision_generation.load(std::memory_order_acquire) <= shared_ring().published_generation();
 }
 
+// The write has read the graph: the pin goes, and the file is synced.
 void
-release_pin(void *pin) noexcept
+graph_read(void *pin) noexcept
 {
 	static_cast<engram::core::GraphPin *>(pin)->release();
+	progress_phase(PHASE_SYNCING, k_progress_unknown);
 }
 
 // Pins the current graph of the slot's space if the space is ready (and,
@@ -279,9 +282,12 @@ write_if_due(SpaceSlot &slot, Occasion occasion, TimestampTz now)
 	identity.max_label = max_label(graph, outcome.observations);
 	engram::core::GraphFileWriteOptions options;
 	options.mode = static_cast<unsigned>(pg_file_create_mode);
-	options.graph_read = release_pin;
+	options.graph_read = graph_read;
 	options.context = &pin;
+	options.nodes_written = progress_rows_counter();
+	progress_begin(PROGRESS_FILE_WRITE, outcome.space_id, PHASE_WRITING, outcome.observations);
 	outcome.status = engram::core::write_graph_file(graph, identity, path, &outcome.os_error, options);
+	progress_end();
 	pgstat_report_activity(STATE_IDLE, "");
 	return outcome;
 }
@@ -438,6 +444,7 @@ writer_main(void)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
 	before_shmem_exit(writer_detach, 0);
+	progress_attach(k_progress_writer_slot);
 	WriterSlot &w = shared_state()->writer;
 	w.pgprocno.store(MyProc->pgprocno, std::memory_order_relaxed);
 	w.pid.store(MyProcPid, std::memory_order_release);

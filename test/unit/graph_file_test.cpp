@@ -285,8 +285,12 @@ TEST(GraphFile, RoundTripGivesTheSameGraphAndSearchResults)
 		Region source(64 << 20);
 		const HnswGraph original = build_graph(source, config_of(c.dim, c.metric, c.encoding), c.n, c.n, 11);
 		TempDir dir;
-		ASSERT_EQ(write_graph_file(original, k_identity, dir / "graph"), GraphFileStatus::ok);
+		std::atomic<std::uint64_t> nodes_written{UINT64_MAX};
+		GraphFileWriteOptions options;
+		options.nodes_written = &nodes_written;
+		ASSERT_EQ(write_graph_file(original, k_identity, dir / "graph", nullptr, options), GraphFileStatus::ok);
 		EXPECT_FALSE(std::filesystem::exists(dir / "graph.tmp"));
+		EXPECT_EQ(nodes_written.load(), c.n) << "the progress reported ends at every node written";
 
 		Region target(64 << 20);
 		std::uint64_t offset = 0;

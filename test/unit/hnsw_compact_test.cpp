@@ -154,10 +154,10 @@ public:
 		return out;
 	}
 
-	HnswGraph compacted(CompactionStats *stats = nullptr)
+	HnswGraph compacted(CompactionStats *stats = nullptr, std::atomic<std::uint64_t> *nodes_copied = nullptr)
 	{
 		std::uint64_t offset = 0;
-		EXPECT_EQ(compact(graph, k_horizon, offset, stats), HnswStatus::ok);
+		EXPECT_EQ(compact(graph, k_horizon, offset, stats, nodes_copied), HnswStatus::ok);
 		return HnswGraph(region.arena, offset);
 	}
 
@@ -302,8 +302,10 @@ TEST_P(CompactionOf, CopyKeepsTheSurvivorsAndEveryInvariant)
 		}
 	const std::vector<Node> expected = f.survivors(forgotten);
 	CompactionStats stats;
-	const HnswGraph copy = f.compacted(&stats);
+	std::atomic<std::uint64_t> nodes_copied{UINT64_MAX};
+	const HnswGraph copy = f.compacted(&stats, &nodes_copied);
 	EXPECT_EQ(stats.kept, expected.size());
+	EXPECT_EQ(nodes_copied.load(), stats.kept) << "the progress reported ends at every node kept";
 	EXPECT_EQ(stats.removed, forgotten.size());
 	EXPECT_EQ(stats.bytes_before, f.graph.memory_bytes());
 	EXPECT_EQ(stats.bytes_after, copy.memory_bytes());
