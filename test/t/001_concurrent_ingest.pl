@@ -1,6 +1,7 @@
 # Four clients observe 100,000 rows in total through observe, observe_batch,
 # INSERT and COPY at once, rolling back some transactions and some
-# savepoints. Afterwards every space stores exactly its committed rows.
+# savepoints. Afterwards every space stores exactly its committed rows, and
+# the latency histograms of engram.metrics() have timed each of them once.
 use strict;
 use warnings;
 use FindBin;
@@ -98,5 +99,23 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM engram.observations WHERE 
 	0, 'no rolled back row is in the table');
 cmp_ok($expected, '>=', 100_000, 'the clients wrote at least 100,000 rows');
 check_converged($node, 'after concurrent ingest');
+
+# Every committed row was timed from its commit until stored, and until
+# linked once every space is linked (the server is fresh: nothing else was
+# committed).
+for my $space (sort keys %space_id)
+{
+	is($node->safe_psql('postgres', "SELECT engram.wait_linked('$space', NULL, 300000)"),
+		't', "space $space is linked");
+}
+my ($linked_count, $stored_count, $linked) = split /\|/, $node->safe_psql(
+	'postgres', q{
+	SELECT (regexp_match(m, '\nengram_streaming_observation_latency_seconds_count (\d+)'))[1],
+		   (regexp_match(m, '\nengram_observation_stored_latency_seconds_count (\d+)'))[1],
+		   (SELECT sum(linked) FROM engram.spaces)
+	FROM engram.metrics() m});
+is($linked, $expected, "every committed row is linked");
+is($linked_count, $linked, "the linked latency histogram counts every linked row once");
+is($stored_count, $expected, "the stored latency histogram counts every committed row once");
 
 done_testing();
