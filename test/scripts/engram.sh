@@ -228,17 +228,19 @@ bench_metrics() {
 	done
 	sql -c "ALTER SYSTEM RESET engram.track_latency" -c "SELECT pg_reload_conf()" >/dev/null
 	stop_cluster
-	say "metrics: rows/s per run, and the mean with track_latency on over the mean with it off"
-	awk '{ split($3, kv, "="); rate[$1, $2] = rate[$1, $2] " " kv[2]; sum[$1, $2] += kv[2]; n[$1, $2]++ }
+	say "metrics: rows/s per run; mean, min and max; the mean with track_latency on over the mean with it off"
+	awk '{ split($3, kv, "="); k = $1 " " $2; runs[k] = runs[k] " " kv[2]; sum[k] += kv[2]; n[k]++
+	       if (!(k in lo) || kv[2] < lo[k]) lo[k] = kv[2]
+	       if (!(k in hi) || kv[2] > hi[k]) hi[k] = kv[2] }
 	     END {
-	       for (k = 1; k <= 2; k++) {
-	         what = k == 1 ? "linked" : "stored"
-	         for (t = 1; t <= 2; t++) { track = t == 1 ? "on" : "off"
-	           printf "%s, track_latency %s: mean %.0f rows/s, runs:%s
-", what, track,
-	                  sum[what, track] / n[what, track], rate[what, track] }
-	         printf "%s: on/off = %.3f
-", what, (sum[what, "on"] / n[what, "on"]) / (sum[what, "off"] / n[what, "off"])
+	       split("linked stored", whats, " ")
+	       for (w = 1; w <= 2; w++) {
+	         for (t = 0; t < 2; t++) {
+	           k = whats[w] " " (t ? "off" : "on")
+	           printf "%s, track_latency %s: mean %.0f, min %.0f, max %.0f rows/s; runs:%s\n", whats[w], (t ? "off" : "on"),
+	                  sum[k] / n[k], lo[k], hi[k], runs[k]
+	         }
+	         printf "%s: on/off = %.3f\n", whats[w], (sum[whats[w] " on"] / n[whats[w] " on"]) / (sum[whats[w] " off"] / n[whats[w] " off"])
 	       }
 	     }' "$results"
 }
