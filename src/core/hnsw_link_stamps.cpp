@@ -1,7 +1,5 @@
 // Settling a graph's commit stamps against its linked prefix (see
 // link_stamps.hpp and HnswGraph::settle_link_stamps).
-#include <atomic>
-
 #include "core/hnsw_graph.hpp"
 
 namespace engram::core {
@@ -9,11 +7,10 @@ namespace engram::core {
 std::uint64_t
 HnswGraph::settle_link_stamps(LatencyHistogram *latency) noexcept
 {
-	// Between the caller's own move (a push, or a link that moved the
-	// prefix) and its reading of the other side: of a push and a link that
-	// passes it, one sees the other.
-	std::atomic_thread_fence(std::memory_order_seq_cst);
-	if (!has_link_stamps())
+	// After the caller's own move (a push, or a link that moved the prefix)
+	// and before reading the prefix: of a push and a link that passes it,
+	// one sees the other (link_stamps.hpp).
+	if (!link_stamps_waiting(header_->link_stamps))
 		return 0;
 	return engram::core::settle_link_stamps(header_->link_stamps, linked_prefix(), latency);
 }

@@ -61,7 +61,7 @@ merge_nearest(LinkStamps &s, const LinkStampEntry &next) noexcept
 	merge_into(at(s, best), at(s, best + 1));
 	for (std::uint32_t i = best + 1; i + 1 < n; ++i)
 		at(s, i) = at(s, i + 1);
-	s.pending.store(n - 1, std::memory_order_relaxed);
+	s.pending.fetch_sub(1, std::memory_order_acq_rel);
 	return false;
 }
 
@@ -71,9 +71,8 @@ append(LinkStamps &s, const LinkStampEntry &entry) noexcept
 	const std::uint32_t n = s.pending.load(std::memory_order_relaxed);
 	if (n == k_link_stamp_entries && merge_nearest(s, entry))
 		return;
-	const std::uint32_t held = s.pending.load(std::memory_order_relaxed);
-	at(s, held) = entry;
-	s.pending.store(held + 1, std::memory_order_relaxed);
+	at(s, s.pending.load(std::memory_order_relaxed)) = entry;
+	s.pending.fetch_add(1, std::memory_order_acq_rel);
 }
 
 } // namespace
@@ -97,13 +96,13 @@ settle_link_stamps(LinkStamps &stamps, std::uint64_t linked_prefix, LatencyHisto
 	std::uint32_t count = 0;
 	{
 		SpinLockGuard guard(stamps.lock);
-		std::uint32_t n = stamps.pending.load(std::memory_order_relaxed);
-		while (n > 0 && at(stamps, 0).end <= linked_prefix) {
+		const std::uint32_t n = stamps.pending.load(std::memory_order_relaxed);
+		while (count < n && at(stamps, 0).end <= linked_prefix) {
 			settled[count++] = at(stamps, 0);
 			stamps.head = (stamps.head + 1) % k_link_stamp_entries;
-			--n;
 		}
-		stamps.pending.store(n, std::memory_order_relaxed);
+		if (count != 0)
+			stamps.pending.fetch_sub(count, std::memory_order_acq_rel);
 	}
 	if (count == 0)
 		return 0;
@@ -115,6 +114,12 @@ settle_link_stamps(LinkStamps &stamps, std::uint64_t linked_prefix, LatencyHisto
 		rows += settled[i].rows;
 	}
 	return rows;
+}
+
+bool
+link_stamps_waiting(LinkStamps &stamps) noexcept
+{
+	return stamps.pending.fetch_add(0, std::memory_order_acq_rel) != 0;
 }
 
 bool
@@ -143,7 +148,7 @@ move_link_stamps(LinkStamps &from, LinkStamps &to, std::span<const std::uint32_t
 			append(to, LinkStampEntry{end, rows, e.stamp});
 	}
 	from.head = 0;
-	from.pending.store(0, std::memory_order_relaxed);
+	from.pending.exchange(0, std::memory_order_acq_rel);
 }
 
 } // namespace engram::core

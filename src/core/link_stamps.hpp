@@ -26,10 +26,12 @@
 // settles. Both hold the structure's short spin lock; `pending` says without
 // it whether there is anything to settle. Whoever moves either side settles
 // after its move: the pusher (its rows may be linked already) and every
-// linker after its links. HnswGraph::settle_link_stamps puts a sequentially
-// consistent fence between that move and its reading of the other side, so
-// of a push and a link that passes it, at least one sees the other: no
-// batch stays behind once its rows are linked.
+// linker after its links. Every write of `pending` is a read-modify-write,
+// and HnswGraph::settle_link_stamps starts with one (link_stamps_waiting)
+// before it reads the linked prefix, so of a push and a link that passes
+// it, the later of the two to reach `pending` synchronises with the other
+// and sees its move: no batch stays behind once its rows are linked. (A
+// fence would do the same, but ThreadSanitizer does not model fences.)
 //
 // Lifetime. The entries live in the graph's header, so a graph destroyed
 // (a drop, a quarantine, the old graph of a rebuild) takes its unsettled
@@ -59,7 +61,7 @@ struct LinkStampEntry {
 
 struct LinkStamps {
 	std::atomic<std::uint32_t> lock;
-	std::atomic<std::uint32_t> pending; // entries held; written under the lock
+	std::atomic<std::uint32_t> pending; // entries held; changed only by read-modify-writes, under the lock
 	std::uint32_t head;                 // the oldest entry, under the lock
 	std::uint32_t unused;
 	LinkStampEntry entries[k_link_stamp_entries]; // a circle from head, under the lock
@@ -80,6 +82,10 @@ std::uint64_t settle_link_stamps(LinkStamps &stamps, std::uint64_t linked_prefix
 // each counts only its rows that were kept, and one left with none is
 // dropped. `from` is left empty.
 void move_link_stamps(LinkStamps &from, LinkStamps &to, std::span<const std::uint32_t> kept) noexcept;
+
+// Whether anything waits to be settled, read with a read-modify-write of
+// `pending`: the first step of settling after one's own move (see above).
+bool link_stamps_waiting(LinkStamps &stamps) noexcept;
 
 // Whether no batch ending at or below `end` waits to be settled (those past
 // it may).

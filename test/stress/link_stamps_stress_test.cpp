@@ -3,9 +3,9 @@
 // stamp, like a start-up load), as engram's drain does, while linker threads
 // claim, link out of order and settle, as the LinkPool does. Once every node
 // is linked and the threads have stopped, no batch may be left behind
-// without anyone settling again (the fence in settle_link_stamps: a push and
-// a link that passes it always meet), and the histogram must hold exactly
-// the stamped rows, each once.
+// without anyone settling again (a push and a link that passes it always
+// meet: link_stamps.hpp), and the histogram must hold exactly the stamped
+// rows, each once. Run under ThreadSanitizer too.
 #include "core/link_stamps.hpp"
 
 #include <gtest/gtest.h>
