@@ -94,13 +94,32 @@ CREATE TEMP TABLE after AS SELECT engram.metrics() AS scrape;
 SELECT metric_value(a.scrape, m) - metric_value(b.scrape, m) AS moved, m AS metric
 FROM before b, after a, unnest(ARRAY['engram_streaming_observations_total',
 									 'engram_streaming_observation_latency_seconds_count',
+									 'engram_observation_stored_latency_seconds_count',
 									 'engram_streaming_recall_latency_seconds_count']) AS m
 ORDER BY m;
+-- The linked latency counts what was linked (wait_linked returns once the
+-- rows are linked and timed).
 SELECT metric_value(a.scrape, 'engram_streaming_recall_latency_seconds_sum') >
 	   metric_value(b.scrape, 'engram_streaming_recall_latency_seconds_sum') AS recall_time_added,
 	   (SELECT sum(value) FROM metric_samples(a.scrape) WHERE name = 'engram_worker_stored_total') -
-	   (SELECT sum(value) FROM metric_samples(b.scrape) WHERE name = 'engram_worker_stored_total') AS workers_stored
+	   (SELECT sum(value) FROM metric_samples(b.scrape) WHERE name = 'engram_worker_stored_total') AS workers_stored,
+	   metric_value(a.scrape, 'engram_space_linked', '{space="metrics_space"}') -
+	   metric_value(b.scrape, 'engram_space_linked', '{space="metrics_space"}') AS space_linked
 FROM before b, after a;
+
+-- engram.track_latency = off: commits and recalls are not timed, and still count.
+SET engram.track_latency = off;
+SELECT count(engram.observe('metrics_space', ARRAY[i, 2, 2]::real[])) AS observed FROM generate_series(1, 2) AS i;
+SELECT engram.wait_stored() AS stored, engram.wait_linked('metrics_space') AS linked;
+SELECT count(*) AS recalled FROM engram.recall('metrics_space', '{1,1,2}', 2);
+RESET engram.track_latency;
+CREATE TEMP TABLE untimed AS SELECT engram.metrics() AS scrape;
+SELECT metric_value(u.scrape, m) - metric_value(a.scrape, m) AS moved, m AS metric
+FROM after a, untimed u, unnest(ARRAY['engram_streaming_observations_total',
+									  'engram_streaming_observation_latency_seconds_count',
+									  'engram_observation_stored_latency_seconds_count',
+									  'engram_streaming_recall_latency_seconds_count']) AS m
+ORDER BY m;
 -- Every space's gauges say what engram.spaces says (those of the earlier
 -- tests' spaces too).
 SELECT bool_and(metric_value(a.scrape, 'engram_space_observations', l) = s.observations) AS observations,
@@ -109,11 +128,11 @@ SELECT bool_and(metric_value(a.scrape, 'engram_space_observations', l) = s.obser
 	   bool_and(metric_value(a.scrape, 'engram_space_memory_bytes', l) = s.memory_bytes) AS memory_bytes,
 	   bool_and(metric_value(a.scrape, 'engram_space_unpersisted_observations', l)
 				BETWEEN 0 AND s.observations + s.forgotten) AS unpersisted,
-	   bool_or(s.name = 'metrics_space' AND metric_value(a.scrape, 'engram_space_observations', l) = 4)
-		   AS metrics_space_has_4
-FROM after a, engram.spaces s, format('{space="%s"}', s.name) AS l;
+	   bool_or(s.name = 'metrics_space' AND metric_value(a.scrape, 'engram_space_observations', l) = 6)
+		   AS metrics_space_has_6
+FROM untimed a, engram.spaces s, format('{space="%s"}', s.name) AS l;
 SELECT count(*) = (SELECT count(*) FROM engram.spaces) AS one_sample_per_space
-FROM after, metric_samples(scrape) WHERE name = 'engram_space_observations';
+FROM untimed, metric_samples(scrape) WHERE name = 'engram_space_observations';
 SELECT engram.drop_space('metrics_space');
 DROP VIEW families;
 DROP FUNCTION metric_value(text, text, text), metric_samples(text), metric_lines(text);

@@ -16,7 +16,8 @@
 //            ef_construction of the latter, nearest first; chosen as a new
 //            node chooses its own list, which keeps the tree edges).
 //   tree     give every tree node whose parent was removed a new parent.
-//   publish  entry point, root and the counters of the copy.
+//   publish  entry point, root and the counters of the copy; the commit
+//            stamps of unlinked rows move to it (link_stamps.hpp).
 //
 // The spanning tree. In the old graph every tree node reaches the root by
 // parent edges, and both edges of each parent-child pair are in the lists
@@ -453,6 +454,9 @@ GraphCompaction::publish(HnswGraph &to)
 	h.linked_prefix.store(prefix, std::memory_order_relaxed);
 	h.link_cursor.store(prefix, std::memory_order_relaxed);
 	h.entry.store(choose_entry(to), std::memory_order_release);
+	// Links are frozen, so nobody settles the old graph's stamps now; the
+	// rows they wait for are linked in the copy, which takes them over.
+	move_link_stamps(from_.header_->link_stamps, h.link_stamps, old_id_);
 }
 
 HnswStatus

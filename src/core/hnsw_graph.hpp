@@ -255,6 +255,23 @@ public:
 	std::uint64_t linked_prefix() const noexcept { return header_->linked_prefix.load(std::memory_order_acquire); }
 	// Nodes whose link has finished.
 	std::uint64_t linked_count() const noexcept { return header_->linked.load(std::memory_order_acquire); }
+	// Commit stamps of stored rows until they are linked (link_stamps.hpp).
+	// After appending ids [end - rows, end) committed at `stamp`, the one
+	// appender records them and settles (they may be linked already); every
+	// linker settles after its links. Settling records the rows whose links
+	// have all finished in `latency` (if not null); returns how many.
+	void stamp_stored(std::uint32_t end, std::uint32_t rows, std::uint32_t stamp) noexcept
+	{
+		push_link_stamp(header_->link_stamps, end, rows, stamp);
+	}
+	std::uint64_t settle_link_stamps(LatencyHistogram *latency) noexcept;
+	// Whether rows stamped by stamp_stored() wait to be settled (at all, or
+	// among ids below `end`).
+	bool has_link_stamps() const noexcept { return has_pending_link_stamps(header_->link_stamps); }
+	bool link_stamps_settled_to(std::uint64_t end) const noexcept
+	{
+		return engram::core::link_stamps_settled_to(header_->link_stamps, end);
+	}
 	// Links that failed (and gave their node back to be linked again).
 	std::uint64_t failed_links() const noexcept { return header_->failed_links.load(std::memory_order_relaxed); }
 	// Highest generation among stored nodes.

@@ -59,13 +59,14 @@
 #include <type_traits>
 
 #include "core/distance.hpp"
+#include "core/link_stamps.hpp"
 #include "core/segmented_array.hpp"
 #include "core/no_postgres.hpp"
 
 namespace engram::core {
 
 inline constexpr std::uint64_t k_hnsw_magic = 0x454e4752414d484eULL; // "ENGRAMHN"
-inline constexpr std::uint32_t k_hnsw_layout_version = 7;
+inline constexpr std::uint32_t k_hnsw_layout_version = 8;
 inline constexpr std::uint32_t k_no_node = 0xFFFFFFFFu;
 // Node ids stay below 2^31: the search beam keeps an "expanded" mark in the top
 // bit, and stored lists a "checked" mark (k_list_checked).
@@ -140,6 +141,10 @@ struct HnswHeader {
 	SegmentedArrayHeader upper;
 	SegmentedArrayHeader attrs;
 	SegmentedArrayHeader tokens;
+
+	// Commit stamps of the stored rows not yet linked (link_stamps.hpp): on
+	// their own cache line, written once per stored batch and per settle.
+	alignas(64) LinkStamps link_stamps;
 };
 static_assert(std::is_standard_layout_v<HnswHeader>);
 static_assert(std::is_trivially_destructible_v<HnswHeader>);

@@ -24,9 +24,9 @@ constexpr std::chrono::milliseconds k_longest_backoff{200};
 
 LinkPool::LinkPool(Arena arena, std::span<IndexSlot> slots, unsigned threads, std::atomic<std::uint64_t> *linked_total,
 				   const std::atomic<std::uint32_t> *slots_in_use, std::span<const std::atomic<std::uint32_t>> hints,
-				   std::uint32_t hint_mask)
+				   std::uint32_t hint_mask, LatencyHistogram *linked_latency)
 	: arena_(arena), slots_(slots), threads_(threads == 0 ? 1 : threads), linked_total_(linked_total),
-	  slots_in_use_(slots_in_use), hints_(hints), hint_mask_(hint_mask),
+	  slots_in_use_(slots_in_use), hints_(hints), hint_mask_(hint_mask), linked_latency_(linked_latency),
 	  parallelism_(tbb::global_control::max_allowed_parallelism, threads_ + 1), tasks_(static_cast<int>(threads_), 0)
 {
 }
@@ -127,6 +127,7 @@ LinkPool::walk(SearchContext &context, bool &failed)
 					return linked;
 				}
 			}
+			graph.settle_link_stamps(linked_latency_);
 		}
 	}
 	return linked;

@@ -7,7 +7,8 @@
 // walks every space's IndexSlot, pins each graph in turn, claims a few
 // unlinked ids (HnswGraph::claim_unlinked, shared by every worker process)
 // and links them inside a link turn, until a whole walk finds nothing to
-// claim. A graph whose links are frozen (its file is being written) refuses
+// claim. After its links (or finding none) it settles the graph's commit
+// stamps (link_stamps.hpp), so the rows it completed are timed at once. A graph whose links are frozen (its file is being written) refuses
 // the turn and is skipped, and counts as having no work, so the tasks end
 // rather than spin; the next wake() after the thaw links it again. Because claims
 // come from a counter inside the graph, one hot space keeps every thread of
@@ -38,6 +39,7 @@
 #include "core/arena.hpp"
 #include "core/hnsw_context_pool.hpp"
 #include "core/index_slot.hpp"
+#include "core/latency_histogram.hpp"
 #include "core/no_postgres.hpp"
 
 namespace engram::core {
@@ -51,10 +53,13 @@ public:
 	// hint_mask is skipped unread: the owner sets the bit after storing
 	// nodes and clears it only once they are all linked, so of 100,000
 	// spaces a walk reads the few with work, not every slot.
+	// linked_latency, if given, takes the rows whose links finish, with the
+	// time since their commit stamps (HnswGraph::stamp_stored).
 	LinkPool(Arena arena, std::span<IndexSlot> slots, unsigned threads,
 			 std::atomic<std::uint64_t> *linked_total = nullptr,
 			 const std::atomic<std::uint32_t> *slots_in_use = nullptr,
-			 std::span<const std::atomic<std::uint32_t>> hints = {}, std::uint32_t hint_mask = 0);
+			 std::span<const std::atomic<std::uint32_t>> hints = {}, std::uint32_t hint_mask = 0,
+			 LatencyHistogram *linked_latency = nullptr);
 	~LinkPool();
 	LinkPool(const LinkPool &) = delete;
 	LinkPool &operator=(const LinkPool &) = delete;
@@ -97,6 +102,7 @@ private:
 	const std::atomic<std::uint32_t> *slots_in_use_;
 	std::span<const std::atomic<std::uint32_t>> hints_;
 	std::uint32_t hint_mask_;
+	LatencyHistogram *linked_latency_;
 	std::atomic<unsigned> running_{0};
 	std::atomic<bool> stopping_{false};
 	std::atomic<bool> paused_{false};

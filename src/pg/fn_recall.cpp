@@ -300,7 +300,7 @@ rerank_hits(const SpaceDefinition &info, std::span<const float> cue, const Recal
 
 ENGRAM_FUNCTION(engram_recall)
 {
-	const std::uint64_t started_us = metrics_clock_us();
+	const std::uint64_t started_us = metrics_recall_start();
 	shared_require();
 	if (PG_ARGISNULL(0))
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("space name must not be null")));
@@ -434,7 +434,7 @@ ENGRAM_FUNCTION(engram_current_generation)
 
 // engram._wait_linked(space_id, generation, timeout_ms): true once every
 // observation of the space up to `generation` (NULL: every commit so far) is
-// linked into its graph.
+// linked into its graph, and counted in the linked latency histogram.
 ENGRAM_FUNCTION(engram_wait_linked)
 {
 	shared_require();
@@ -468,7 +468,9 @@ ENGRAM_FUNCTION(engram_wait_linked)
 			seen_offset = pin.offset();
 			needed = graph.size();
 		}
-		const bool done = graph.linked_prefix() >= needed;
+		// Linked, and timed: the linker that finished them settles their
+		// commit stamps just after (engram_streaming_observation_latency_seconds).
+		const bool done = graph.linked_prefix() >= needed && graph.link_stamps_settled_to(needed);
 		pin.release();
 		if (done)
 			PG_RETURN_BOOL(true);

@@ -34,6 +34,7 @@ int engram_max_spaces = 100000;
 // whichever small one happens to ask next, that is quarantined.
 double engram_memory_reserve = 0.1;
 bool engram_pause_linking = false;
+bool engram_track_latency = true;
 bool engram_persist = true;
 int engram_persist_interval_ms = 60000;
 int engram_persist_rows = 100000;
@@ -107,6 +108,13 @@ guc_define(void)
 							 "Stored observations stay in the exact tail that every recall scans until linking "
 							 "resumes; ingest goes on until backpressure stops it.",
 							 &engram_pause_linking, false, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+	// Like track_io_timing: superuser-only, because a session that turns it
+	// off leaves its commits and recalls out of the shared histograms.
+	DefineCustomBoolVariable("engram.track_latency",
+							 "Times commits until their observations are stored and linked, and recalls.",
+							 "Off skips the clock reads and histogram updates of engram.metrics()' latency "
+							 "histograms for this session's commits and recalls.",
+							 &engram_track_latency, true, PGC_SUSET, 0, nullptr, nullptr, nullptr);
 	// Graph files (graph_files.hpp): read by the engram writer and the
 	// loader, so set for the whole server.
 	DefineCustomBoolVariable("engram.persist", "Keeps each space's index in a graph file under the data directory.",

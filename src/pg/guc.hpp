@@ -17,6 +17,7 @@ extern int engram_link_threads;
 extern int engram_max_spaces;
 extern double engram_memory_reserve;
 extern bool engram_pause_linking;
+extern bool engram_track_latency;
 extern bool engram_persist;
 extern int engram_persist_interval_ms;
 extern int engram_erase_within_ms;

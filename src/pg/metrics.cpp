@@ -3,19 +3,25 @@
 
 #include <ctime>
 
+#include "core/commit_stamp.hpp"
+#include "pg/guc.hpp"
 #include "pg/shared.hpp"
 
 namespace {
-
-// Stamps count units of 100 us and wrap after about five days: a wait is the
-// difference modulo 2^32, right for any record consumed within that time.
-constexpr std::uint64_t k_stamp_unit_us = 100;
 
 MetricCounters *
 counters(void)
 {
 	EngramShared *s = shared_state();
 	return s == nullptr ? nullptr : &s->metrics;
+}
+
+std::uint64_t
+clock_us(void)
+{
+	timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000 + static_cast<std::uint64_t>(ts.tv_nsec) / 1000;
 }
 
 } // namespace
@@ -43,14 +49,6 @@ refusal_cause_name(RefusalCause cause)
 	}
 }
 
-std::uint64_t
-metrics_clock_us(void)
-{
-	timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000 + static_cast<std::uint64_t>(ts.tv_nsec) / 1000;
-}
-
 void
 metrics_count_committed(std::uint64_t observations)
 {
@@ -75,9 +73,7 @@ metrics_count_refusal(RefusalCause cause)
 std::uint32_t
 metrics_commit_stamp(void)
 {
-	// 0 means "no stamp" to the workers, so a commit at that instant says 1.
-	const auto stamp = static_cast<std::uint32_t>(metrics_clock_us() / k_stamp_unit_us);
-	return stamp == 0 ? 1 : stamp;
+	return engram_track_latency ? engram::core::commit_stamp_now() : 0;
 }
 
 void
@@ -86,14 +82,25 @@ metrics_observe_stored(std::uint32_t stamp, std::uint64_t rows)
 	MetricCounters *m = counters();
 	if (m == nullptr || stamp == 0 || rows == 0)
 		return;
-	const auto now = static_cast<std::uint32_t>(metrics_clock_us() / k_stamp_unit_us);
-	const std::uint32_t waited = now - stamp; // modulo 2^32
-	m->observation_latency.observe(static_cast<std::uint64_t>(waited) * k_stamp_unit_us, rows);
+	m->stored_latency.observe(engram::core::stamp_wait_us(stamp, engram::core::commit_stamp_now()), rows);
+}
+
+engram::core::LatencyHistogram *
+metrics_linked_latency(void)
+{
+	MetricCounters *m = counters();
+	return m == nullptr ? nullptr : &m->linked_latency;
+}
+
+std::uint64_t
+metrics_recall_start(void)
+{
+	return engram_track_latency ? clock_us() : 0;
 }
 
 void
 metrics_observe_recall(std::uint64_t started_us)
 {
-	if (MetricCounters *m = counters(); m != nullptr)
-		m->recall_latency.observe(metrics_clock_us() - started_us);
+	if (MetricCounters *m = counters(); m != nullptr && started_us != 0)
+		m->recall_latency.observe(clock_us() - started_us);
 }

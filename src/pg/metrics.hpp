@@ -1,16 +1,20 @@
 // The counters and latency histograms behind engram.metrics() that nothing
 // else in shared memory keeps: observations committed, commits held back or
-// refused by backpressure (and why), how long committed rows waited for a
-// worker to store them, and how long recalls took. They live in the shared
-// header (EngramShared::metrics) as lock-free atomics, so they reset only
-// when shared memory is laid out afresh: at a server start or a crash
-// restart (a counter reset, which Prometheus' rate() and increase() expect).
+// refused by backpressure (and why), how long committed rows waited until a
+// worker stored them and until they were linked into their space's graph,
+// and how long recalls took. They live in the shared header
+// (EngramShared::metrics) as lock-free atomics, so they reset only when
+// shared memory is laid out afresh: at a server start or a crash restart (a
+// counter reset, which Prometheus' rate() and increase() expect).
 //
 // Recording is a few relaxed atomic additions and, for the latencies, a
 // read of the monotonic clock, which is the same for every process of the
-// host: commit time travels with the ring records as a 32-bit stamp in
-// units of 100 microseconds (core/ring.hpp), so a worker tells how long a
-// record waited without a table of times.
+// host: commit time travels with the ring records as a 32-bit stamp
+// (core/commit_stamp.hpp), so a worker tells how long a record waited
+// without a table of times, and the stamps of stored rows wait in their
+// graph until the link threads finish them (core/link_stamps.hpp), which
+// record into linked_latency themselves. engram.track_latency = off gives
+// commits no stamp and recalls no start time, so nothing of theirs is timed.
 #pragma once
 
 #include <atomic>
@@ -37,8 +41,10 @@ struct MetricCounters {
 	// (whether they then waited and got in, or were refused).
 	std::atomic<std::uint64_t> backpressure_activations;
 	std::atomic<std::uint64_t> commits_refused[REFUSAL_CAUSES];
-	// From a commit to a worker storing its rows (weighted by rows).
-	engram::core::LatencyHistogram observation_latency;
+	// From a commit until a worker stored its rows, and until they were all
+	// linked into the graph recalls use (both weighted by rows).
+	engram::core::LatencyHistogram stored_latency;
+	engram::core::LatencyHistogram linked_latency;
 	engram::core::LatencyHistogram recall_latency;
 };
 
@@ -48,10 +54,15 @@ const char *refusal_cause_name(RefusalCause cause);
 void metrics_count_committed(std::uint64_t observations);
 void metrics_count_backpressure(void);
 void metrics_count_refusal(RefusalCause cause);
-// The stamp a commit gives its ring records, and the wait of a record with
-// that stamp whose `rows` a worker has just stored.
+// The stamp a commit gives its ring records (0, none, when
+// engram.track_latency is off), and the wait of a record with that stamp
+// whose `rows` a worker has just stored.
 std::uint32_t metrics_commit_stamp(void);
 void metrics_observe_stored(std::uint32_t stamp, std::uint64_t rows);
-// The monotonic clock in microseconds, and a recall that began at `started_us`.
-std::uint64_t metrics_clock_us(void);
+// Where stamped rows are recorded once linked (nullptr when engram was not
+// preloaded): handed to the link threads and to whoever settles stamps.
+engram::core::LatencyHistogram *metrics_linked_latency(void);
+// When a recall starts (0 when engram.track_latency is off), and the end of
+// a recall that began then.
+std::uint64_t metrics_recall_start(void);
 void metrics_observe_recall(std::uint64_t started_us);

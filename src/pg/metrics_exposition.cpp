@@ -120,9 +120,12 @@ pipeline_metrics(StringInfo out, const EngramShared *s)
 						 static_cast<unsigned long long>(m.commits_refused[c].load(std::memory_order_relaxed)));
 	}
 	histogram(out, "engram_streaming_observation_latency_seconds",
-			  "From a commit to a worker storing its rows in their space's index, per observation (not until "
-			  "linked: see docs/operations.md).",
-			  m.observation_latency);
+			  "From a commit until its observations are linked into their space's graph, per observation.",
+			  m.linked_latency);
+	histogram(out, "engram_observation_stored_latency_seconds",
+			  "From a commit until a worker stored its observations in their space's index (recall finds them "
+			  "from then on, by exact scan until linked), per observation.",
+			  m.stored_latency);
 	histogram(out, "engram_streaming_recall_latency_seconds", "Duration of engram.recall calls that returned.",
 			  m.recall_latency);
 	gauge(out, "engram_pipeline_fill", "How full the ingest pipeline is, 0 to 1 (engram.pressure()'s fill).",

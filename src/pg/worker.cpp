@@ -166,7 +166,7 @@ start_link_pool(void)
 {
 	link_pool = std::make_unique<engram::core::LinkPool>(shared_arena(), directory_indexes(), link_threads(),
 														 &my_slot().linked_total, &directory_in_use(),
-														 directory_duties(), DUTY_LINK);
+														 directory_duties(), DUTY_LINK, metrics_linked_latency());
 }
 
 // Folds a new measurement into a shared rate (exponential smoothing; the

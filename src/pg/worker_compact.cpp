@@ -24,6 +24,7 @@
 #include "core/hnsw_graph.hpp"
 #include "pg/directory.hpp"
 #include "pg/guc.hpp"
+#include "pg/metrics.hpp"
 #include "pg/progress.hpp"
 #include "pg/shared.hpp"
 #include "pg/worker_store.hpp"
@@ -103,6 +104,9 @@ compact_space(SpaceSlot &slot, std::uint64_t horizon)
 	engram::core::install(index, 1 - current, copy);
 	directory_owe(&slot, DUTY_LINK); // the copy keeps the unlinked tail
 	engram::core::make_current(index, 1 - current);
+	// The copy took over the commit stamps of unlinked rows; those its linked
+	// prefix already passes are settled now, not at its next link.
+	engram::core::HnswGraph(shared_arena(), copy).settle_link_stamps(metrics_linked_latency());
 	directory_destroy_graph(index, current);
 	slot.forgotten_since.store(more ? GetCurrentTimestamp() : 0, std::memory_order_release);
 	slot.file.erase_requested.fetch_add(1, std::memory_order_acq_rel);

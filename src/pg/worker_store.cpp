@@ -57,6 +57,7 @@
 #include "pg/guc.hpp"
 #include "pg/kept_plan.hpp"
 #include "pg/metadata_tokens.hpp"
+#include "pg/metrics.hpp"
 #include "pg/observation_rows.hpp"
 #include "pg/quarantine.hpp"
 
@@ -248,7 +249,8 @@ store_id_ranges(const engram::core::RecordView &record, const engram::core::Batc
 			if (n < to - from + 1 || changed > 0)
 				open_read_back_hole(slot, record.generation);
 			engram::core::HnswStatus status = engram::core::HnswStatus::ok;
-			const AppendResult result = append_rows(slot, vectors, rows, static_cast<std::uint32_t>(n), skip, &status);
+			const AppendResult result =
+				append_rows(slot, vectors, rows, static_cast<std::uint32_t>(n), skip, record.stamp, &status);
 			if (result != AppendResult::ok) {
 				give_up(slot, result, status);
 				given_up = true;
@@ -501,7 +503,7 @@ abandon_rebuild(SpaceSlot *slot, const char *reason)
 
 AppendResult
 append_rows(SpaceSlot *slot, const float *vectors, const engram::core::NodeData *rows, std::uint32_t n, int skip,
-			engram::core::HnswStatus *status)
+			std::uint32_t stamp, engram::core::HnswStatus *status)
 {
 	engram::core::IndexSlot &index = directory_index(slot);
 	const unsigned current = index.current.load(std::memory_order_acquire);
@@ -542,6 +544,10 @@ append_rows(SpaceSlot *slot, const float *vectors, const engram::core::NodeData 
 			if (status != nullptr)
 				*status = appended;
 			return AppendResult::damaged;
+		}
+		if (stamp != 0 && which == current) {
+			graph.stamp_stored(first + n, n, stamp);
+			graph.settle_link_stamps(metrics_linked_latency());
 		}
 	}
 	return AppendResult::ok;
@@ -592,7 +598,7 @@ store_batch(const engram::core::RecordView &record, const std::optional<engram::
 		token += batch->token_counts[i];
 	}
 	engram::core::HnswStatus status = engram::core::HnswStatus::ok;
-	const AppendResult result = append_rows(slot, batch->vectors.data(), rows, n, skip, &status);
+	const AppendResult result = append_rows(slot, batch->vectors.data(), rows, n, skip, record.stamp, &status);
 	pfree(rows);
 	if (result != AppendResult::ok) {
 		give_up(slot, result, status);

@@ -64,16 +64,17 @@ enum class AppendResult {
 	damaged,   // the rows were refused (status says why)
 };
 
+// Why a space whose rows could not be appended is quarantined.
+QuarantineCause quarantine_cause_of(AppendResult result);
+
 // Appends rows to the graphs of a space (all of them but `skip`, which may be
 // -1); anything but ok leaves the space to be quarantined. A replacement
 // graph that cannot grow is given up (the rebuild fails) rather than holding
 // the space back, unless it is the only graph (a space rebuilt after a
-// quarantine).
-// Why a space whose rows could not be appended is quarantined.
-QuarantineCause quarantine_cause_of(AppendResult result);
-
+// quarantine). Rows with a commit stamp (not 0) are timed until they are
+// linked into the graph recalls use (core/link_stamps.hpp).
 AppendResult append_rows(SpaceSlot *slot, const float *vectors, const engram::core::NodeData *rows, std::uint32_t n,
-						 int skip, engram::core::HnswStatus *status = nullptr);
+						 int skip, std::uint32_t stamp, engram::core::HnswStatus *status = nullptr);
 
 // Whether the space, having just grown, now holds the most memory while the
 // arena's free part is below engram.memory_reserve and other spaces exist.

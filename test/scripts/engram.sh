@@ -9,7 +9,7 @@
 #                                      format (.clang-format), core unit tests (plain,
 #                                      AddressSanitizer, ThreadSanitizer), pg_regress and
 #                                      the TAP tests; everything built with warnings as errors
-#   bash test/scripts/engram.sh bench [ring|ingest|hnsw|indexing|recall|startup|filter|tenants|capacity|seed]...
+#   bash test/scripts/engram.sh bench [ring|ingest|metrics|hnsw|indexing|recall|startup|filter|tenants|capacity|seed]...
 #                                      the same set-up, then the benchmarks recorded in
 #                                      docs/benchmarks.md (all of them without arguments)
 #   bash test/scripts/engram.sh format rewrite every tracked C++ file in the style of
@@ -192,6 +192,58 @@ bench_ingest() {
 		done
 	done
 	stop_cluster
+}
+
+# What timing observations costs (engram.track_latency): COPY of the same
+# generated rows into a fresh space with the setting on and off, alternating
+# which goes first each round, once until every row is linked and once with
+# linking paused (the store path alone, where commits are stamped and stored
+# rows timed). ENGRAM_METRICS_ROUNDS and ENGRAM_METRICS_ROWS shorten it.
+bench_metrics() {
+	local rounds=${ENGRAM_METRICS_ROUNDS:-4} rows=${ENGRAM_METRICS_ROWS:-100000} round track order
+	local results="$WORK/metrics-results.txt"
+	: >"$results"
+	# A ring that holds every row unlinked: paused linking must not hold commits back.
+	start_cluster metrics 54340 "engram.ring_size = '256MB'" "engram.overload_timeout = '10min'" \
+		"engram.max_overload_timeout = '10min'"
+	say "metrics: $rounds rounds of COPY, $rows x 128-d rows, 4 clients, batches of 500, engram.track_latency on" \
+		"and off ($(load_average))"
+	for round in $(seq 1 "$rounds"); do
+		order="on off"
+		((round % 2)) || order="off on"
+		for track in $order; do
+			sql -c "ALTER SYSTEM SET engram.track_latency = $track" -c "SELECT pg_reload_conf()" >/dev/null
+			say "round $round, track_latency $track: COPY until linked ($(load_average))"
+			load --mode copy --space "metrics_linked" --dim 128 --rows "$rows" --clients 4 --batch 500 \
+				--wait-linked 1 | tee "$WORK/metrics-run.out"
+			grep -o 'indexing_rate=[0-9]*' "$WORK/metrics-run.out" | sed "s/^/linked $track /" >>"$results"
+			sql -c "SELECT engram.drop_space('metrics_linked')" >/dev/null
+			say "round $round, track_latency $track: COPY until stored, linking paused ($(load_average))"
+			sql -c "ALTER SYSTEM SET engram.pause_linking = on" -c "SELECT pg_reload_conf()" >/dev/null
+			load --mode copy --space "metrics_stored" --dim 128 --rows "$rows" --clients 4 --batch 500 |
+				tee "$WORK/metrics-run.out"
+			grep -o 'end_to_end_rate=[0-9]*' "$WORK/metrics-run.out" | sed "s/^/stored $track /" >>"$results"
+			sql -c "ALTER SYSTEM RESET engram.pause_linking" -c "SELECT pg_reload_conf()" >/dev/null
+			sql -c "SELECT engram.drop_space('metrics_stored')" >/dev/null
+		done
+	done
+	sql -c "ALTER SYSTEM RESET engram.track_latency" -c "SELECT pg_reload_conf()" >/dev/null
+	stop_cluster
+	say "metrics: rows/s per run; mean, min and max; the mean with track_latency on over the mean with it off"
+	awk '{ split($3, kv, "="); k = $1 " " $2; runs[k] = runs[k] " " kv[2]; sum[k] += kv[2]; n[k]++
+	       if (!(k in lo) || kv[2] < lo[k]) lo[k] = kv[2]
+	       if (!(k in hi) || kv[2] > hi[k]) hi[k] = kv[2] }
+	     END {
+	       split("linked stored", whats, " ")
+	       for (w = 1; w <= 2; w++) {
+	         for (t = 0; t < 2; t++) {
+	           k = whats[w] " " (t ? "off" : "on")
+	           printf "%s, track_latency %s: mean %.0f, min %.0f, max %.0f rows/s; runs:%s\n", whats[w], (t ? "off" : "on"),
+	                  sum[k] / n[k], lo[k], hi[k], runs[k]
+	         }
+	         printf "%s: on/off = %.3f\n", whats[w], (sum[whats[w] " on"] / n[whats[w] " on"]) / (sum[whats[w] " off"] / n[whats[w] " off"])
+	       }
+	     }' "$results"
 }
 
 # The HNSW core against hnswlib on the real data sets.
@@ -1099,14 +1151,14 @@ for _ in range(120):
 
 run_bench() {
 	local sections=("$@")
-	((${#sections[@]})) || sections=(ring ingest hnsw indexing recall startup filter tenants capacity seed dashboard)
+	((${#sections[@]})) || sections=(ring ingest metrics hnsw indexing recall startup filter tenants capacity seed dashboard)
 	install_packages
 	build_core release
 	build_extension
 	local section
 	for section in "${sections[@]}"; do
 		case "$section" in
-			ring | ingest | hnsw | indexing | recall | startup | filter | tenants | capacity | seed | dashboard) "bench_$section" ;;
+			ring | ingest | metrics | hnsw | indexing | recall | startup | filter | tenants | capacity | seed | dashboard) "bench_$section" ;;
 			*) echo "unknown benchmark section $section" >&2; exit 2 ;;
 		esac
 	done

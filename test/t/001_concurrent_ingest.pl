@@ -1,6 +1,7 @@
 # Four clients observe 100,000 rows in total through observe, observe_batch,
 # INSERT and COPY at once, rolling back some transactions and some
-# savepoints. Afterwards every space stores exactly its committed rows.
+# savepoints. Afterwards every space stores exactly its committed rows, and
+# the latency histograms of engram.metrics() have timed each of them once.
 use strict;
 use warnings;
 use FindBin;
@@ -78,6 +79,21 @@ sub client_script
 	return ($sql, $written);
 }
 
+# The workers load the installation first, and rows committed meanwhile are
+# read back from the table, without their commit times. A row observed and
+# stored before the clients start shows the load is over; the latency
+# histograms are counted from there.
+$node->safe_psql('postgres',
+	"SELECT engram.observe('sp1', array_fill(0.5::real, ARRAY[$dim]), 'warm-up')");
+ok(wait_stored($node), 'the workers have loaded and stored a first row');
+is($node->safe_psql('postgres', "SELECT engram.wait_linked('sp1', NULL, 300000)"), 't', 'and linked it');
+my $histogram_counts = q{
+	SELECT (regexp_match(m, '\nengram_streaming_observation_latency_seconds_count (\d+)'))[1],
+		   (regexp_match(m, '\nengram_observation_stored_latency_seconds_count (\d+)'))[1],
+		   (SELECT sum(linked) FROM engram.spaces)
+	FROM engram.metrics() m};
+my ($linked_count_before, $stored_count_before) = split /\|/, $node->safe_psql('postgres', $histogram_counts);
+
 my @harnesses;
 my $expected = 0;
 for my $client (1 .. 4)
@@ -98,5 +114,19 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM engram.observations WHERE 
 	0, 'no rolled back row is in the table');
 cmp_ok($expected, '>=', 100_000, 'the clients wrote at least 100,000 rows');
 check_converged($node, 'after concurrent ingest');
+
+# Every row the clients committed was timed from its commit until stored,
+# and until linked once every space is linked.
+for my $space (sort keys %space_id)
+{
+	is($node->safe_psql('postgres', "SELECT engram.wait_linked('$space', NULL, 300000)"),
+		't', "space $space is linked");
+}
+my ($linked_count, $stored_count, $linked) = split /\|/, $node->safe_psql('postgres', $histogram_counts);
+is($linked, $expected + 1, "every committed row is linked, the warm-up row too");
+is($linked_count - $linked_count_before, $expected,
+	"the linked latency histogram counts every row the clients committed once");
+is($stored_count - $stored_count_before, $expected,
+	"the stored latency histogram counts every row the clients committed once");
 
 done_testing();

@@ -4,8 +4,10 @@
 // vector), carries every survivor's data, vector and link state, goes on
 // growing (the unlinked tail is linked in the copy, new nodes too), is built
 // while searches and linkers run on the old graph, fails on an exhausted
-// arena without leaking or touching the old graph, and once the old graph is
-// destroyed no byte of a forgotten vector is left anywhere in the arena.
+// arena without leaking or touching the old graph, takes over the commit
+// stamps of rows not yet settled (counting only those it kept), and once the
+// old graph is destroyed no byte of a forgotten vector is left anywhere in
+// the arena.
 #include "core/graph_file.hpp"
 #include "core/hnsw_compact.hpp"
 #include "core/hnsw_context.hpp"
@@ -426,6 +428,36 @@ TEST(Compaction, UnlinkedTailStaysUnlinkedAndIsLinkedInTheCopy)
 	EXPECT_EQ(copy.linked_prefix(), copy.size());
 	EXPECT_EQ(copy.linked_count(), copy.size());
 	expect_valid_graph(copy);
+}
+
+TEST(Compaction, CommitStampsMoveToTheCopyForItsKeptRows)
+{
+	Fixture f;
+	const std::uint32_t linked = k_nodes / 2;
+	f.build(k_nodes, linked);
+	// A linked batch not settled yet, and the unlinked tail.
+	f.graph.stamp_stored(linked, 100, commit_stamp_now());
+	f.graph.stamp_stored(k_nodes, k_nodes - linked, commit_stamp_now());
+	const std::vector<std::uint32_t> forgotten = f.forget_random(0.3, 5);
+	const auto kept_in = [&](std::uint32_t from, std::uint32_t to) {
+		std::uint64_t n = 0;
+		for (std::uint32_t id = from; id < to; ++id)
+			n += std::binary_search(forgotten.begin(), forgotten.end(), id) ? 0 : 1;
+		return n;
+	};
+	HnswGraph copy = f.compacted();
+	EXPECT_FALSE(f.graph.has_link_stamps());
+	ASSERT_TRUE(copy.has_link_stamps());
+	LatencyHistogram latency{};
+	EXPECT_EQ(copy.settle_link_stamps(&latency), kept_in(linked - 100, linked));
+	SearchContext context;
+	std::uint32_t first = 0;
+	for (std::uint32_t n; (n = copy.claim_unlinked(64, first)) != 0;)
+		for (std::uint32_t id = first; id < first + n; ++id)
+			ASSERT_TRUE(copy.link(id, context));
+	EXPECT_EQ(copy.settle_link_stamps(&latency), kept_in(linked, k_nodes));
+	EXPECT_EQ(latency.snapshot().count(), kept_in(linked - 100, k_nodes));
+	EXPECT_FALSE(copy.has_link_stamps());
 }
 
 TEST(Compaction, EverythingForgottenOrOnlyTheTailLeftStartsAFreshGraph)

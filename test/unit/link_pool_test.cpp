@@ -1,6 +1,6 @@
 // The LinkPool links what is appended to any space's graph, spreads one hot
-// graph over all its threads, lets a graph be retired while it works, and
-// links later what a failed link gave back.
+// graph over all its threads, lets a graph be retired while it works, links
+// later what a failed link gave back, and times stamped rows once linked.
 #include "core/link_pool.hpp"
 
 #include <gtest/gtest.h>
@@ -94,6 +94,28 @@ TEST(LinkPool, LinksEverySpaceAndCountsIt)
 	}
 	EXPECT_TRUE(wait_for([&] { return pool.running() == 0; })) << "threads stop when nothing is left";
 	EXPECT_EQ(pool.failures(), 0u);
+}
+
+TEST(LinkPool, TimesStampedRowsOnceTheirLinksFinish)
+{
+	SKIP_UNDER_TSAN_WITH_TBB();
+	Region region(32 << 20);
+	std::vector<IndexSlot> slots = empty_slots(1);
+	install(slots[0], 0, new_graph(region.arena));
+	HnswGraph graph(region.arena, slots[0].graphs[0].load());
+	LatencyHistogram latency{};
+	LinkPool pool(region.arena, slots, 2, nullptr, nullptr, {}, 0, &latency);
+	const auto vectors = random_vectors(400, k_dim, 9);
+	// 300 stamped rows, then 100 stored without a stamp (a load's).
+	for (std::uint32_t i = 0; i < 400; i += 50) {
+		append(graph, vectors, i, 50);
+		if (i < 300)
+			graph.stamp_stored(i + 50, 50, commit_stamp_now());
+		pool.wake();
+	}
+	ASSERT_TRUE(wait_for([&] { return graph.linked_prefix() == 400 && pool.running() == 0; }));
+	EXPECT_EQ(latency.snapshot().count(), 300u);
+	EXPECT_FALSE(graph.has_link_stamps());
 }
 
 // Graphs of 100 rows in slots `walked` and `skipped`: the pool links the
