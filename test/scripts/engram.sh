@@ -39,6 +39,8 @@ install_packages() {
 	install_missing postgresql-15 postgresql-server-dev-15 libpq-dev libtbb-dev libgtest-dev libbenchmark-dev \
 		libhnswlib-dev libipc-run-perl cmake g++ make gnuplot-nox clang-format prometheus \
 		python3-psycopg nodejs
+	# NodeSource's nodejs carries npm; Debian's own leaves it to the npm package.
+	command -v npm >/dev/null 2>&1 || install_missing npm
 	id -u "$RUN_USER" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$RUN_USER"
 	use_private_postgres
 }
