@@ -124,6 +124,7 @@ LinkPool::walk(SearchContext &context, bool &failed)
 					// the way out.
 					failures_.fetch_add(1, std::memory_order_relaxed);
 					failed = true;
+					graph.settle_link_stamps(linked_latency_);
 					return linked;
 				}
 			}

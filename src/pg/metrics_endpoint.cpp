@@ -9,10 +9,13 @@
 // One process serves one connection at a time: an answer is written from
 // shared memory in well under a millisecond per thousand spaces, and
 // Prometheus scrapes a target every few seconds. A client has
-// k_client_timeout_ms to send its request and take the answer; one that
-// stalls is dropped, so it cannot hold the endpoint. If the address cannot
-// be bound (the port is taken), the worker says so once and tries again
-// every k_rebind_ms instead of exiting into a restart loop.
+// k_request_timeout_ms to send its request (Prometheus sends it at once)
+// and k_answer_timeout_ms to take the answer; one that stalls is dropped,
+// so it holds the endpoint for a second at most. If the address cannot be
+// bound (the port is taken), the worker says so once and tries again every
+// k_rebind_ms instead of exiting into a restart loop; if a connection
+// cannot be accepted (no file descriptors left), it waits k_accept_retry_ms
+// rather than spinning on the listening socket.
 //
 // Errors: building the exposition may raise one (out of memory); it is
 // caught around that call alone (no C++ frame owning a resource lies in
@@ -42,7 +45,9 @@ namespace {
 
 using engram::core::ScrapeRequest;
 
-constexpr int k_client_timeout_ms = 5000;
+constexpr int k_request_timeout_ms = 1000;
+constexpr int k_answer_timeout_ms = 5000;
+constexpr int k_accept_retry_ms = 100;
 constexpr int k_rebind_ms = 10000;
 // Connections taken per wake-up before the latch is looked at again.
 constexpr int k_accepts_per_wake = 16;
@@ -150,8 +155,8 @@ write_exposition(StringInfo body)
 void
 answer(int client)
 {
-	const TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), k_client_timeout_ms);
-	ScrapeRequest request = read_request(client, deadline);
+	ScrapeRequest request =
+		read_request(client, TimestampTzPlusMilliseconds(GetCurrentTimestamp(), k_request_timeout_ms));
 	if (request == ScrapeRequest::incomplete)
 		return;
 	StringInfoData body;
@@ -159,6 +164,7 @@ answer(int client)
 	const bool wants_metrics = request == ScrapeRequest::metrics || request == ScrapeRequest::metrics_head;
 	if (wants_metrics && !write_exposition(&body))
 		request = ScrapeRequest::failed;
+	const TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), k_answer_timeout_ms);
 	const std::string head = engram::core::scrape_response_head(request, static_cast<std::size_t>(body.len));
 	if (!send_all(client, head.data(), head.size(), deadline))
 		return;
@@ -236,8 +242,16 @@ serve_forever(const engram::core::ListenAddress &address)
 			continue;
 		for (int taken = 0; taken < k_accepts_per_wake; ++taken) {
 			const int client = accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-			if (client < 0)
-				break; // EAGAIN: none left; anything else: the client is gone
+			if (client < 0) {
+				// EAGAIN: none left. Out of descriptors or memory: the
+				// connection stays queued, so wait before the next try.
+				if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+					(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, k_accept_retry_ms,
+									 PG_WAIT_EXTENSION);
+					handle_latch_and_interrupts();
+				}
+				break;
+			}
 			MemoryContext caller = MemoryContextSwitchTo(answer_context);
 			answer(client);
 			MemoryContextSwitchTo(caller);

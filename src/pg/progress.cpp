@@ -5,6 +5,8 @@
 // or moved while they copied.
 #include "pg/progress.hpp"
 
+#include <algorithm>
+
 #include "pg/shared.hpp"
 
 #include "pg/postgres.hpp"
@@ -129,7 +131,11 @@ progress_read(const ProgressSlot &slot, ProgressRow &row)
 		row.space_id = slot.space_id.load(std::memory_order_relaxed);
 		row.started_at = slot.started_at.load(std::memory_order_relaxed);
 		row.rows_total = slot.rows_total.load(std::memory_order_relaxed);
+		// A file write counts the nodes it found once it froze the graph,
+		// which ingest may have grown past the total it started with.
 		row.rows_done = slot.rows_done.load(std::memory_order_relaxed);
+		if (row.rows_total != k_progress_unknown)
+			row.rows_done = std::min(row.rows_done, row.rows_total);
 		std::atomic_thread_fence(std::memory_order_acquire);
 		if (slot.sequence.load(std::memory_order_relaxed) == before)
 			return row.operation != PROGRESS_NONE;

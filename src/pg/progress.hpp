@@ -28,6 +28,8 @@
 #include <atomic>
 #include <cstdint>
 
+#include "pg/guc.hpp"
+
 // What engram.progress calls the operations and their phases
 // (progress_operation_name, progress_phase_name).
 enum ProgressOperation : std::uint32_t {
@@ -62,8 +64,8 @@ struct ProgressSlot {
 	std::atomic<std::uint64_t> rows_total;
 };
 
-// The workers' 64 slots (EngramShared::workers), then the writer's.
-inline constexpr int k_progress_writer_slot = 64;
+// The workers' slots (one per EngramShared::workers entry), then the writer's.
+inline constexpr int k_progress_writer_slot = k_engram_max_workers;
 inline constexpr int k_progress_slots = k_progress_writer_slot + 1;
 
 struct ProgressBoard {

@@ -80,7 +80,7 @@ struct EngramShared {
 	std::atomic<std::uint64_t> partial_position;
 	std::atomic<std::uint32_t> partial_range;
 	std::atomic<std::int64_t> partial_next_id;
-	WorkerSlot workers[64];
+	WorkerSlot workers[k_engram_max_workers];
 	WriterSlot writer;
 	// What engram.metrics() reports beyond the state above (pg/metrics.hpp).
 	MetricCounters metrics;
