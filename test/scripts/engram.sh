@@ -1127,10 +1127,11 @@ for _ in range(120):
         urllib.request.urlopen('http://$web/-/ready', timeout=1); break
     except Exception:
         time.sleep(0.5)"
+	sql -c "SELECT engram.create_space('steady', 128, 'l2'), engram.create_space('burst', 128, 'l2')" >/dev/null
 	started=$(date +%s)
 	sleep 10
 	say "dashboard: 3,000 rows/s into 'steady' and 10 recalls/s for 150 s; a COPY burst into 'burst' at 40 s ($(load_average))"
-	load --mode observe_batch --space steady --metric l2 --fvecs "${base}_base.fvecs" --rows 450000 --clients 2 \
+	load --mode observe_batch --space steady --fvecs "${base}_base.fvecs" --rows 450000 --clients 2 \
 		--batch 100 --rate 3000 --seconds 150 >"$WORK/dashboard-steady.out" &
 	local steady=$!
 	sleep 5
@@ -1138,7 +1139,7 @@ for _ in range(120):
 		>"$WORK/dashboard-recall.out" &
 	local recall=$!
 	sleep 35
-	load --mode copy --space burst --metric l2 --fvecs "${base}_base.fvecs" --first 500000 --rows 200000 --clients 4 \
+	load --mode copy --space burst --fvecs "${base}_base.fvecs" --first 500000 --rows 200000 --clients 4 \
 		--batch 500 | tee "$WORK/dashboard-burst.out"
 	wait "$steady" "$recall"
 	cat "$WORK/dashboard-steady.out" "$WORK/dashboard-recall.out"
