@@ -45,6 +45,15 @@ describe(Change &&change)
 	slot->sequence.store(sequence + 2, std::memory_order_release);
 }
 
+// A new phase (or space) counts from 0 towards its own total.
+void
+restart_count(ProgressSlot &slot, ProgressPhase phase, std::uint64_t rows_total)
+{
+	slot.phase.store(phase, std::memory_order_relaxed);
+	slot.rows_done.store(0, std::memory_order_relaxed);
+	slot.rows_total.store(rows_total, std::memory_order_relaxed);
+}
+
 void
 progress_detach(int, Datum)
 {
@@ -69,9 +78,7 @@ progress_begin(ProgressOperation operation, std::int32_t space_id, ProgressPhase
 		slot.pid.store(MyProcPid, std::memory_order_relaxed);
 		slot.space_id.store(space_id, std::memory_order_relaxed);
 		slot.started_at.store(now, std::memory_order_relaxed);
-		slot.phase.store(phase, std::memory_order_relaxed);
-		slot.rows_done.store(0, std::memory_order_relaxed);
-		slot.rows_total.store(rows_total, std::memory_order_relaxed);
+		restart_count(slot, phase, rows_total);
 		slot.operation.store(operation, std::memory_order_relaxed);
 	});
 	return now;
@@ -80,11 +87,7 @@ progress_begin(ProgressOperation operation, std::int32_t space_id, ProgressPhase
 void
 progress_phase(ProgressPhase phase, std::uint64_t rows_total)
 {
-	describe([&](ProgressSlot &slot) {
-		slot.phase.store(phase, std::memory_order_relaxed);
-		slot.rows_done.store(0, std::memory_order_relaxed);
-		slot.rows_total.store(rows_total, std::memory_order_relaxed);
-	});
+	describe([&](ProgressSlot &slot) { restart_count(slot, phase, rows_total); });
 }
 
 void
@@ -92,9 +95,7 @@ progress_next_space(std::int32_t space_id, ProgressPhase phase, std::uint64_t ro
 {
 	describe([&](ProgressSlot &slot) {
 		slot.space_id.store(space_id, std::memory_order_relaxed);
-		slot.phase.store(phase, std::memory_order_relaxed);
-		slot.rows_done.store(0, std::memory_order_relaxed);
-		slot.rows_total.store(rows_total, std::memory_order_relaxed);
+		restart_count(slot, phase, rows_total);
 	});
 }
 
