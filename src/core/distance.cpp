@@ -12,6 +12,7 @@
 
 #include "core/distance_kernels.hpp"
 #include "core/quantize.hpp"
+#include "core/sq8_pair.hpp"
 
 #if ENGRAM_X86_KERNELS
 #include <cpuid.h>
@@ -109,6 +110,34 @@ dot_sq8_scalar(const float *q, const std::byte *stored, std::uint32_t dim) noexc
 	return 1.0f - sum;
 }
 
+Sq8PairSums
+sq8_pair_sums_scalar(const std::byte *a, const std::byte *b, std::uint32_t dim) noexcept
+{
+	const auto *x = reinterpret_cast<const std::uint8_t *>(a);
+	const auto *y = reinterpret_cast<const std::uint8_t *>(b);
+	Sq8PairSums s;
+	for (std::uint32_t i = 0; i < dim; ++i) {
+		s.a += x[i];
+		s.b += y[i];
+		s.ab += std::int64_t{x[i]} * y[i];
+		s.aa += std::int64_t{x[i]} * x[i];
+		s.bb += std::int64_t{y[i]} * y[i];
+	}
+	return s;
+}
+
+float
+sq8_pair_l2_scalar(const std::byte *a, const std::byte *b, std::uint32_t dim) noexcept
+{
+	return sq8_pair_l2_distance(sq8_pair_sums_scalar(a, b, dim), a, b, dim);
+}
+
+float
+sq8_pair_dot_scalar(const std::byte *a, const std::byte *b, std::uint32_t dim) noexcept
+{
+	return sq8_pair_dot_distance(sq8_pair_sums_scalar(a, b, dim), a, b, dim);
+}
+
 #if ENGRAM_X86_KERNELS
 // F16C (CPUID leaf 1, ECX bit 29), asked of CPUID directly because not every
 // compiler's __builtin_cpu_supports knows the feature.
@@ -127,6 +156,8 @@ const DistanceKernels scalar_table{
 	SimdLevel::scalar,
 	{l2_f32_scalar, l2_f16_scalar, l2_sq8_scalar},
 	{dot_f32_scalar, dot_f16_scalar, dot_sq8_scalar},
+	sq8_pair_l2_scalar,
+	sq8_pair_dot_scalar,
 };
 } // namespace kernels
 
@@ -142,6 +173,9 @@ simd_level_supported(SimdLevel level) noexcept
 		return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
 	case SimdLevel::avx512:
 		return __builtin_cpu_supports("avx512f");
+	case SimdLevel::avx512_vnni:
+		return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+			   __builtin_cpu_supports("avx512vnni");
 	}
 	return false;
 #else
@@ -160,6 +194,8 @@ distance_kernels(SimdLevel level) noexcept
 		return kernels::avx2_table;
 	case SimdLevel::avx512:
 		return kernels::avx512_table;
+	case SimdLevel::avx512_vnni:
+		return kernels::avx512_vnni_table;
 	}
 #endif
 	(void) level;
@@ -170,7 +206,7 @@ const DistanceKernels &
 distance_kernels() noexcept
 {
 	static const DistanceKernels &best = []() -> const DistanceKernels & {
-		for (SimdLevel level : {SimdLevel::avx512, SimdLevel::avx2})
+		for (SimdLevel level : {SimdLevel::avx512_vnni, SimdLevel::avx512, SimdLevel::avx2})
 			if (simd_level_supported(level))
 				return distance_kernels(level);
 		return kernels::scalar_table;

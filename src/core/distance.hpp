@@ -13,6 +13,11 @@
 // (a function-local static const reference: initialised once, never written
 // again) and returns an immutable table; nothing here is a mutable global.
 //
+// Pair kernels measure one stored sq8 vector against another from integer
+// sums of their codes (sq8_pair.hpp); linking an sq8 graph uses them, since
+// the node it links is stored as codes too. On CPUs with AVX-512 VNNI they
+// take 64 codes an instruction, which is a level of its own.
+//
 // Conventions: smaller is closer. l2 is the squared Euclidean distance; inner
 // product and cosine both return 1 - <q, v> (cosine callers normalise both
 // sides first, which the graph does on store and on search).
@@ -30,22 +35,29 @@ enum class Metric : std::uint8_t { l2 = 0, inner_product = 1, cosine = 2 };
 
 enum class Encoding : std::uint8_t { float32 = 0, float16 = 1, sq8 = 2 };
 
-enum class SimdLevel : std::uint8_t { scalar = 0, avx2 = 1, avx512 = 2 };
+enum class SimdLevel : std::uint8_t { scalar = 0, avx2 = 1, avx512 = 2, avx512_vnni = 3 };
 
 inline constexpr std::size_t k_encoding_count = 3;
 
 using DistanceFn = float (*)(const float *query, const std::byte *stored, std::uint32_t dim) noexcept;
+using PairDistanceFn = float (*)(const std::byte *a, const std::byte *b, std::uint32_t dim) noexcept;
 
 // One immutable table per SIMD level; the arrays are indexed by Encoding.
 struct DistanceKernels {
 	SimdLevel level;
 	DistanceFn l2[k_encoding_count];
 	DistanceFn dot_distance[k_encoding_count];
+	PairDistanceFn sq8_pair_l2;
+	PairDistanceFn sq8_pair_dot_distance;
 
 	DistanceFn get(Metric metric, Encoding encoding) const noexcept
 	{
 		const auto e = static_cast<std::size_t>(encoding);
 		return metric == Metric::l2 ? l2[e] : dot_distance[e];
+	}
+	PairDistanceFn sq8_pair(Metric metric) const noexcept
+	{
+		return metric == Metric::l2 ? sq8_pair_l2 : sq8_pair_dot_distance;
 	}
 };
 

@@ -5,7 +5,11 @@
 // are copied into a zeroed 16-element buffer first, because masked loads of
 // 8- and 16-bit elements would need AVX-512BW, and then masked to zero so the
 // sq8 offset of the padding does not count). Only AVX-512F instructions are
-// used, so any AVX-512 CPU runs them. Compiled to nothing on non-x86 targets.
+// used, so any AVX-512 CPU runs them; that table shares the AVX2 sq8 pair
+// kernels. A second table, for CPUs with AVX-512 VNNI (and BW), adds pair
+// kernels that multiply 64 codes an instruction (vpdpbusd, unsigned by
+// signed bytes: one side is shifted by -128 and the shift added back from
+// its byte sum). Compiled to nothing on non-x86 targets.
 #include "core/distance_kernels.hpp"
 
 #if ENGRAM_X86_KERNELS
@@ -22,8 +26,10 @@
 #include <cstring>
 
 #include "core/quantize.hpp"
+#include "core/sq8_pair.hpp"
 
 #define ENGRAM_AVX512 __attribute__((target("avx512f")))
+#define ENGRAM_AVX512_VNNI __attribute__((target("avx512f,avx512bw,avx512vnni")))
 
 namespace engram::core {
 
@@ -219,13 +225,69 @@ dot_sq8(const float *q, const std::byte *stored, std::uint32_t dim) noexcept
 	return 1.0f - _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
 }
 
+ENGRAM_AVX512_VNNI inline std::int64_t
+sum_epi32(__m512i v) noexcept
+{
+	const __m512i low = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(v));
+	const __m512i high = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(v, 1));
+	return _mm512_reduce_add_epi64(_mm512_add_epi64(low, high));
+}
+
+template <bool squares>
+ENGRAM_AVX512_VNNI Sq8PairSums
+sq8_pair_sums_vnni(const std::byte *a, const std::byte *b, std::uint32_t dim) noexcept
+{
+	const __m512i zero = _mm512_setzero_si512();
+	const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+	__m512i sa = zero, sb = zero, ab = zero, aa = zero, bb = zero;
+	for (std::uint32_t i = 0; i < dim; i += 64) {
+		// Codes past dim load as zero and add nothing to any sum.
+		const std::uint32_t left = dim - i;
+		const __mmask64 m = left >= 64 ? ~__mmask64{0} : (__mmask64{1} << left) - 1;
+		const __m512i x = _mm512_maskz_loadu_epi8(m, a + i);
+		const __m512i y = _mm512_maskz_loadu_epi8(m, b + i);
+		sa = _mm512_add_epi64(sa, _mm512_sad_epu8(x, zero));
+		sb = _mm512_add_epi64(sb, _mm512_sad_epu8(y, zero));
+		const __m512i y_signed = _mm512_xor_si512(y, flip); // y - 128 as signed bytes
+		ab = _mm512_dpbusd_epi32(ab, x, y_signed);
+		if constexpr (squares) {
+			aa = _mm512_dpbusd_epi32(aa, x, _mm512_xor_si512(x, flip));
+			bb = _mm512_dpbusd_epi32(bb, y, y_signed);
+		}
+	}
+	Sq8PairSums s;
+	s.a = _mm512_reduce_add_epi64(sa);
+	s.b = _mm512_reduce_add_epi64(sb);
+	// sum x (y - 128) + 128 sum x = sum x y, and the same for the squares.
+	s.ab = sum_epi32(ab) + 128 * s.a;
+	if constexpr (squares) {
+		s.aa = sum_epi32(aa) + 128 * s.a;
+		s.bb = sum_epi32(bb) + 128 * s.b;
+	}
+	return s;
+}
+
+ENGRAM_AVX512_VNNI float
+sq8_pair_l2_vnni(const std::byte *a, const std::byte *b, std::uint32_t dim) noexcept
+{
+	return sq8_pair_l2_distance(sq8_pair_sums_vnni<true>(a, b, dim), a, b, dim);
+}
+
+ENGRAM_AVX512_VNNI float
+sq8_pair_dot_vnni(const std::byte *a, const std::byte *b, std::uint32_t dim) noexcept
+{
+	return sq8_pair_dot_distance(sq8_pair_sums_vnni<false>(a, b, dim), a, b, dim);
+}
+
 } // namespace
 
 namespace kernels {
 const DistanceKernels avx512_table{
-	SimdLevel::avx512,
-	{l2_f32, l2_f16, l2_sq8},
-	{dot_f32, dot_f16, dot_sq8},
+	SimdLevel::avx512, {l2_f32, l2_f16, l2_sq8}, {dot_f32, dot_f16, dot_sq8}, sq8_pair_l2_avx2, sq8_pair_dot_avx2,
+};
+
+const DistanceKernels avx512_vnni_table{
+	SimdLevel::avx512_vnni, {l2_f32, l2_f16, l2_sq8}, {dot_f32, dot_f16, dot_sq8}, sq8_pair_l2_vnni, sq8_pair_dot_vnni,
 };
 } // namespace kernels
 

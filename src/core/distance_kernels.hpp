@@ -21,6 +21,12 @@ extern const DistanceKernels scalar_table;
 #if ENGRAM_X86_KERNELS
 extern const DistanceKernels avx2_table;
 extern const DistanceKernels avx512_table;
+extern const DistanceKernels avx512_vnni_table;
+
+// The AVX2 pair kernels, which the AVX-512F table shares (every AVX-512 CPU
+// has AVX2, and AVX-512F alone has no byte arithmetic).
+float sq8_pair_l2_avx2(const std::byte *a, const std::byte *b, std::uint32_t dim) noexcept;
+float sq8_pair_dot_avx2(const std::byte *a, const std::byte *b, std::uint32_t dim) noexcept;
 #endif
 
 } // namespace engram::core::kernels

@@ -340,6 +340,26 @@ private:
 	{
 		return distance_(query, vector_bytes(id), header_->dim);
 	}
+	// What a link measures from: its node's stored codes in an sq8 graph
+	// (compared code to code by the pair kernel, no decoding), otherwise the
+	// node's floats (in place, or decoded into buffer).
+	struct Probe {
+		const float *floats;
+		const std::byte *codes;
+	};
+	Probe probe_of(std::uint32_t id, float *buffer) const noexcept
+	{
+		if (pair_distance_ != nullptr)
+			return {nullptr, vector_bytes(id)};
+		return {as_float(id, buffer), nullptr};
+	}
+	static Probe probe_of(const float *query) noexcept { return {query, nullptr}; }
+	float distance(const Probe &probe, const std::byte *stored) const noexcept
+	{
+		return probe.codes != nullptr ? pair_distance_(probe.codes, stored, header_->dim)
+									  : distance_(probe.floats, stored, header_->dim);
+	}
+	float distance(const Probe &probe, std::uint32_t id) const noexcept { return distance(probe, vector_bytes(id)); }
 	// Distance to a float32 vector from a VectorSource (not normalised, even under cosine).
 	float source_distance(const float *query, const float *vector) const noexcept;
 	// The stored vector as floats: in place for float32, decoded into buffer otherwise.
@@ -385,12 +405,12 @@ private:
 	const float *prepare_query(std::span<const float> query, SearchContext &context) const;
 
 	// hnsw_search.cpp
-	void greedy_descend(const float *query, std::uint32_t &current, float &current_distance, std::uint32_t from_level,
+	void greedy_descend(const Probe &query, std::uint32_t &current, float &current_distance, std::uint32_t from_level,
 						std::uint32_t to_level, std::uint64_t limit, SearchContext &context,
 						SearchStats &stats) const noexcept;
 	// Beam of width ef on one level; leaves context.results_ sorted, nearest
 	// first. False if it stopped early because *interrupt was raised.
-	bool beam_search(const float *query, std::uint32_t entry, float entry_distance, std::uint32_t level,
+	bool beam_search(const Probe &query, std::uint32_t entry, float entry_distance, std::uint32_t level,
 					 std::uint32_t ef, std::uint64_t limit, const volatile std::sig_atomic_t *interrupt,
 					 SearchContext &context, SearchStats &stats) const;
 	// What a search may return: the snapshot, confidence and attribute
@@ -446,6 +466,7 @@ private:
 	SegmentedArray tokens_;
 	DistanceFn distance_;          // query against a stored vector
 	DistanceFn float32_distance_;  // query against a float32 vector (re-ranking)
+	PairDistanceFn pair_distance_; // stored sq8 node against another (linking), null for other encodings
 	std::uint32_t prefetch_lines_; // cache lines of a vector prefetched ahead of its distance
 };
 

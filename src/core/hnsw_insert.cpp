@@ -148,7 +148,7 @@ HnswGraph::select_neighbors(std::span<const Neighbor> candidates, std::uint32_t 
 		const bool checked = (c.id & k_list_checked) != 0;
 		if (pins != 0 && is_pin(id))
 			continue;
-		const float *v = as_float(id, context.scratch_.data());
+		const Probe v = probe_of(id, context.scratch_.data());
 		bool diverse = true;
 		for (const Neighbor &k : kept) {
 			if (checked && (k.id & k_list_checked) != 0)
@@ -197,7 +197,7 @@ HnswGraph::connect(std::uint32_t id, std::uint32_t level, std::span<const std::u
 			return;
 		std::uint32_t from = n;
 		if (merged.size() > capacity) {
-			const float *v = as_float(id, context.node_vector_.data());
+			const Probe v = probe_of(id, context.node_vector_.data());
 			std::vector<Neighbor> &pruning = context.pruning_;
 			pruning.clear();
 			for (const std::uint32_t x : merged)
@@ -304,7 +304,7 @@ HnswGraph::link_claimed(std::uint32_t id, SearchContext &context)
 {
 	NodeHead &node = head(id);
 	context.fit(*this);
-	const float *v = as_float(id, context.query_.data());
+	const Probe v = probe_of(id, context.query_.data());
 	const std::uint32_t level = node.level;
 
 	std::uint64_t entry = header_->entry.load(std::memory_order_acquire);

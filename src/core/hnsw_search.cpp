@@ -128,7 +128,7 @@ HnswGraph::source_distance(const float *query, const float *vector) const noexce
 }
 
 void
-HnswGraph::greedy_descend(const float *query, std::uint32_t &current, float &current_distance, std::uint32_t from_level,
+HnswGraph::greedy_descend(const Probe &query, std::uint32_t &current, float &current_distance, std::uint32_t from_level,
 						  std::uint32_t to_level, std::uint64_t limit, SearchContext &context,
 						  SearchStats &stats) const noexcept
 {
@@ -156,7 +156,7 @@ HnswGraph::greedy_descend(const float *query, std::uint32_t &current, float &cur
 }
 
 bool
-HnswGraph::beam_search(const float *query, std::uint32_t entry, float entry_distance, std::uint32_t level,
+HnswGraph::beam_search(const Probe &query, std::uint32_t entry, float entry_distance, std::uint32_t level,
 					   std::uint32_t ef, std::uint64_t limit, const volatile std::sig_atomic_t *interrupt,
 					   SearchContext &context, SearchStats &stats) const
 {
@@ -170,7 +170,6 @@ HnswGraph::beam_search(const float *query, std::uint32_t entry, float entry_dist
 	std::vector<Neighbor> &beam = context.results_;
 	VisitedSet &visited = context.visited_;
 	std::uint32_t *links = context.links_.data();
-	const std::uint32_t dim = header_->dim;
 	const auto by_distance = [](float d, const Neighbor &n) { return d < n.distance; };
 	beam.clear();
 	visited.insert(entry);
@@ -202,7 +201,7 @@ HnswGraph::beam_search(const float *query, std::uint32_t entry, float entry_dist
 		}
 		std::size_t lowest = after;
 		for (std::uint32_t i = 0; i < fresh; ++i) {
-			const float d = distance_(query, vectors[i], dim);
+			const float d = distance(query, vectors[i]);
 			if (beam.size() >= ef && d >= beam.back().distance)
 				continue;
 			const auto at =
@@ -357,12 +356,12 @@ HnswGraph::search(std::span<const float> query, const SearchParams &params, Sear
 	std::uint32_t current = entry_id(entry);
 	float current_distance = distance(q, current);
 	++result.stats.distances;
-	greedy_descend(q, current, current_distance, entry_level(entry), 0, limit, context, result.stats);
+	greedy_descend(probe_of(q), current, current_distance, entry_level(entry), 0, limit, context, result.stats);
 	const std::uint32_t ef = std::max(params.ef, params.k);
 	context.visited_.begin(limit);
 	const bool finished =
 		everything_visible
-			? beam_search(q, current, current_distance, 0, ef, limit, params.interrupt, context, result.stats)
+			? beam_search(probe_of(q), current, current_distance, 0, ef, limit, params.interrupt, context, result.stats)
 			: filtered_search(q, current, current_distance, ef, limit, params, predicate, context, result.stats);
 	if (!finished) {
 		result.status = HnswStatus::interrupted;

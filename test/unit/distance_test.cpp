@@ -1,7 +1,8 @@
 // Every SIMD kernel this CPU can run agrees with the scalar reference for
 // every encoding and metric, including dimensions that leave a tail after the
 // last full vector register; the scalar kernels agree with a double-precision
-// computation; the start-up choice picks the best supported level.
+// computation; the sq8 pair kernels of every level give the distance of the
+// two decoded vectors; the start-up choice picks the best supported level.
 #include "core/distance.hpp"
 #include "core/quantize.hpp"
 
@@ -39,7 +40,7 @@ std::vector<SimdLevel>
 supported_levels()
 {
 	std::vector<SimdLevel> levels;
-	for (SimdLevel l : {SimdLevel::scalar, SimdLevel::avx2, SimdLevel::avx512})
+	for (SimdLevel l : {SimdLevel::scalar, SimdLevel::avx2, SimdLevel::avx512, SimdLevel::avx512_vnni})
 		if (simd_level_supported(l))
 			levels.push_back(l);
 	return levels;
@@ -102,6 +103,44 @@ TEST(Distance, SimdKernelsMatchScalarForEveryEncodingAndOddDimensions)
 	}
 }
 
+// Two stored sq8 vectors, measured code to code, are as far apart as their
+// decoded floats: the pair kernels replace decode-then-measure when linking.
+TEST(Distance, Sq8PairKernelsMeasureTheDecodedVectors)
+{
+	const DistanceKernels &scalar = distance_kernels(SimdLevel::scalar);
+	const auto sq8 = static_cast<std::size_t>(Encoding::sq8);
+	for (SimdLevel level : supported_levels()) {
+		const DistanceKernels &k = distance_kernels(level);
+		std::mt19937 rng(11);
+		std::vector<std::uint32_t> dims = test_dims();
+		dims.push_back(4096);
+		for (std::uint32_t dim : dims) {
+			// Different ranges give the two vectors different lo and step.
+			const auto a = random_vector(rng, dim, -2.0f, 1.0f);
+			const auto b = random_vector(rng, dim, -0.5f, 3.0f);
+			std::vector<std::byte> x(encoded_bytes(Encoding::sq8, dim) + 64, std::byte{0xff});
+			std::vector<std::byte> y(encoded_bytes(Encoding::sq8, dim) + 64, std::byte{0xff});
+			encode(Encoding::sq8, a, x.data());
+			encode(Encoding::sq8, b, y.data());
+			std::vector<float> decoded(dim);
+			decode(Encoding::sq8, x.data(), decoded);
+			double l2_magnitude = 0.0, dot_magnitude = 1.0;
+			for (std::uint32_t i = 0; i < dim; ++i) {
+				l2_magnitude += double(decoded[i]) * decoded[i] + double(b[i]) * b[i];
+				dot_magnitude += std::abs(double(decoded[i]) * b[i]);
+			}
+			expect_close(k.sq8_pair_l2(x.data(), y.data(), dim), scalar.l2[sq8](decoded.data(), y.data(), dim),
+						 l2_magnitude, "pair l2", dim);
+			expect_close(k.sq8_pair_dot_distance(x.data(), y.data(), dim),
+						 scalar.dot_distance[sq8](decoded.data(), y.data(), dim), dot_magnitude, "pair dot", dim);
+			// A vector is at distance 0 from itself in l2, whatever its codes.
+			EXPECT_NEAR(k.sq8_pair_l2(x.data(), x.data(), dim), 0.0f, 1e-5 * l2_magnitude) << "dim " << dim;
+		}
+		EXPECT_EQ(k.sq8_pair(Metric::l2), k.sq8_pair_l2);
+		EXPECT_EQ(k.sq8_pair(Metric::cosine), k.sq8_pair_dot_distance);
+	}
+}
+
 TEST(Distance, MetricSelectsKernel)
 {
 	const DistanceKernels &k = distance_kernels();
@@ -114,7 +153,7 @@ TEST(Distance, StartupChoiceIsTheBestSupportedLevel)
 {
 	const SimdLevel chosen = distance_kernels().level;
 	EXPECT_TRUE(simd_level_supported(chosen));
-	for (SimdLevel l : {SimdLevel::avx2, SimdLevel::avx512}) {
+	for (SimdLevel l : {SimdLevel::avx2, SimdLevel::avx512, SimdLevel::avx512_vnni}) {
 		if (static_cast<int>(l) > static_cast<int>(chosen)) {
 			EXPECT_FALSE(simd_level_supported(l));
 		}
