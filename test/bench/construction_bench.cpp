@@ -5,7 +5,9 @@
 // For each data set and each (M, ef_construction) it builds a graph on one
 // thread (so the graph, and with it the recall, is the same from run to run)
 // and reports the build rate, the bytes used per node and recall@10 at the
-// ef values a recall uses: 64, and 128 (engram.ef_search's default). The data
+// ef values a recall uses: 64, and 128 (engram.ef_search's default). At the
+// space defaults (m 16, ef_construction 100) it also builds each set stored
+// as sq8 (storage 2), which links code to code with the pair kernels. The data
 // sets are those of ../shared/data (sift5k, fashion-mnist, glove100) and, when
 // ENGRAM_PEER_DATA names a folder holding it, the synthetic 768-d set of the
 // SQL benchmarks (synth768, cosine; test/data/engram_synthetic.cpp).
@@ -81,7 +83,7 @@ build(benchmark::State &state, Sets &sets, const std::string &name)
 	double recall64 = 0.0, recall128 = 0.0, used = 0.0;
 	for (auto _ : state) {
 		state.PauseTiming();
-		auto index = std::make_unique<EngramIndex>(d->set.base, params);
+		auto index = std::make_unique<EngramIndex>(d->set.base, params, static_cast<Encoding>(state.range(2)));
 		state.ResumeTiming();
 		index->build(d->set.base, 1);
 		state.PauseTiming();
@@ -106,12 +108,17 @@ register_benchmarks(Sets &sets)
 			for (const std::int64_t ef_construction : {48, 64, 100, 128, 200}) {
 				if (m != 16 && ef_construction != 64 && ef_construction != 100)
 					continue; // M is swept at the two candidate ef_construction values only
-				benchmark::RegisterBenchmark(("build/" + name).c_str(), build, std::ref(sets), name)
-					->Args({m, ef_construction})
-					->ArgNames({"m", "efc"})
-					->Iterations(1)
-					->Unit(benchmark::kMillisecond)
-					->UseRealTime();
+				const bool defaults = m == 16 && ef_construction == 100;
+				for (const Encoding storage : {Encoding::float32, Encoding::sq8}) {
+					if (storage != Encoding::float32 && !defaults)
+						continue;
+					benchmark::RegisterBenchmark(("build/" + name).c_str(), build, std::ref(sets), name)
+						->Args({m, ef_construction, static_cast<std::int64_t>(storage)})
+						->ArgNames({"m", "efc", "storage"})
+						->Iterations(1)
+						->Unit(benchmark::kMillisecond)
+						->UseRealTime();
+				}
 			}
 }
 
