@@ -110,6 +110,13 @@ dot_sq8_scalar(const float *q, const std::byte *stored, std::uint32_t dim) noexc
 	return 1.0f - sum;
 }
 
+void
+half_to_floats_scalar(const std::byte *halves, float *out, std::uint32_t dim) noexcept
+{
+	for (std::uint32_t i = 0; i < dim; ++i)
+		out[i] = half_at(halves, i);
+}
+
 Sq8PairSums
 sq8_pair_sums_scalar(const std::byte *a, const std::byte *b, std::uint32_t dim) noexcept
 {
@@ -153,11 +160,12 @@ cpu_has_f16c() noexcept
 
 namespace kernels {
 const DistanceKernels scalar_table{
-	SimdLevel::scalar,
-	{l2_f32_scalar, l2_f16_scalar, l2_sq8_scalar},
-	{dot_f32_scalar, dot_f16_scalar, dot_sq8_scalar},
-	sq8_pair_l2_scalar,
-	sq8_pair_dot_scalar,
+	.level = SimdLevel::scalar,
+	.l2 = {l2_f32_scalar, l2_f16_scalar, l2_sq8_scalar},
+	.dot_distance = {dot_f32_scalar, dot_f16_scalar, dot_sq8_scalar},
+	.sq8_pair_l2 = sq8_pair_l2_scalar,
+	.sq8_pair_dot_distance = sq8_pair_dot_scalar,
+	.half_to_floats = half_to_floats_scalar,
 };
 } // namespace kernels
 
@@ -172,9 +180,10 @@ simd_level_supported(SimdLevel level) noexcept
 	case SimdLevel::avx2:
 		return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
 	case SimdLevel::avx512:
-		return __builtin_cpu_supports("avx512f");
+		// Its table shares the AVX2 sq8 pair kernels and float16 decoding.
+		return simd_level_supported(SimdLevel::avx2) && __builtin_cpu_supports("avx512f");
 	case SimdLevel::avx512_vnni:
-		return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+		return simd_level_supported(SimdLevel::avx512) && __builtin_cpu_supports("avx512bw") &&
 			   __builtin_cpu_supports("avx512vnni");
 	}
 	return false;

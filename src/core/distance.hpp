@@ -18,6 +18,9 @@
 // the node it links is stored as codes too. On CPUs with AVX-512 VNNI they
 // take 64 codes an instruction, which is a level of its own.
 //
+// Each table also converts float16 vectors to floats (F16C on AVX2 and
+// AVX-512): linking a float16 graph decodes every node it measures from.
+//
 // Conventions: smaller is closer. l2 is the squared Euclidean distance; inner
 // product and cosine both return 1 - <q, v> (cosine callers normalise both
 // sides first, which the graph does on store and on search).
@@ -41,6 +44,7 @@ inline constexpr std::size_t k_encoding_count = 3;
 
 using DistanceFn = float (*)(const float *query, const std::byte *stored, std::uint32_t dim) noexcept;
 using PairDistanceFn = float (*)(const std::byte *a, const std::byte *b, std::uint32_t dim) noexcept;
+using HalfDecodeFn = void (*)(const std::byte *halves, float *out, std::uint32_t dim) noexcept;
 
 // One immutable table per SIMD level; the arrays are indexed by Encoding.
 struct DistanceKernels {
@@ -49,6 +53,7 @@ struct DistanceKernels {
 	DistanceFn dot_distance[k_encoding_count];
 	PairDistanceFn sq8_pair_l2;
 	PairDistanceFn sq8_pair_dot_distance;
+	HalfDecodeFn half_to_floats;
 
 	DistanceFn get(Metric metric, Encoding encoding) const noexcept
 	{

@@ -201,6 +201,19 @@ dot_sq8(const float *q, const std::byte *stored, std::uint32_t dim) noexcept
 	return 1.0f - sum;
 }
 
+ENGRAM_AVX2 void
+half_to_floats(const std::byte *halves, float *out, std::uint32_t dim) noexcept
+{
+	std::uint32_t i = 0;
+	for (; i + 8 <= dim; i += 8)
+		_mm256_storeu_ps(out + i, load_half8(halves + 2 * std::size_t{i}));
+	for (; i < dim; ++i) {
+		std::uint16_t h;
+		std::memcpy(&h, halves + 2 * std::size_t{i}, sizeof h);
+		out[i] = _cvtsh_ss(h);
+	}
+}
+
 ENGRAM_AVX2 inline std::int64_t
 sum_epi32(__m256i v) noexcept
 {
@@ -288,7 +301,12 @@ sq8_pair_dot_avx2(const std::byte *a, const std::byte *b, std::uint32_t dim) noe
 }
 
 const DistanceKernels avx2_table{
-	SimdLevel::avx2, {l2_f32, l2_f16, l2_sq8}, {dot_f32, dot_f16, dot_sq8}, sq8_pair_l2_avx2, sq8_pair_dot_avx2,
+	.level = SimdLevel::avx2,
+	.l2 = {l2_f32, l2_f16, l2_sq8},
+	.dot_distance = {dot_f32, dot_f16, dot_sq8},
+	.sq8_pair_l2 = sq8_pair_l2_avx2,
+	.sq8_pair_dot_distance = sq8_pair_dot_avx2,
+	.half_to_floats = half_to_floats,
 };
 
 } // namespace kernels

@@ -225,6 +225,16 @@ dot_sq8(const float *q, const std::byte *stored, std::uint32_t dim) noexcept
 	return 1.0f - _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
 }
 
+ENGRAM_AVX512 void
+half_to_floats(const std::byte *halves, float *out, std::uint32_t dim) noexcept
+{
+	std::uint32_t i = 0;
+	for (; i + 16 <= dim; i += 16)
+		_mm512_storeu_ps(out + i, load_half16(halves + 2 * std::size_t{i}));
+	if (i < dim)
+		_mm512_mask_storeu_ps(out + i, tail_mask(dim - i), load_half_tail(halves + 2 * std::size_t{i}, dim - i));
+}
+
 ENGRAM_AVX512_VNNI inline std::int64_t
 sum_epi32(__m512i v) noexcept
 {
@@ -283,11 +293,21 @@ sq8_pair_dot_vnni(const std::byte *a, const std::byte *b, std::uint32_t dim) noe
 
 namespace kernels {
 const DistanceKernels avx512_table{
-	SimdLevel::avx512, {l2_f32, l2_f16, l2_sq8}, {dot_f32, dot_f16, dot_sq8}, sq8_pair_l2_avx2, sq8_pair_dot_avx2,
+	.level = SimdLevel::avx512,
+	.l2 = {l2_f32, l2_f16, l2_sq8},
+	.dot_distance = {dot_f32, dot_f16, dot_sq8},
+	.sq8_pair_l2 = sq8_pair_l2_avx2,
+	.sq8_pair_dot_distance = sq8_pair_dot_avx2,
+	.half_to_floats = half_to_floats,
 };
 
 const DistanceKernels avx512_vnni_table{
-	SimdLevel::avx512_vnni, {l2_f32, l2_f16, l2_sq8}, {dot_f32, dot_f16, dot_sq8}, sq8_pair_l2_vnni, sq8_pair_dot_vnni,
+	.level = SimdLevel::avx512_vnni,
+	.l2 = {l2_f32, l2_f16, l2_sq8},
+	.dot_distance = {dot_f32, dot_f16, dot_sq8},
+	.sq8_pair_l2 = sq8_pair_l2_vnni,
+	.sq8_pair_dot_distance = sq8_pair_dot_vnni,
+	.half_to_floats = half_to_floats,
 };
 } // namespace kernels
 

@@ -271,7 +271,9 @@ GraphCompaction::repair_list(HnswGraph &to, std::uint32_t old_id, std::uint32_t 
 {
 	const HnswHeader &h = *from_.header_;
 	const std::uint32_t id = new_id_[old_id];
-	const float *v = to.as_float(id, vector_.data());
+	// Measured as linking measures (code to code in an sq8 graph), since
+	// select_neighbors compares these distances with its own.
+	const HnswGraph::Probe v = to.probe_of(id, vector_.data());
 	if (++epoch_ == 0) {
 		std::fill(stamp_.begin(), stamp_.end(), 0);
 		epoch_ = 1;

@@ -52,10 +52,19 @@ sq8_pair_dot_distance(const Sq8PairSums &s, const std::byte *a, const std::byte 
 	return static_cast<float>(1.0 - dot);
 }
 
-// |x - y|^2 of the decoded vectors, expanded around lo_x - lo_y.
+// |x - y|^2 of the decoded vectors, expanded around lo_x - lo_y. Two
+// vectors with the same offset and step (copies of one point above all)
+// differ only in their codes: sum (a - b)^2 is then exact in integers, so a
+// copy is at distance exactly 0, which the neighbour heuristic relies on
+// (the expansion in floating point, contracted into FMAs by the compiler,
+// would leave a rounding residue).
 inline float
 sq8_pair_l2_distance(const Sq8PairSums &s, const std::byte *a, const std::byte *b, std::uint32_t dim) noexcept
 {
+	if (std::memcmp(a + sq8_params_offset(dim), b + sq8_params_offset(dim), 2 * sizeof(float)) == 0) {
+		const double step = sq8_affine(a, dim).step;
+		return static_cast<float>(step * step * double(s.aa + s.bb - 2 * s.ab));
+	}
 	const Sq8Affine x = sq8_affine(a, dim), y = sq8_affine(b, dim);
 	const double shift = x.lo - y.lo;
 	const double l2 = double(dim) * shift * shift + x.step * x.step * double(s.aa) + y.step * y.step * double(s.bb) +

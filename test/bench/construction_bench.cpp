@@ -7,7 +7,8 @@
 // and reports the build rate, the bytes used per node and recall@10 at the
 // ef values a recall uses: 64, and 128 (engram.ef_search's default). At the
 // space defaults (m 16, ef_construction 100) it also builds each set stored
-// as sq8 (storage 2), which links code to code with the pair kernels. The data
+// as f16 (storage 1) and sq8 (storage 2), so what linking costs in each
+// storage can be compared. The data
 // sets are those of ../shared/data (sift5k, fashion-mnist, glove100) and, when
 // ENGRAM_PEER_DATA names a folder holding it, the synthetic 768-d set of the
 // SQL benchmarks (synth768, cosine; test/data/engram_synthetic.cpp).
@@ -109,7 +110,7 @@ register_benchmarks(Sets &sets)
 				if (m != 16 && ef_construction != 64 && ef_construction != 100)
 					continue; // M is swept at the two candidate ef_construction values only
 				const bool defaults = m == 16 && ef_construction == 100;
-				for (const Encoding storage : {Encoding::float32, Encoding::sq8}) {
+				for (const Encoding storage : {Encoding::float32, Encoding::float16, Encoding::sq8}) {
 					if (storage != Encoding::float32 && !defaults)
 						continue;
 					benchmark::RegisterBenchmark(("build/" + name).c_str(), build, std::ref(sets), name)
