@@ -340,9 +340,10 @@ private:
 	{
 		return distance_(query, vector_bytes(id), header_->dim);
 	}
-	// What a link measures from: its node's stored codes in an sq8 graph
-	// (compared code to code by the pair kernel, no decoding), otherwise the
-	// node's floats (in place, or decoded into buffer).
+	// What a search measures from: a float query, or the node a link
+	// inserts: its stored codes in an sq8 graph (compared code to code by the
+	// pair kernel, no decoding), otherwise its floats (in place, or decoded
+	// into buffer).
 	struct Probe {
 		const float *floats;
 		const std::byte *codes;
