@@ -19,7 +19,8 @@
 // take 64 codes an instruction, which is a level of its own.
 //
 // Each table also converts float16 vectors to floats (F16C on AVX2 and
-// AVX-512): linking a float16 graph decodes every node it measures from.
+// AVX-512), which decode() uses: linking a float16 graph decodes every node
+// it measures from.
 //
 // Conventions: smaller is closer. l2 is the squared Euclidean distance; inner
 // product and cosine both return 1 - <q, v> (cosine callers normalise both

@@ -165,7 +165,6 @@ HnswGraph::HnswGraph(Arena arena, std::uint64_t header_offset) noexcept
 	  distance_(distance_kernels().get(header_->metric, header_->encoding)),
 	  float32_distance_(distance_kernels().get(header_->metric, Encoding::float32)),
 	  pair_distance_(header_->encoding == Encoding::sq8 ? distance_kernels().sq8_pair(header_->metric) : nullptr),
-	  half_to_floats_(distance_kernels().half_to_floats),
 	  prefetch_lines_(std::min<std::uint32_t>(8,
 											  (header_->vector_bytes + 63) / 64 + (header_->vector_stride % 64 != 0)))
 {

@@ -368,10 +368,7 @@ private:
 	{
 		if (header_->encoding == Encoding::float32)
 			return reinterpret_cast<const float *>(vector_bytes(id));
-		if (header_->encoding == Encoding::float16)
-			half_to_floats_(vector_bytes(id), buffer, header_->dim);
-		else
-			decode(header_->encoding, vector_bytes(id), std::span<float>(buffer, header_->dim));
+		decode(header_->encoding, vector_bytes(id), std::span<float>(buffer, header_->dim));
 		return buffer;
 	}
 	std::uint32_t level_of(std::uint64_t id) const noexcept;
@@ -471,7 +468,6 @@ private:
 	DistanceFn distance_;          // query against a stored vector
 	DistanceFn float32_distance_;  // query against a float32 vector (re-ranking)
 	PairDistanceFn pair_distance_; // stored sq8 node against another (linking), null for other encodings
-	HalfDecodeFn half_to_floats_;  // a float16 node's vector as floats (as_float)
 	std::uint32_t prefetch_lines_; // cache lines of a vector prefetched ahead of its distance
 };
 
